@@ -1,0 +1,1 @@
+"""obsrv compiler: parse → typed spec → plan (IR) → emit a Databricks bundle job."""

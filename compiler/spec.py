@@ -1,0 +1,547 @@
+"""The typed obsrv spec (format version 1).
+
+One pydantic model per concept, `extra="forbid"` everywhere, and one model per task type joined in a
+discriminated union on `task`. Field descriptions double as the JSON Schema docs (`obsrv schema`).
+
+The same models are used on both sides: the compiler validates the user's YAML with them, and every
+service task re-validates the JSON slice it is handed, so the two can never drift apart.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+# Databricks/UC names are used unquoted in table names, task keys and model names, so obsrv accepts
+# only the portable subset. Anything else (quotes, dots, spaces, backticks) could break a
+# three-level name or smuggle SQL into a statement.
+IDENTIFIER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+IDENTIFIER_RE = re.compile(IDENTIFIER_PATTERN)
+MAX_IDENTIFIER_LENGTH = 255
+# Task ids end up inside output table names together with the source table and the run id, so they
+# are kept short.
+MAX_TASK_ID_LENGTH = 64
+# Stage ids that the compiler adds itself; a user task may not take them.
+RESERVED_TASK_IDS = frozenset({"prepare", "evaluate"})
+RESERVED_TASK_PREFIX = "base_"
+
+CLASSIFICATION_METRICS = ("accuracy", "f1", "auc", "logloss", "precision", "recall")
+REGRESSION_METRICS = ("rmse", "mae", "r2")
+ACCELERATORS = ("GPU_1xA10", "GPU_1xH100", "GPU_8xH100")
+BOOST_ALGORITHMS = ("gbm", "xgboost", "lightgbm", "catboost")
+# The base-model zoo. The compiler fans it out as one `base_<family>` task per family so that
+# Workflows trains them side by side; the runtime implements each family.
+MODEL_FAMILIES = (
+    "linear",
+    "random_forest",
+    "extra_trees",
+    "hist_gbm",
+    "xgboost",
+    "lightgbm",
+    "catboost",
+    "knn",
+)
+# Families whose libraries have a CUDA mode; only these go to serverless GPU.
+GPU_FAMILIES = ("xgboost", "lightgbm", "catboost")
+
+TASK_TYPES = (
+    "route_cluster",
+    "route_feature",
+    "route_external",
+    "stack_top_any",
+    "stack_top_alg",
+    "stack_blend",
+    "stack_classwise",
+    "boost",
+    "vote_top_alg",
+    "vote_mix",
+    "vote_weight",
+)
+TASK_FAMILY_BLOCK = {
+    "route_cluster": "route",
+    "route_feature": "route",
+    "route_external": "route",
+    "stack_top_any": "stack",
+    "stack_top_alg": "stack",
+    "stack_blend": "stack",
+    "stack_classwise": "stack",
+    "boost": "boost",
+    "vote_top_alg": "vote",
+    "vote_mix": "vote",
+    "vote_weight": "vote",
+}
+
+_DURATION_PART = re.compile(
+    r"(\d+)\s*(hours?|hrs?|h|minutes?|mins?|m|seconds?|secs?|s)(?![a-z])", re.IGNORECASE
+)
+
+
+def parse_duration(value: Any) -> int:
+    """Seconds in `15 minutes`, `1h30m`, `90s`, `2 hours` or a plain integer number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError("a duration must be a number of seconds or text such as '15 minutes'")
+    if isinstance(value, int):
+        seconds = value
+    elif isinstance(value, str):
+        text = value.strip()
+        if text.isdigit():
+            seconds = int(text)
+        else:
+            pos, seconds = 0, 0
+            compact = re.sub(r"\s+", " ", text)
+            for match in _DURATION_PART.finditer(compact):
+                if compact[pos:match.start()].strip():
+                    break
+                amount, unit = int(match.group(1)), match.group(2).lower()
+                seconds += amount * (3600 if unit.startswith("h") else 60 if unit.startswith("m") else 1)
+                pos = match.end()
+            if pos == 0 or compact[pos:].strip():
+                raise ValueError(
+                    f"cannot read {value!r} as a duration; write e.g. '15 minutes', '1h30m', '90s' or 900"
+                )
+    else:
+        raise ValueError("a duration must be a number of seconds or text such as '15 minutes'")
+    if seconds <= 0:
+        raise ValueError("a duration must be positive")
+    return seconds
+
+
+def _one_or_many(value: Any) -> Any:
+    """The seed writes `serverless: [GPU]` and `method: [stratified]`; a scalar means the same."""
+    return [value] if isinstance(value, (str, int)) and not isinstance(value, bool) else value
+
+
+def _single(value: Any) -> Any:
+    """Unwrap a one-element list (`fold_type: [stratified]`) to its element."""
+    if isinstance(value, list) and len(value) == 1:
+        return value[0]
+    if isinstance(value, list):
+        raise ValueError("give exactly one value here")
+    return value
+
+
+Duration = Annotated[int, BeforeValidator(parse_duration)]
+Identifier = Annotated[
+    str,
+    Field(pattern=IDENTIFIER_PATTERN, max_length=MAX_IDENTIFIER_LENGTH),
+]
+
+
+class StrictModel(BaseModel):
+    """Base of every spec model: unknown keys are errors, values are immutable once validated."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
+
+
+# --------------------------------------------------------------------------------------- context
+
+
+class Compute(StrictModel):
+    serverless: Annotated[
+        list[Literal["CPU", "GPU"]], BeforeValidator(_one_or_many), Field(min_length=1)
+    ] = Field(
+        default=["CPU"],
+        description="Serverless compute kinds the job may use: CPU, GPU, or both. With GPU, only the "
+        "GPU-capable stages (gradient-boosting base models, boost, per-route training) run on GPU; "
+        "prepare, combiners and evaluate always run on serverless CPU.",
+    )
+    accelerator: Literal["GPU_1xA10", "GPU_1xH100", "GPU_8xH100"] = Field(
+        default="GPU_1xA10",
+        description="compute.hardware_accelerator for GPU tasks. GPU_1xH100 is newer than the v1.13 "
+        "bundle schema; the compiler warns that older CLIs may reject it.",
+    )
+
+    @property
+    def gpu(self) -> bool:
+        return "GPU" in self.serverless
+
+
+class Metric(StrictModel):
+    classification: Annotated[
+        list[Literal["accuracy", "f1", "auc", "logloss", "precision", "recall"]] | None,
+        BeforeValidator(_one_or_many),
+    ] = Field(default=None, description="Metrics for a classification target; the first is primary.")
+    regression: Annotated[
+        list[Literal["rmse", "mae", "r2"]] | None, BeforeValidator(_one_or_many)
+    ] = Field(default=None, description="Metrics for a regression target; the first is primary.")
+
+    @model_validator(mode="after")
+    def _exactly_one_problem(self) -> "Metric":
+        if (self.classification is None) == (self.regression is None):
+            raise ValueError("give exactly one of `classification: [...]` or `regression: [...]`")
+        if not (self.classification or self.regression):
+            raise ValueError("list at least one metric; the first one is the primary metric")
+        return self
+
+    @property
+    def problem(self) -> Literal["classification", "regression"]:
+        return "classification" if self.classification is not None else "regression"
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.classification or self.regression or [])
+
+    @property
+    def primary(self) -> str:
+        return self.names[0]
+
+
+class Sample(StrictModel):
+    size: int | None = Field(
+        default=None, gt=0, description="Rows to keep before splitting; omit to use every row."
+    )
+    method: Annotated[
+        Literal["stratified", "random", "none"], BeforeValidator(_single)
+    ] = Field(default="stratified", description="How rows are sampled down to `size`.")
+
+
+class Source(StrictModel):
+    catalog: Identifier = Field(description="Unity Catalog catalog of the training table.")
+    schema_: Identifier = Field(alias="schema", description="UC schema of the training table.")
+    table: Identifier = Field(description="Training table name.")
+    target: Identifier = Field(description="Label column.")
+    id_column: Identifier | None = Field(
+        default=None, description="Row id column; a surrogate id is made when omitted."
+    )
+    group_column: Identifier | None = Field(
+        default=None, description="Group column; required by fold_type: group."
+    )
+    time_column: Identifier | None = Field(
+        default=None, description="Ordering column; required by fold_type: time."
+    )
+    weight_column: Identifier | None = Field(
+        default=None, description="Sample-weight column, passed to every model and combiner."
+    )
+
+
+class Output(StrictModel):
+    catalog: Identifier | None = Field(default=None, description="Catalog for outputs (default: source's).")
+    schema_: Identifier | None = Field(
+        default=None, alias="schema", description="Schema for outputs (default: source's)."
+    )
+
+
+class Schedule(StrictModel):
+    cron: str = Field(description="Quartz cron expression, e.g. '0 0 3 * * ?'.")
+    timezone: str = Field(default="UTC", description="Java timezone id, e.g. 'Europe/Amsterdam'.")
+    paused: bool = Field(default=False, description="Deploy the schedule paused.")
+
+    @field_validator("cron")
+    @classmethod
+    def _quartz_shape(cls, value: str) -> str:
+        fields = value.split()
+        if not 6 <= len(fields) <= 7:
+            raise ValueError(
+                "a Quartz cron expression has 6 or 7 fields (sec min hour day month weekday [year]), "
+                "e.g. '0 0 3 * * ?'"
+            )
+        return value
+
+
+Email = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+
+
+class NotificationTargets(StrictModel):
+    on_start: list[Email] = Field(default_factory=list)
+    on_success: list[Email] = Field(default_factory=list)
+    on_failure: list[Email] = Field(default_factory=list)
+
+
+class WebhookTargets(StrictModel):
+    on_start: list[str] = Field(default_factory=list, description="Notification destination ids.")
+    on_success: list[str] = Field(default_factory=list)
+    on_failure: list[str] = Field(default_factory=list)
+
+
+class Notifications(StrictModel):
+    email: NotificationTargets = Field(default_factory=NotificationTargets)
+    webhook: WebhookTargets = Field(default_factory=WebhookTargets)
+
+
+class Context(StrictModel):
+    name: Identifier = Field(description="Job name; also the UC registered-model name of the champion.")
+    compute: Compute = Field(default_factory=Compute)
+    timeout: Duration = Field(
+        default=3600,
+        description="Job timeout: '15 minutes', '1h30m', '90s' or seconds. Also bounds the AutoML search.",
+    )
+    metric: Metric
+    sample: Sample = Field(default_factory=Sample)
+    fold_type: Annotated[
+        Literal["stratified", "kfold", "group", "time"], BeforeValidator(_single)
+    ] = Field(default="stratified", description="How the one shared fold plan is assigned.")
+    folds: int = Field(default=5, ge=2, le=20, description="Number of CV folds shared by every model.")
+    holdout: float = Field(
+        default=0.2, gt=0.0, lt=0.9, description="Fraction held out for the final leaderboard."
+    )
+    seed: int = Field(default=42, ge=0, description="Seed for sampling, folds and every model.")
+    source: Source
+    output: Output = Field(default_factory=Output)
+    retries: int = Field(default=1, ge=0, le=10, description="Default max_retries for every task.")
+    schedule: Schedule | None = None
+    notifications: Notifications = Field(default_factory=Notifications)
+    tags: dict[str, str] = Field(default_factory=dict, description="Job tags (at most 25).")
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "Context":
+        if self.fold_type == "group" and not self.source.group_column:
+            raise ValueError("fold_type: group needs source.group_column")
+        if self.fold_type == "time" and not self.source.time_column:
+            raise ValueError("fold_type: time needs source.time_column")
+        if self.fold_type == "stratified" and self.metric.problem == "regression":
+            raise ValueError("fold_type: stratified needs a classification metric; use kfold for regression")
+        if len(self.tags) > 25:
+            raise ValueError("Databricks allows at most 25 job tags")
+        return self
+
+    @property
+    def output_catalog(self) -> str:
+        return self.output.catalog or self.source.catalog
+
+    @property
+    def output_schema(self) -> str:
+        return self.output.schema_ or self.source.schema_
+
+
+# ----------------------------------------------------------------------------------------- tasks
+
+
+class Dependency(StrictModel):
+    task: str = Field(description="Id of the task this one depends on.")
+
+
+class TaskBase(StrictModel):
+    id: Annotated[str, Field(pattern=IDENTIFIER_PATTERN, max_length=MAX_TASK_ID_LENGTH)] | None = Field(
+        default=None, description="Unique task id; defaults to the task type."
+    )
+    depends_on: list[Dependency] = Field(
+        default_factory=list,
+        description="Upstream tasks. Their models join this task's candidate pool.",
+    )
+    compute: Literal["CPU", "GPU"] | None = Field(
+        default=None, description="Override where this task runs."
+    )
+    timeout: Duration | None = Field(default=None, description="Task timeout override.")
+    retries: int | None = Field(default=None, ge=0, le=10, description="max_retries override.")
+
+    @property
+    def task_id(self) -> str:
+        return self.id or self.task  # type: ignore[attr-defined]
+
+
+MetaLearner = Literal["linear", "lightgbm"]
+_META_DOC = (
+    "Meta-learner: `linear` (non-negative, L2-regularised logistic regression on logits; ridge for "
+    "regression) or `lightgbm` (a shallow, heavily regularised LightGBM)."
+)
+_PASSTHROUGH_DOC = "Also give the meta-learner the original features (a skip connection, as AutoGluon's L2)."
+
+
+# ---- route
+
+
+class KMeansParams(StrictModel):
+    n_clusters: int = Field(default=3, ge=2, le=50, description="Number of clusters.")
+
+
+class ClusterChoice(StrictModel):
+    kmeans: KMeansParams | None = None
+    agglomerative: KMeansParams | None = None
+    gmm: KMeansParams | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "ClusterChoice":
+        given = [k for k in ("kmeans", "agglomerative", "gmm") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one clustering method: kmeans, agglomerative or gmm")
+        return self
+
+    @property
+    def method(self) -> str:
+        return next(k for k in ("kmeans", "agglomerative", "gmm") if getattr(self, k) is not None)
+
+    @property
+    def n_clusters(self) -> int:
+        return getattr(self, self.method).n_clusters
+
+
+class RouteClusterParams(StrictModel):
+    cluster: ClusterChoice = Field(description="Clustering method and its n_clusters.")
+    min_size: int = Field(default=50, ge=1, description="Clusters smaller than this use the global model.")
+
+
+class FeatureRoute(StrictModel):
+    column: Identifier = Field(description="Column whose values define the routes.")
+    min_size: int = Field(default=50, ge=1, description="Segments smaller than this use the global model.")
+
+
+class RouteFeatureParams(StrictModel):
+    feature: FeatureRoute
+
+
+class ExternalRoute(StrictModel):
+    table: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,2}$")] = Field(
+        description="Routing table: `table`, `schema.table` or `catalog.schema.table` "
+        "(unqualified parts default to the source's)."
+    )
+    key: Identifier = Field(description="Join key, present in both tables.")
+    column: Identifier = Field(description="Route column in the routing table.")
+    min_size: int = Field(default=50, ge=1, description="Routes smaller than this use the global model.")
+
+
+class RouteExternalParams(StrictModel):
+    external: ExternalRoute
+
+
+class RouteClusterTask(TaskBase):
+    task: Literal["route_cluster"]
+    route: RouteClusterParams
+
+
+class RouteFeatureTask(TaskBase):
+    task: Literal["route_feature"]
+    route: RouteFeatureParams
+
+
+class RouteExternalTask(TaskBase):
+    task: Literal["route_external"]
+    route: RouteExternalParams
+
+
+# ---- stack
+
+
+class StackTopAnyParams(StrictModel):
+    top_n: int = Field(default=5, ge=2, le=50, description="Members: the top N models of any family by OOF.")
+    meta_learner: MetaLearner = Field(default="linear", description=_META_DOC)
+    passthrough: bool = Field(default=False, description=_PASSTHROUGH_DOC)
+
+
+class StackTopAlgParams(StrictModel):
+    top_alg: int = Field(default=3, ge=2, le=20, description="Members: the best model of each of the top N families.")
+    meta_learner: MetaLearner = Field(default="linear", description=_META_DOC)
+    passthrough: bool = Field(default=False, description=_PASSTHROUGH_DOC)
+
+
+class StackBlendParams(StrictModel):
+    top_n: int = Field(default=5, ge=2, le=50, description="Members: the top N models by OOF.")
+    blend_fraction: float = Field(
+        default=0.25, gt=0.05, lt=0.8, description="Share of the training rows held out as the blend split."
+    )
+    meta_learner: MetaLearner = Field(default="linear", description=_META_DOC)
+
+
+class StackClasswiseParams(StrictModel):
+    top_n: int = Field(default=5, ge=2, le=50, description="Members: the top N models by OOF.")
+    meta_learner: MetaLearner = Field(default="linear", description=_META_DOC)
+
+
+class StackTopAnyTask(TaskBase):
+    task: Literal["stack_top_any"]
+    stack: StackTopAnyParams = Field(default_factory=StackTopAnyParams)
+
+
+class StackTopAlgTask(TaskBase):
+    task: Literal["stack_top_alg"]
+    stack: StackTopAlgParams = Field(default_factory=StackTopAlgParams)
+
+
+class StackBlendTask(TaskBase):
+    task: Literal["stack_blend"]
+    stack: StackBlendParams = Field(default_factory=StackBlendParams)
+
+
+class StackClasswiseTask(TaskBase):
+    task: Literal["stack_classwise"]
+    stack: StackClasswiseParams = Field(default_factory=StackClasswiseParams)
+
+
+# ---- boost
+
+
+class BoostParams(StrictModel):
+    algorithms: Annotated[
+        list[Literal["gbm", "xgboost", "lightgbm", "catboost"]],
+        BeforeValidator(_one_or_many),
+        Field(min_length=1),
+    ] = Field(
+        default=["gbm", "xgboost", "lightgbm", "catboost"],
+        description="Boosting libraries to tune; the tuned boosters are combined by greedy selection.",
+    )
+    trials: int = Field(default=6, ge=1, le=200, description="Hyperparameter trials per library (time-bounded).")
+
+    @field_validator("algorithms")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("list each algorithm once")
+        return value
+
+
+class BoostTask(TaskBase):
+    task: Literal["boost"]
+    boost: BoostParams = Field(default_factory=BoostParams)
+
+
+# ---- vote
+
+
+class VoteTopAlgParams(StrictModel):
+    top_alg: int = Field(default=3, ge=2, le=20, description="Soft vote of the best model of each of the top N families.")
+
+
+class VoteMixParams(StrictModel):
+    top_n: int = Field(default=5, ge=2, le=50, description="Up to N strong, least-correlated models.")
+    mode: Literal["soft", "hard", "rank"] = Field(default="soft", description="How votes are combined.")
+
+
+class VoteWeightParams(StrictModel):
+    top_n: int = Field(default=10, ge=2, le=100, description="Candidate pool: the top N models by OOF.")
+    rounds: int = Field(default=25, ge=1, le=500, description="Greedy selection rounds (with replacement).")
+
+
+class VoteTopAlgTask(TaskBase):
+    task: Literal["vote_top_alg"]
+    vote: VoteTopAlgParams = Field(default_factory=VoteTopAlgParams)
+
+
+class VoteMixTask(TaskBase):
+    task: Literal["vote_mix"]
+    vote: VoteMixParams = Field(default_factory=VoteMixParams)
+
+
+class VoteWeightTask(TaskBase):
+    task: Literal["vote_weight"]
+    vote: VoteWeightParams = Field(default_factory=VoteWeightParams)
+
+
+TaskSpec = Annotated[
+    Union[
+        RouteClusterTask,
+        RouteFeatureTask,
+        RouteExternalTask,
+        StackTopAnyTask,
+        StackTopAlgTask,
+        StackBlendTask,
+        StackClasswiseTask,
+        BoostTask,
+        VoteTopAlgTask,
+        VoteMixTask,
+        VoteWeightTask,
+    ],
+    Field(discriminator="task"),
+]
+
+
+class Workflow(StrictModel):
+    version: Literal[1] = Field(default=1, description="obsrv format version.")
+    context: Context
+    job: list[TaskSpec] = Field(min_length=1, description="The ensemble tasks, linked by depends_on.")
+
+
+class SpecFile(StrictModel):
+    """The document root: everything lives under the `obsrv:` key."""
+
+    obsrv: Workflow

@@ -1,0 +1,1 @@
+"""obsrv service tasks: the code every compiled task runs, written against a small table I/O port."""

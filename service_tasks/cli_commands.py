@@ -1,0 +1,127 @@
+"""`obsrv run` and `obsrv data` argument definitions (owned by the runtime side).
+
+The user CLI lives in obsrv.compiler.cli; it calls add_run_parser/add_data_parser so that the
+runtime owns its own options. Only argparse is imported here: the heavy modules are imported
+inside the command functions, which keeps `obsrv compile` fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+RUN_EPILOG = """examples:
+  obsrv data demo && obsrv run examples/credit_risk.yaml --budget 60
+  obsrv run spec.yaml --workdir /tmp/ws --jobs 2
+  obsrv run spec.yaml --resume                    # continue the latest run; finished tasks are skipped
+  obsrv run spec.yaml --resume --from stack_top_any  # re-run one task and everything after it
+  obsrv run spec.yaml --workflow-id 20261126101500 --only evaluate
+"""
+
+DATA_EPILOG = """examples:
+  obsrv data demo                                  # credit_data → main.credit_risk.training_data
+  obsrv data load loans.csv --table main.credit_risk.training_data
+  obsrv data load part.parquet --table main.sales.orders --workdir /tmp/ws
+"""
+
+
+def add_run_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = subparsers.add_parser(
+        "run",
+        help="compile SPEC and execute the compiled job on this machine",
+        description="Compile SPEC, then run every task of the compiled job through the obsrv-task "
+        "entry point, each in its own process, in dependency order, honouring the compiled "
+        "timeouts and retries. Tables go to a local Delta warehouse, runs to a local MLflow store.",
+        epilog=RUN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("spec", help="obsrv YAML spec")
+    parser.add_argument("--workdir", default=".", help="folder that holds .obsrv/ (default: .)")
+    parser.add_argument(
+        "--budget", type=float, default=None, metavar="SECONDS",
+        help="cap on the hyperparameter-search seconds of each search task (quick local runs)",
+    )
+    parser.add_argument("--only", metavar="ID", help="run just this task of an earlier run")
+    parser.add_argument("--from", dest="from_task", metavar="ID", help="re-run this task and everything downstream")
+    parser.add_argument("--resume", action="store_true", help="continue the latest run of this job")
+    parser.add_argument("--workflow-id", metavar="ID", help="run (or continue) this workflow id")
+    parser.add_argument("--jobs", type=int, default=None, help="tasks run in parallel (default: CPU cores)")
+    parser.add_argument("--no-live", action="store_true", help="plain progress lines instead of a live table")
+    parser.set_defaults(func=_run)
+
+
+def add_data_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = subparsers.add_parser(
+        "data",
+        help="load data into the local warehouse",
+        description="Load tables into the local warehouse that stands in for Unity Catalog.",
+        epilog=DATA_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = parser.add_subparsers(dest="data_command", metavar="{load,demo}", required=True)
+    load = actions.add_parser("load", help="load a CSV or Parquet file as catalog.schema.table", epilog=DATA_EPILOG,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    load.add_argument("file", help="a .csv or .parquet file")
+    load.add_argument("--table", required=True, help="three-level name, e.g. main.credit_risk.training_data")
+    load.add_argument("--workdir", default=".", help="folder that holds .obsrv/ (default: .)")
+    load.set_defaults(func=_data_load)
+    demo = actions.add_parser("demo", help="load the demo datasets (credit_data and more)", epilog=DATA_EPILOG,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    demo.add_argument("--workdir", default=".", help="folder that holds .obsrv/ (default: .)")
+    demo.set_defaults(func=_data_demo)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from obsrv.compiler.api import SpecError
+    from obsrv.service_tasks.local_runner import RunError, run_workflow
+
+    try:
+        return run_workflow(
+            args.spec,
+            workdir=args.workdir,
+            budget=args.budget,
+            only=args.only,
+            from_task=args.from_task,
+            workflow_id=args.workflow_id,
+            resume=args.resume,
+            jobs=args.jobs,
+            live=False if args.no_live else None,
+        )
+    except SpecError as error:
+        print(error.render(), file=sys.stderr)
+        return 1
+    except RunError as error:
+        print(f"obsrv run: error: {error}", file=sys.stderr)
+        return 1
+
+
+def _home(workdir: str) -> "Path":  # noqa: F821 - pathlib imported lazily below
+    from pathlib import Path
+
+    return (Path(workdir) / ".obsrv").resolve()
+
+
+def _data_load(args: argparse.Namespace) -> int:
+    from obsrv.service_tasks.data import load_file
+    from obsrv.service_tasks.errors import TaskError
+
+    try:
+        summary = load_file(args.file, args.table, _home(args.workdir))
+    except TaskError as error:
+        print(f"obsrv data load: error: {error}", file=sys.stderr)
+        return 1
+    print(summary)
+    return 0
+
+
+def _data_demo(args: argparse.Namespace) -> int:
+    from obsrv.service_tasks.data import load_demo
+    from obsrv.service_tasks.errors import TaskError
+
+    try:
+        for line in load_demo(_home(args.workdir)):
+            print(line)
+    except TaskError as error:
+        print(f"obsrv data demo: error: {error}", file=sys.stderr)
+        return 1
+    return 0

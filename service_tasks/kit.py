@@ -1,0 +1,123 @@
+"""The task kit: what every stage function is written against.
+
+CONTRACT STUB — the runtime engineer implements the bodies; the ensemble engineer codes against the
+names and shapes below. Shapes: every prediction matrix is (n_rows, K) float64, where K is the
+number of classes for classification (columns in `PreparedData.classes` order, binary keeps both
+columns) and K == 1 for regression. Class targets are encoded as int indices into `classes`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import pandas as pd
+
+from obsrv.compiler.spec import Context
+
+
+@dataclass(frozen=True)
+class TaskRequest:
+    """What `obsrv-task` was asked to do (parsed from the compiled parameters)."""
+
+    stage: str
+    task_id: str
+    workflow_id: str
+    catalog: str  # output catalog
+    schema: str  # output schema
+    context: Context
+    task: dict[str, Any]  # task model dump (user tasks), {"family": ...} (base) or {}
+    upstream: tuple[str, ...]
+    budget_seconds: float  # cap for hyperparameter search in this task
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """The prepared table split into train (with the ONE shared fold plan) and holdout."""
+
+    problem: Literal["classification", "regression"]
+    classes: list[Any]  # original labels, sorted; [] for regression
+    feature_columns: list[str]
+    categorical_columns: list[str]
+    X_train: pd.DataFrame  # features only
+    y_train: np.ndarray  # int class index or float
+    w_train: np.ndarray | None
+    folds: np.ndarray  # int fold id per train row, 0..n_folds-1
+    row_ids_train: np.ndarray  # int64
+    X_holdout: pd.DataFrame
+    y_holdout: np.ndarray
+    w_holdout: np.ndarray | None
+    row_ids_holdout: np.ndarray
+
+    @property
+    def n_outputs(self) -> int:
+        return len(self.classes) if self.problem == "classification" else 1
+
+    @property
+    def n_folds(self) -> int:
+        return int(self.folds.max()) + 1
+
+
+@dataclass(frozen=True)
+class PredictionSet:
+    """Candidate models' predictions, row-aligned with PreparedData (train rows / holdout rows)."""
+
+    models: list[str]  # unique model names, e.g. "base_xgboost/xgboost_0"
+    families: list[str]  # family per model ("xgboost", ...; ensembles use their task type)
+    task_ids: list[str]  # producing task per model
+    oof: np.ndarray  # (M, n_train, K)
+    holdout: np.ndarray  # (M, n_holdout, K)
+    oof_score: np.ndarray  # (M,) primary metric on OOF (in the metric's natural direction)
+
+
+class Predictor(Protocol):
+    """A fitted, picklable model over raw feature frames (preprocessing included)."""
+
+    def predict_matrix(self, X: pd.DataFrame) -> np.ndarray:  # (n, K)
+        ...
+
+
+@dataclass
+class ModelOutput:
+    """One model a task publishes: its servable predictor plus its OOF/holdout predictions."""
+
+    name: str  # local name; the published name is f"{task_id}/{name}"
+    family: str
+    predictor: Predictor
+    oof: np.ndarray  # (n_train, K); OOF only — never in-sample
+    holdout: np.ndarray  # (n_holdout, K)
+    params: dict[str, Any] = field(default_factory=dict)
+    is_final: bool = True  # the task's headline model (route tasks publish routed + blend)
+    metrics: dict[str, float] = field(default_factory=dict)  # extra figures to log
+    notes: list[str] = field(default_factory=list)  # human-readable decisions ("fell back to GES")
+
+
+class TaskContext(Protocol):
+    request: TaskRequest
+
+    @property
+    def prepared(self) -> PreparedData: ...
+
+    def predictions(self, task_ids: list[str] | None = None) -> PredictionSet:
+        """Predictions of every model published by `task_ids` (default: request.upstream)."""
+        ...
+
+    def predictors(self, model_names: list[str]) -> dict[str, Predictor]:
+        """The fitted predictors of published models (loaded from MLflow)."""
+        ...
+
+    def read_table(self, name: str) -> pd.DataFrame:
+        """Read a UC table by `table`, `schema.table` or `catalog.schema.table` (route_external)."""
+        ...
+
+    def write_table(self, kind: str, df: pd.DataFrame) -> str:
+        """Write `{table}_{kind}_{workflow_id}_{task_id}`; returns its full name."""
+        ...
+
+    def publish(self, outputs: list[ModelOutput]) -> None:
+        """Write oof/holdout/models tables, log one MLflow run per model (params, OOF and holdout
+        metrics, pyfunc model with signature)."""
+        ...
+
+    def log(self, message: str) -> None: ...

@@ -1,0 +1,577 @@
+"""`obsrv run`: execute a compiled bundle job on this machine, the way Databricks Workflows would.
+
+The runner never calls stage functions directly. It compiles the spec with the real compiler, then
+walks the emitted `resources.jobs.<key>` mapping: for each task it resolves the dynamic value
+references (`{{job.run_id}}`, `{{job.parameters.*}}`) and starts the `obsrv-task` console-script
+entry point with the compiled parameters, in its own process. So a green local run exercises the
+exact argv, dependencies, timeouts and retries that the bundle ships.
+
+State lives in `$OBSRV_HOME/runs/<workflow id>/`: `job.yml` (what ran), `state.json` (task states,
+for resume) and `logs/<task>.log`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import graphlib
+import hashlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import yaml
+
+ENTRY_POINT_NAME = "obsrv-task"
+_REFERENCE = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}")
+
+# Terminal states; everything else is pending or running.
+SUCCEEDED, FAILED, SKIPPED, UPSTREAM_FAILED, CANCELLED, TIMED_OUT = (
+    "succeeded",
+    "failed",
+    "skipped",
+    "upstream_failed",
+    "cancelled",
+    "timed_out",
+)
+PENDING, RUNNING, RETRY_WAIT = "pending", "running", "retry_wait"
+DONE_STATES = {SUCCEEDED, SKIPPED}
+TERMINAL_STATES = {SUCCEEDED, FAILED, SKIPPED, UPSTREAM_FAILED, CANCELLED, TIMED_OUT}
+
+
+class RunError(Exception):
+    """A problem the user can fix (bad flags, unknown task id, missing state); no traceback."""
+
+
+@dataclass(frozen=True)
+class LocalTask:
+    """One task of the compiled job, as the runner needs it."""
+
+    key: str
+    depends_on: tuple[str, ...]
+    argv: tuple[str, ...]  # parameters with dynamic references still in place
+    environment: str
+    timeout_seconds: int
+    max_retries: int
+    min_retry_interval_millis: int
+    retry_on_timeout: bool
+
+    @classmethod
+    def from_compiled(cls, task: dict[str, Any]) -> "LocalTask":
+        if "python_wheel_task" in task:
+            argv = task["python_wheel_task"].get("parameters", [])
+        elif "notebook_task" in task:
+            # The GPU notebook shim forwards the same argv; the compiler stores it as one JSON
+            # base parameter.
+            params = task["notebook_task"].get("base_parameters", {})
+            argv = json.loads(params["argv"]) if "argv" in params else []
+        else:
+            raise RunError(f"task {task['task_key']!r}: the local runner supports wheel and notebook tasks only")
+        return cls(
+            key=task["task_key"],
+            depends_on=tuple(dep["task_key"] for dep in task.get("depends_on", [])),
+            argv=tuple(str(a) for a in argv),
+            environment=str(task.get("environment_key", "cpu")),
+            timeout_seconds=int(task.get("timeout_seconds", 0) or 0),
+            max_retries=int(task.get("max_retries", 0) or 0),
+            min_retry_interval_millis=int(task.get("min_retry_interval_millis", 0) or 0),
+            retry_on_timeout=bool(task.get("retry_on_timeout", False)),
+        )
+
+
+@dataclass
+class TaskState:
+    state: str = PENDING
+    attempts: int = 0
+    seconds: float = 0.0
+    started: float | None = None
+    message: str = ""
+
+
+@dataclass
+class RunState:
+    """Persisted progress of one workflow id; resume skips tasks that succeeded."""
+
+    workflow_id: str
+    job_name: str
+    job_digest: str
+    tasks: dict[str, TaskState] = field(default_factory=dict)
+
+    def save(self, path: Path) -> None:
+        payload = {
+            "workflow_id": self.workflow_id,
+            "job_name": self.job_name,
+            "job_digest": self.job_digest,
+            "tasks": {k: asdict(v) for k, v in self.tasks.items()},
+        }
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True))
+        os.replace(tmp, path)  # a crash mid-write never corrupts the resume state
+
+    @classmethod
+    def load(cls, path: Path) -> "RunState":
+        data = json.loads(path.read_text())
+        return cls(
+            workflow_id=data["workflow_id"],
+            job_name=data["job_name"],
+            job_digest=data["job_digest"],
+            tasks={k: TaskState(**v) for k, v in data["tasks"].items()},
+        )
+
+
+def resolve_references(value: str, references: dict[str, str]) -> str:
+    """Substitute `{{name}}` dynamic value references; unknown names are an error, as on Databricks."""
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in references:
+            raise RunError(f"unknown dynamic value reference {{{{{name}}}}} in a compiled parameter")
+        return references[name]
+
+    return _REFERENCE.sub(substitute, value)
+
+
+def job_references(job: dict[str, Any], workflow_id: str) -> dict[str, str]:
+    refs = {"job.run_id": workflow_id, "job.name": str(job.get("name", ""))}
+    for param in job.get("parameters", []):
+        refs[f"job.parameters.{param['name']}"] = str(param["default"])
+    return refs
+
+
+def entry_point_command() -> list[str]:
+    """argv prefix that runs the installed `obsrv-task` console-script entry point."""
+    matches = [ep for ep in entry_points(group="console_scripts") if ep.name == ENTRY_POINT_NAME]
+    if not matches:
+        raise RunError("the obsrv-task entry point is not installed; run `pip install -e .` first")
+    module, _, attr = matches[0].value.partition(":")
+    code = f"import sys; from {module} import {attr} as main; sys.exit(main())"
+    return [sys.executable, "-c", code]
+
+
+def new_workflow_id(runs_dir: Path) -> str:
+    """A numeric id, like Databricks' job.run_id, unique within this OBSRV_HOME."""
+    base = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S")
+    candidate, n = base, 0
+    while (runs_dir / candidate).exists():
+        n += 1
+        candidate = f"{base}{n:02d}"
+    return candidate
+
+
+def latest_workflow_id(runs_dir: Path, job_name: str) -> str:
+    candidates = []
+    for state_file in runs_dir.glob("*/state.json"):
+        with contextlib.suppress(Exception):
+            if json.loads(state_file.read_text())["job_name"] == job_name:
+                candidates.append((state_file.stat().st_mtime, state_file.parent.name))
+    if not candidates:
+        raise RunError(f"nothing to resume: no earlier run of {job_name!r} under {runs_dir}")
+    return max(candidates)[1]
+
+
+def downstream_of(tasks: dict[str, LocalTask], start: str) -> set[str]:
+    children: dict[str, set[str]] = {k: set() for k in tasks}
+    for task in tasks.values():
+        for dep in task.depends_on:
+            children[dep].add(task.key)
+    seen, stack = {start}, [start]
+    while stack:
+        for child in children[stack.pop()]:
+            if child not in seen:
+                seen.add(child)
+                stack.append(child)
+    return seen
+
+
+@dataclass
+class _Running:
+    process: subprocess.Popen[bytes]
+    log: Any
+    deadline: float | None
+
+
+class LocalRunner:
+    """Schedules the compiled tasks as subprocesses, in dependency order, at most `jobs` at once."""
+
+    def __init__(
+        self,
+        job: dict[str, Any],
+        *,
+        home: Path,
+        workflow_id: str,
+        state: RunState,
+        budget_seconds: float | None,
+        jobs: int,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.job = job
+        self.home = home
+        self.workflow_id = workflow_id
+        self.state = state
+        self.budget_seconds = budget_seconds
+        self.jobs = max(1, jobs)
+        self.on_change = on_change
+        self.tasks = {t["task_key"]: LocalTask.from_compiled(t) for t in job["tasks"]}
+        self.run_dir = home / "runs" / workflow_id
+        self.log_dir = self.run_dir / "logs"
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.references = job_references(job, workflow_id)
+        self.command = entry_point_command()
+        self._running: dict[str, _Running] = {}
+        self._retry_at: dict[str, float] = {}
+        self._stop = False
+        for key in self.tasks:
+            self.state.tasks.setdefault(key, TaskState())
+
+    # -------------------------------------------------------------------------------- scheduling
+
+    def run(self) -> bool:
+        """Run until every task is terminal; returns True when all succeeded."""
+        sorter = graphlib.TopologicalSorter({k: set(t.depends_on) for k, t in self.tasks.items()})
+        order = list(sorter.static_order())  # also rejects cycles, which the compiler already did
+        previous = signal.signal(signal.SIGINT, self._interrupt)
+        try:
+            while not self._all_terminal():
+                if self._stop:
+                    self._cancel_all()
+                    break
+                self._reap()
+                self._propagate_failures()
+                for key in order:
+                    if len(self._running) >= self.jobs:
+                        break
+                    if self._ready(key):
+                        self._start(key)
+                self.on_change()
+                time.sleep(0.1)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            self._save()
+        return all(self.state.tasks[k].state in DONE_STATES for k in self.tasks)
+
+    def _interrupt(self, signum: int, frame: Any) -> None:
+        self._stop = True
+
+    def _all_terminal(self) -> bool:
+        return all(s.state in TERMINAL_STATES for s in self.state.tasks.values() if s is not None) and not self._running
+
+    def _ready(self, key: str) -> bool:
+        task_state = self.state.tasks[key]
+        if task_state.state == RETRY_WAIT:
+            return time.monotonic() >= self._retry_at.get(key, 0.0)
+        if task_state.state != PENDING:
+            return False
+        return all(self.state.tasks[d].state in DONE_STATES for d in self.tasks[key].depends_on)
+
+    def _propagate_failures(self) -> None:
+        # Databricks' default run_if (ALL_SUCCESS): a task whose upstream failed never starts.
+        changed = True
+        while changed:
+            changed = False
+            for key, task in self.tasks.items():
+                if self.state.tasks[key].state != PENDING:
+                    continue
+                bad = [d for d in task.depends_on if self.state.tasks[d].state in TERMINAL_STATES - DONE_STATES]
+                if bad:
+                    self.state.tasks[key].state = UPSTREAM_FAILED
+                    self.state.tasks[key].message = f"upstream {bad[0]} did not succeed"
+                    changed = True
+
+    # ------------------------------------------------------------------------------- processes
+
+    def _start(self, key: str) -> None:
+        task = self.tasks[key]
+        task_state = self.state.tasks[key]
+        task_state.attempts += 1
+        task_state.state = RUNNING
+        task_state.started = time.time()
+        argv = [resolve_references(a, self.references) for a in task.argv]
+        env = dict(os.environ)
+        env["OBSRV_HOME"] = str(self.home)
+        env["OBSRV_COMPUTE"] = "gpu" if task.environment == "gpu" else "cpu"
+        env["PYTHONUNBUFFERED"] = "1"
+        if self.budget_seconds is not None:
+            env["OBSRV_TASK_BUDGET_SECONDS"] = f"{self.budget_seconds:g}"
+        log = open(self.log_dir / f"{key}.log", "ab")
+        log.write(f"\n=== {key} attempt {task_state.attempts} ===\n".encode())
+        log.flush()
+        process = subprocess.Popen(
+            [*self.command, *argv],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            # Its own process group: Ctrl-C reaches only the runner, which then stops the
+            # children itself, and a timeout can kill the whole tree (joblib workers included).
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + task.timeout_seconds if task.timeout_seconds > 0 else None
+        self._running[key] = _Running(process, log, deadline)
+        self._save()
+
+    def _reap(self) -> None:
+        now = time.monotonic()
+        for key, running in list(self._running.items()):
+            code = running.process.poll()
+            timed_out = code is None and running.deadline is not None and now > running.deadline
+            if code is None and not timed_out:
+                continue
+            if timed_out:
+                self._kill(running.process)
+            running.log.close()
+            del self._running[key]
+            task, task_state = self.tasks[key], self.state.tasks[key]
+            task_state.seconds += time.time() - (task_state.started or time.time())
+            if code == 0 and not timed_out:
+                task_state.state, task_state.message = SUCCEEDED, ""
+            else:
+                retryable = task_state.attempts <= task.max_retries and (not timed_out or task.retry_on_timeout)
+                outcome = f"timed out after {task.timeout_seconds}s" if timed_out else f"exit code {code}"
+                if retryable:
+                    task_state.state = RETRY_WAIT
+                    task_state.message = f"{outcome}; retrying"
+                    self._retry_at[key] = now + task.min_retry_interval_millis / 1000.0
+                else:
+                    task_state.state = TIMED_OUT if timed_out else FAILED
+                    task_state.message = f"{outcome}; see {self.log_dir / (key + '.log')}"
+            self._save()
+
+    @staticmethod
+    def _kill(process: subprocess.Popen[bytes]) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+    def _cancel_all(self) -> None:
+        for key, running in list(self._running.items()):
+            self._kill(running.process)
+            running.log.close()
+            self.state.tasks[key].state = CANCELLED
+            self.state.tasks[key].message = "stopped by Ctrl-C"
+        self._running.clear()
+        for task_state in self.state.tasks.values():
+            if task_state.state in (PENDING, RETRY_WAIT):
+                task_state.state = CANCELLED
+                task_state.message = "not started: run stopped"
+
+    def _save(self) -> None:
+        self.state.save(self.run_dir / "state.json")
+
+
+def log_tail(path: Path, lines: int = 25) -> str:
+    if not path.exists():
+        return ""
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def job_digest(job: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(job, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def _display(runner: "LocalRunner", live: bool) -> Iterator[None]:
+    """A rich live table on a terminal; plain state-change lines otherwise (CI logs)."""
+    if live:
+        from rich.live import Live
+
+        with Live(render_table(runner), refresh_per_second=4, transient=False) as view:
+            runner.on_change = lambda: view.update(render_table(runner))
+            yield
+            view.update(render_table(runner))
+    else:
+        seen: dict[str, str] = {}
+
+        def print_changes() -> None:
+            for key, task_state in runner.state.tasks.items():
+                if seen.get(key) != task_state.state:
+                    seen[key] = task_state.state
+                    extra = f" ({task_state.message})" if task_state.message else ""
+                    timing = f" {task_state.seconds:.1f}s" if task_state.state in TERMINAL_STATES else ""
+                    print(f"[obsrv] {key:<24} {task_state.state}{timing}{extra}", flush=True)
+
+        runner.on_change = print_changes
+        yield
+        print_changes()
+
+
+_STYLE = {
+    SUCCEEDED: "green",
+    SKIPPED: "dim green",
+    RUNNING: "bold cyan",
+    RETRY_WAIT: "yellow",
+    FAILED: "bold red",
+    TIMED_OUT: "bold red",
+    UPSTREAM_FAILED: "red",
+    CANCELLED: "yellow",
+    PENDING: "dim",
+}
+
+
+def render_table(runner: "LocalRunner") -> Any:
+    from rich.table import Table
+
+    table = Table(title=f"obsrv run {runner.workflow_id}", title_justify="left")
+    for column in ("task", "state", "attempt", "time", "note"):
+        table.add_column(column)
+    now = time.time()
+    for key in runner.tasks:
+        task_state = runner.state.tasks[key]
+        seconds = task_state.seconds + (now - task_state.started if task_state.state == RUNNING and task_state.started else 0)
+        style = _STYLE.get(task_state.state, "")
+        table.add_row(
+            key,
+            f"[{style}]{task_state.state}[/]",
+            str(task_state.attempts or ""),
+            f"{seconds:.1f}s" if seconds else "",
+            task_state.message[:60],
+        )
+    return table
+
+
+def run_workflow(
+    spec_path: str,
+    *,
+    workdir: str = ".",
+    budget: float | None = None,
+    only: str | None = None,
+    from_task: str | None = None,
+    workflow_id: str | None = None,
+    resume: bool = False,
+    jobs: int | None = None,
+    live: bool | None = None,
+) -> int:
+    """Compile `spec_path` and run it locally; returns the process exit code."""
+    from obsrv.compiler.api import compile_file
+
+    compiled = compile_file(spec_path)
+    job = compiled.job
+    home = (Path(workdir) / ".obsrv").resolve()
+    runs_dir = home / "runs"
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    if budget is not None and budget <= 0:
+        raise RunError("--budget must be a positive number of seconds")
+
+    job_name = str(job["name"])
+    if resume and workflow_id is None:
+        workflow_id = latest_workflow_id(runs_dir, job_name)
+    continuing = workflow_id is not None and (runs_dir / workflow_id / "state.json").exists()
+    if workflow_id is not None and not re.fullmatch(r"[A-Za-z0-9_]{1,40}", workflow_id):
+        raise RunError("--workflow-id must be 1-40 letters, digits or underscores (it is part of table names)")
+    if (only or from_task) and not continuing:
+        raise RunError("--only and --from re-run tasks of an earlier run: add --resume or --workflow-id ID")
+    workflow_id = workflow_id or new_workflow_id(runs_dir)
+    run_dir = runs_dir / workflow_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    digest = job_digest(job)
+    if continuing:
+        state = RunState.load(run_dir / "state.json")
+        if state.job_digest != digest:
+            raise RunError(
+                f"the spec changed since workflow {workflow_id} ran; start a new run (drop --resume/--workflow-id)"
+            )
+    else:
+        state = RunState(workflow_id=workflow_id, job_name=job_name, job_digest=digest)
+    (run_dir / "job.yml").write_text(next(iter(compiled.files.values())))
+
+    keys = [t["task_key"] for t in job["tasks"]]
+    for name, flag in ((only, "--only"), (from_task, "--from")):
+        if name is not None and name not in keys:
+            raise RunError(f"{flag} {name!r}: no such task; tasks are {', '.join(keys)}")
+    tasks = {t["task_key"]: LocalTask.from_compiled(t) for t in job["tasks"]}
+    rerun: set[str] = set()
+    if only:
+        rerun = {only}
+    elif from_task:
+        rerun = downstream_of(tasks, from_task)
+    for key in keys:
+        previous = state.tasks.get(key)
+        if key in rerun or previous is None or previous.state != SUCCEEDED:
+            state.tasks[key] = TaskState()
+        else:
+            state.tasks[key] = TaskState(state=SKIPPED, attempts=previous.attempts, seconds=0.0, message="done earlier")
+    if only:
+        for key in keys:
+            if key != only and state.tasks[key].state == PENDING:
+                state.tasks[key] = TaskState(state=CANCELLED, message="not selected by --only")
+        missing = [d for d in tasks[only].depends_on if state.tasks[d].state not in DONE_STATES]
+        if missing:
+            raise RunError(f"--only {only}: its upstream {', '.join(missing)} has not succeeded in workflow {workflow_id}")
+
+    runner = LocalRunner(
+        job,
+        home=home,
+        workflow_id=workflow_id,
+        state=state,
+        budget_seconds=budget,
+        jobs=jobs or os.cpu_count() or 1,
+    )
+    print(f"[obsrv] workflow {workflow_id}: {len(keys)} tasks, state in {run_dir}", flush=True)
+    started = time.time()
+    use_live = sys.stdout.isatty() if live is None else live
+    with _display(runner, use_live):
+        ok = runner.run()
+    wall = time.time() - started
+
+    if runner._stop:
+        print(f"[obsrv] stopped. Resume with: obsrv run {spec_path} --resume", file=sys.stderr)
+        return 130
+    if not ok:
+        for key in keys:
+            task_state = state.tasks[key]
+            if task_state.state in (FAILED, TIMED_OUT):
+                print(f"\n[obsrv] task {key} {task_state.state}: {task_state.message}", file=sys.stderr)
+                print(log_tail(runner.log_dir / f"{key}.log"), file=sys.stderr)
+        print(f"\n[obsrv] run {workflow_id} failed after {wall:.1f}s. Fix the cause, then: "
+              f"obsrv run {spec_path} --resume", file=sys.stderr)
+        return 1
+    if not only:
+        print_summary(job, home, workflow_id, wall)
+    else:
+        print(f"[obsrv] task {only} done in {wall:.1f}s")
+    return 0
+
+
+def print_summary(job: dict[str, Any], home: Path, workflow_id: str, wall: float) -> None:
+    """Print the final leaderboard and where everything was written."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from obsrv.service_tasks.summary import leaderboard_frame
+
+    console = Console()
+    board = leaderboard_frame(job, home, workflow_id)
+    if board is not None:
+        table = Table(title=f"leaderboard (holdout) — workflow {workflow_id}", title_justify="left")
+        for column in board.columns:
+            table.add_column(str(column), justify="right" if board[column].dtype.kind == "f" else "left")
+        for row in board.itertuples(index=False):
+            table.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row])
+        console.print(table)
+    console.print(f"[bold]done[/] in {wall:.1f}s")
+    console.print(f"  tables   {home / 'warehouse'}")
+    console.print(f"  mlflow   sqlite:///{home / 'mlflow.db'}  (mlflow ui --backend-store-uri sqlite:///{home / 'mlflow.db'})")
+    report = home / "runs" / workflow_id / "report.html"
+    if report.exists():
+        console.print(f"  report   {report}")
+    console.print(f"  logs     {home / 'runs' / workflow_id / 'logs'}")
+
+
+def load_compiled_job(path: Path) -> dict[str, Any]:
+    """The single job of an emitted `<name>.job.yml` (used by tests and tools)."""
+    document = yaml.safe_load(path.read_text())
+    jobs = document["resources"]["jobs"]
+    return next(iter(jobs.values()))

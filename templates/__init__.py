@@ -1,0 +1,1 @@
+"""Jinja templates rendered by the compiler (package data)."""
