@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
 # Databricks/UC names are used unquoted in table names, task keys and model names, so obsrv accepts
 # only the portable subset. Anything else (quotes, dots, spaces, backticks) could break a
@@ -26,6 +26,12 @@ MAX_TASK_ID_LENGTH = 64
 # Stage ids that the compiler adds itself; a user task may not take them.
 RESERVED_TASK_IDS = frozenset({"prepare", "evaluate"})
 RESERVED_TASK_PREFIX = "base_"
+# Databricks allows 25 tags on a job; the compiler adds its own `obsrv_*` tags (see
+# compiler/plan.py), so users get the rest and may not use that prefix.
+MAX_JOB_TAGS = 25
+RESERVED_TAG_PREFIX = "obsrv_"
+OBSRV_TAGS = ("obsrv_spec_version",)
+MAX_USER_TAGS = MAX_JOB_TAGS - len(OBSRV_TAGS)
 
 CLASSIFICATION_METRICS = ("accuracy", "f1", "auc", "logloss", "precision", "recall")
 REGRESSION_METRICS = ("rmse", "mae", "r2")
@@ -73,6 +79,8 @@ TASK_FAMILY_BLOCK = {
     "vote_weight": "vote",
 }
 
+# One Quartz cron field: numbers, month/day names, and the special characters Quartz knows.
+_QUARTZ_FIELD = re.compile(r"^[0-9A-Za-z*?,/#-]+$")
 _DURATION_PART = re.compile(
     r"(\d+)\s*(hours?|hrs?|h|minutes?|mins?|m|seconds?|secs?|s)(?![a-z])", re.IGNORECASE
 )
@@ -122,7 +130,28 @@ def _single(value: Any) -> Any:
     return value
 
 
-Duration = Annotated[int, BeforeValidator(parse_duration)]
+def _scalar_or_list(item: Any) -> BeforeValidator:
+    """Accept `item` or a list of them; the JSON Schema documents both forms (`obsrv schema`)."""
+    return BeforeValidator(_one_or_many, json_schema_input_type=Union[item, list[item]])
+
+
+def _one_of_list(item: Any) -> BeforeValidator:
+    """Accept `item` or a one-element list of it (the seed writes `fold_type: [stratified]`)."""
+    return BeforeValidator(_single, json_schema_input_type=Union[item, Annotated[list[item], Field(max_length=1)]])
+
+
+Duration = Annotated[
+    int,
+    BeforeValidator(parse_duration),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 1},
+                {"type": "string", "examples": ["15 minutes", "1h30m", "90s", "2 hours", "900"]},
+            ]
+        }
+    ),
+]
 Identifier = Annotated[
     str,
     Field(pattern=IDENTIFIER_PATTERN, max_length=MAX_IDENTIFIER_LENGTH),
@@ -130,7 +159,13 @@ Identifier = Annotated[
 
 
 class StrictModel(BaseModel):
-    """Base of every spec model: unknown keys are errors, values are immutable once validated."""
+    """Base of every spec model: unknown keys are errors, values are immutable once validated.
+
+    `defer_build`: pydantic otherwise builds a validator for every one of the ~40 models at import
+    time, although a compile only ever validates through `SpecFile` (and a task only through the
+    slice it is handed). Deferring builds each validator on first use and keeps `obsrv compile`
+    fast; behaviour is unchanged.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
 
@@ -140,7 +175,7 @@ class StrictModel(BaseModel):
 
 class Compute(StrictModel):
     serverless: Annotated[
-        list[Literal["CPU", "GPU"]], BeforeValidator(_one_or_many), Field(min_length=1)
+        list[Literal["CPU", "GPU"]], _scalar_or_list(Literal["CPU", "GPU"]), Field(min_length=1)
     ] = Field(
         default=["CPU"],
         description="Serverless compute kinds the job may use: CPU, GPU, or both. With GPU, only the "
@@ -161,10 +196,10 @@ class Compute(StrictModel):
 class Metric(StrictModel):
     classification: Annotated[
         list[Literal["accuracy", "f1", "auc", "logloss", "precision", "recall"]] | None,
-        BeforeValidator(_one_or_many),
+        _scalar_or_list(Literal["accuracy", "f1", "auc", "logloss", "precision", "recall"]),
     ] = Field(default=None, description="Metrics for a classification target; the first is primary.")
     regression: Annotated[
-        list[Literal["rmse", "mae", "r2"]] | None, BeforeValidator(_one_or_many)
+        list[Literal["rmse", "mae", "r2"]] | None, _scalar_or_list(Literal["rmse", "mae", "r2"])
     ] = Field(default=None, description="Metrics for a regression target; the first is primary.")
 
     @model_validator(mode="after")
@@ -174,6 +209,13 @@ class Metric(StrictModel):
         if not (self.classification or self.regression):
             raise ValueError("list at least one metric; the first one is the primary metric")
         return self
+
+    @field_validator("classification", "regression")
+    @classmethod
+    def _unique_metrics(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("list each metric once")
+        return value
 
     @property
     def problem(self) -> Literal["classification", "regression"]:
@@ -193,7 +235,7 @@ class Sample(StrictModel):
         default=None, gt=0, description="Rows to keep before splitting; omit to use every row."
     )
     method: Annotated[
-        Literal["stratified", "random", "none"], BeforeValidator(_single)
+        Literal["stratified", "random", "none"], _one_of_list(Literal["stratified", "random", "none"])
     ] = Field(default="stratified", description="How rows are sampled down to `size`.")
 
 
@@ -214,6 +256,21 @@ class Source(StrictModel):
     weight_column: Identifier | None = Field(
         default=None, description="Sample-weight column, passed to every model and combiner."
     )
+
+    @model_validator(mode="after")
+    def _distinct_columns(self) -> "Source":
+        # One column cannot play two roles: a weight or id column equal to the target would leak
+        # the label into training.
+        roles = {"target": self.target}
+        for role in ("id_column", "group_column", "time_column", "weight_column"):
+            column = getattr(self, role)
+            if column is None:
+                continue
+            clash = next((other for other, name in roles.items() if name.lower() == column.lower()), None)
+            if clash is not None:
+                raise ValueError(f"`{role}` names the same column as `{clash}` ({column!r}); use a different column")
+            roles[role] = column
+        return self
 
 
 class Output(StrictModel):
@@ -237,63 +294,113 @@ class Schedule(StrictModel):
                 "a Quartz cron expression has 6 or 7 fields (sec min hour day month weekday [year]), "
                 "e.g. '0 0 3 * * ?'"
             )
+        bad = next((f for f in fields if not _QUARTZ_FIELD.match(f)), None)
+        if bad is not None:
+            raise ValueError(f"{bad!r} is not a Quartz cron field; use digits, names, and * ? , - / L W #")
+        # Quartz cannot combine a day-of-month with a day-of-week: exactly one of them must be `?`.
+        if (fields[3] == "?") == (fields[5] == "?"):
+            raise ValueError(
+                "Quartz needs `?` in exactly one of day-of-month (4th field) and day-of-week (6th field), "
+                "e.g. '0 0 3 * * ?'"
+            )
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        # Imported here: zoneinfo is only needed by specs that have a schedule.
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            # Without any time-zone database (bare Windows) every id would fail; accept rather than
+            # reject valid specs.
+            if zoneinfo.available_timezones():
+                raise ValueError(f"unknown time zone {value!r}; use an IANA/Java id such as 'Europe/Amsterdam'")
         return value
 
 
 Email = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+# A notification destination id (a UUID in practice); kept loose, but never empty or spaced.
+DestinationId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$", max_length=255)]
 
 
 class NotificationTargets(StrictModel):
-    on_start: list[Email] = Field(default_factory=list)
-    on_success: list[Email] = Field(default_factory=list)
-    on_failure: list[Email] = Field(default_factory=list)
+    on_start: list[Email] = Field(default_factory=list, description="Addresses mailed when a run starts.")
+    on_success: list[Email] = Field(default_factory=list, description="Addresses mailed when a run succeeds.")
+    on_failure: list[Email] = Field(default_factory=list, description="Addresses mailed when a run fails.")
 
 
 class WebhookTargets(StrictModel):
-    on_start: list[str] = Field(default_factory=list, description="Notification destination ids.")
-    on_success: list[str] = Field(default_factory=list)
-    on_failure: list[str] = Field(default_factory=list)
+    on_start: list[DestinationId] = Field(
+        default_factory=list, description="Notification destination ids called when a run starts."
+    )
+    on_success: list[DestinationId] = Field(
+        default_factory=list, description="Notification destination ids called when a run succeeds."
+    )
+    on_failure: list[DestinationId] = Field(
+        default_factory=list, description="Notification destination ids called when a run fails."
+    )
 
 
 class Notifications(StrictModel):
-    email: NotificationTargets = Field(default_factory=NotificationTargets)
-    webhook: WebhookTargets = Field(default_factory=WebhookTargets)
+    email: NotificationTargets = Field(
+        default_factory=NotificationTargets, description="Job email notifications."
+    )
+    webhook: WebhookTargets = Field(
+        default_factory=WebhookTargets, description="Job webhook notifications (workspace notification destinations)."
+    )
 
 
 class Context(StrictModel):
     name: Identifier = Field(description="Job name; also the UC registered-model name of the champion.")
-    compute: Compute = Field(default_factory=Compute)
+    compute: Compute = Field(default_factory=Compute, description="Serverless CPU and/or GPU.")
     timeout: Duration = Field(
         default=3600,
         description="Job timeout: '15 minutes', '1h30m', '90s' or seconds. Also bounds the AutoML search.",
     )
-    metric: Metric
-    sample: Sample = Field(default_factory=Sample)
+    metric: Metric = Field(description="The problem type and its metrics; the first metric is primary.")
+    sample: Sample = Field(default_factory=Sample, description="Optional down-sampling before the split.")
     fold_type: Annotated[
-        Literal["stratified", "kfold", "group", "time"], BeforeValidator(_single)
+        Literal["stratified", "kfold", "group", "time"], _one_of_list(Literal["stratified", "kfold", "group", "time"])
     ] = Field(default="stratified", description="How the one shared fold plan is assigned.")
     folds: int = Field(default=5, ge=2, le=20, description="Number of CV folds shared by every model.")
     holdout: float = Field(
         default=0.2, gt=0.0, lt=0.9, description="Fraction held out for the final leaderboard."
     )
     seed: int = Field(default=42, ge=0, description="Seed for sampling, folds and every model.")
-    source: Source
-    output: Output = Field(default_factory=Output)
+    source: Source = Field(description="The training table and its special columns.")
+    output: Output = Field(default_factory=Output, description="Where output tables go (default: the source's schema).")
     retries: int = Field(default=1, ge=0, le=10, description="Default max_retries for every task.")
-    schedule: Schedule | None = None
-    notifications: Notifications = Field(default_factory=Notifications)
-    tags: dict[str, str] = Field(default_factory=dict, description="Job tags (at most 25).")
+    schedule: Schedule | None = Field(default=None, description="Run the job on a Quartz cron schedule.")
+    notifications: Notifications = Field(
+        default_factory=Notifications, description="Who hears about runs: emails and webhook destinations."
+    )
+    tags: dict[str, str] = Field(
+        default_factory=dict,
+        description=f"Job tags (at most {MAX_USER_TAGS}: obsrv adds its own `{RESERVED_TAG_PREFIX}*` tags).",
+    )
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "Context":
         if self.fold_type == "group" and not self.source.group_column:
-            raise ValueError("fold_type: group needs source.group_column")
+            raise ValueError("fold_type: group needs source.group_column; give `source.group_column` or use another fold_type")
         if self.fold_type == "time" and not self.source.time_column:
-            raise ValueError("fold_type: time needs source.time_column")
+            raise ValueError("fold_type: time needs source.time_column; give `source.time_column` or use another fold_type")
         if self.fold_type == "stratified" and self.metric.problem == "regression":
             raise ValueError("fold_type: stratified needs a classification metric; use kfold for regression")
-        if len(self.tags) > 25:
-            raise ValueError("Databricks allows at most 25 job tags")
+        if len(self.tags) > MAX_USER_TAGS:
+            raise ValueError(
+                f"Databricks allows at most {MAX_JOB_TAGS} job tags and obsrv adds {len(OBSRV_TAGS)}; "
+                f"give at most {MAX_USER_TAGS} tags"
+            )
+        reserved = sorted(k for k in self.tags if k.lower().startswith(RESERVED_TAG_PREFIX))
+        if reserved:
+            raise ValueError(
+                f"tags starting with `{RESERVED_TAG_PREFIX}` are set by obsrv itself ({', '.join(reserved)}); "
+                "use another tag name"
+            )
         return self
 
     @property
@@ -309,7 +416,7 @@ class Context(StrictModel):
 
 
 class Dependency(StrictModel):
-    task: str = Field(description="Id of the task this one depends on.")
+    task: str = Field(description="Id of the task this one depends on (its `id`, or its type when it has none).")
 
 
 class TaskBase(StrictModel):
@@ -347,9 +454,9 @@ class KMeansParams(StrictModel):
 
 
 class ClusterChoice(StrictModel):
-    kmeans: KMeansParams | None = None
-    agglomerative: KMeansParams | None = None
-    gmm: KMeansParams | None = None
+    kmeans: KMeansParams | None = Field(default=None, description="k-means clustering.")
+    agglomerative: KMeansParams | None = Field(default=None, description="Ward agglomerative clustering.")
+    gmm: KMeansParams | None = Field(default=None, description="Gaussian mixture clustering.")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "ClusterChoice":
@@ -378,7 +485,7 @@ class FeatureRoute(StrictModel):
 
 
 class RouteFeatureParams(StrictModel):
-    feature: FeatureRoute
+    feature: FeatureRoute = Field(description="Route on the values of one feature column.")
 
 
 class ExternalRoute(StrictModel):
@@ -392,22 +499,22 @@ class ExternalRoute(StrictModel):
 
 
 class RouteExternalParams(StrictModel):
-    external: ExternalRoute
+    external: ExternalRoute = Field(description="Route on a column of another table, joined by key.")
 
 
 class RouteClusterTask(TaskBase):
-    task: Literal["route_cluster"]
-    route: RouteClusterParams
+    task: Literal["route_cluster"] = Field(description="Train one model per cluster of the features; route rows by cluster.")
+    route: RouteClusterParams = Field(description="Clustering parameters.")
 
 
 class RouteFeatureTask(TaskBase):
-    task: Literal["route_feature"]
-    route: RouteFeatureParams
+    task: Literal["route_feature"] = Field(description="Train one model per value of a feature column.")
+    route: RouteFeatureParams = Field(description="Routing column parameters.")
 
 
 class RouteExternalTask(TaskBase):
-    task: Literal["route_external"]
-    route: RouteExternalParams
+    task: Literal["route_external"] = Field(description="Train one model per segment given by an external table.")
+    route: RouteExternalParams = Field(description="Routing table parameters.")
 
 
 # ---- stack
@@ -439,23 +546,23 @@ class StackClasswiseParams(StrictModel):
 
 
 class StackTopAnyTask(TaskBase):
-    task: Literal["stack_top_any"]
-    stack: StackTopAnyParams = Field(default_factory=StackTopAnyParams)
+    task: Literal["stack_top_any"] = Field(description="Stack the top N models of any family with a meta-learner.")
+    stack: StackTopAnyParams = Field(default_factory=StackTopAnyParams, description="Stack parameters.")
 
 
 class StackTopAlgTask(TaskBase):
-    task: Literal["stack_top_alg"]
-    stack: StackTopAlgParams = Field(default_factory=StackTopAlgParams)
+    task: Literal["stack_top_alg"] = Field(description="Stack the best model of each of the top N families.")
+    stack: StackTopAlgParams = Field(default_factory=StackTopAlgParams, description="Stack parameters.")
 
 
 class StackBlendTask(TaskBase):
-    task: Literal["stack_blend"]
-    stack: StackBlendParams = Field(default_factory=StackBlendParams)
+    task: Literal["stack_blend"] = Field(description="Blend: fit the meta-learner on a held-out blend split.")
+    stack: StackBlendParams = Field(default_factory=StackBlendParams, description="Stack parameters.")
 
 
 class StackClasswiseTask(TaskBase):
-    task: Literal["stack_classwise"]
-    stack: StackClasswiseParams = Field(default_factory=StackClasswiseParams)
+    task: Literal["stack_classwise"] = Field(description="One meta-learner per class (one-vs-rest stacking).")
+    stack: StackClasswiseParams = Field(default_factory=StackClasswiseParams, description="Stack parameters.")
 
 
 # ---- boost
@@ -464,7 +571,7 @@ class StackClasswiseTask(TaskBase):
 class BoostParams(StrictModel):
     algorithms: Annotated[
         list[Literal["gbm", "xgboost", "lightgbm", "catboost"]],
-        BeforeValidator(_one_or_many),
+        _scalar_or_list(Literal["gbm", "xgboost", "lightgbm", "catboost"]),
         Field(min_length=1),
     ] = Field(
         default=["gbm", "xgboost", "lightgbm", "catboost"],
@@ -481,8 +588,8 @@ class BoostParams(StrictModel):
 
 
 class BoostTask(TaskBase):
-    task: Literal["boost"]
-    boost: BoostParams = Field(default_factory=BoostParams)
+    task: Literal["boost"] = Field(description="Tune several boosting libraries and combine them by greedy selection.")
+    boost: BoostParams = Field(default_factory=BoostParams, description="Boost parameters.")
 
 
 # ---- vote
@@ -503,18 +610,18 @@ class VoteWeightParams(StrictModel):
 
 
 class VoteTopAlgTask(TaskBase):
-    task: Literal["vote_top_alg"]
-    vote: VoteTopAlgParams = Field(default_factory=VoteTopAlgParams)
+    task: Literal["vote_top_alg"] = Field(description="Soft vote of the best model of each of the top N families.")
+    vote: VoteTopAlgParams = Field(default_factory=VoteTopAlgParams, description="Vote parameters.")
 
 
 class VoteMixTask(TaskBase):
-    task: Literal["vote_mix"]
-    vote: VoteMixParams = Field(default_factory=VoteMixParams)
+    task: Literal["vote_mix"] = Field(description="Vote of strong, least-correlated models.")
+    vote: VoteMixParams = Field(default_factory=VoteMixParams, description="Vote parameters.")
 
 
 class VoteWeightTask(TaskBase):
-    task: Literal["vote_weight"]
-    vote: VoteWeightParams = Field(default_factory=VoteWeightParams)
+    task: Literal["vote_weight"] = Field(description="Weighted vote found by greedy ensemble selection (Caruana).")
+    vote: VoteWeightParams = Field(default_factory=VoteWeightParams, description="Vote parameters.")
 
 
 TaskSpec = Annotated[
@@ -537,11 +644,11 @@ TaskSpec = Annotated[
 
 class Workflow(StrictModel):
     version: Literal[1] = Field(default=1, description="obsrv format version.")
-    context: Context
+    context: Context = Field(description="Settings shared by the whole job: data, metrics, compute, schedule.")
     job: list[TaskSpec] = Field(min_length=1, description="The ensemble tasks, linked by depends_on.")
 
 
 class SpecFile(StrictModel):
     """The document root: everything lives under the `obsrv:` key."""
 
-    obsrv: Workflow
+    obsrv: Workflow = Field(description="One obsrv workflow: its context and its job (list of tasks).")

@@ -106,11 +106,11 @@ def _data_load(args: argparse.Namespace) -> int:
     from obsrv.service_tasks.errors import TaskError
 
     try:
-        summary = load_file(args.file, args.table, _home(args.workdir))
+        name, rows = load_file(args.file, args.table, _home(args.workdir))
     except TaskError as error:
         print(f"obsrv data load: error: {error}", file=sys.stderr)
         return 1
-    print(summary)
+    print(f"loaded {rows} rows into {name}")
     return 0
 
 
@@ -119,8 +119,8 @@ def _data_demo(args: argparse.Namespace) -> int:
     from obsrv.service_tasks.errors import TaskError
 
     try:
-        for line in load_demo(_home(args.workdir)):
-            print(line)
+        for name, rows in load_demo(_home(args.workdir)):
+            print(f"loaded {rows} rows into {name}")
     except TaskError as error:
         print(f"obsrv data demo: error: {error}", file=sys.stderr)
         return 1

@@ -69,10 +69,12 @@ class LocalTask:
         if "python_wheel_task" in task:
             argv = task["python_wheel_task"].get("parameters", [])
         elif "notebook_task" in task:
-            # The GPU notebook shim forwards the same argv; the compiler stores it as one JSON
-            # base parameter.
+            # `--gpu-runner notebook`: the shim rebuilds the wheel argv from base_parameters in
+            # this order, so the local run does the same.
+            from obsrv.compiler.emit import ARGV_FLAGS, SHIM_PARAMETERS
+
             params = task["notebook_task"].get("base_parameters", {})
-            argv = json.loads(params["argv"]) if "argv" in params else []
+            argv = [part for name, flag in zip(SHIM_PARAMETERS, ARGV_FLAGS) for part in (flag, params[name])]
         else:
             raise RunError(f"task {task['task_key']!r}: the local runner supports wheel and notebook tasks only")
         return cls(
@@ -211,6 +213,7 @@ class LocalRunner:
         budget_seconds: float | None,
         jobs: int,
         on_change: Callable[[], None] = lambda: None,
+        command: list[str] | None = None,
     ) -> None:
         self.job = job
         self.home = home
@@ -224,7 +227,8 @@ class LocalRunner:
         self.log_dir = self.run_dir / "logs"
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.references = job_references(job, workflow_id)
-        self.command = entry_point_command()
+        # Tests swap in a stand-in task program; real runs use the installed entry point.
+        self.command = command or entry_point_command()
         self._running: dict[str, _Running] = {}
         self._retry_at: dict[str, float] = {}
         self._stop = False
@@ -261,7 +265,7 @@ class LocalRunner:
         self._stop = True
 
     def _all_terminal(self) -> bool:
-        return all(s.state in TERMINAL_STATES for s in self.state.tasks.values() if s is not None) and not self._running
+        return not self._running and all(s.state in TERMINAL_STATES for s in self.state.tasks.values())
 
     def _ready(self, key: str) -> bool:
         task_state = self.state.tasks[key]
@@ -499,7 +503,7 @@ def run_workflow(
         rerun = downstream_of(tasks, from_task)
     for key in keys:
         previous = state.tasks.get(key)
-        if key in rerun or previous is None or previous.state != SUCCEEDED:
+        if key in rerun or previous is None or previous.state not in DONE_STATES:
             state.tasks[key] = TaskState()
         else:
             state.tasks[key] = TaskState(state=SKIPPED, attempts=previous.attempts, seconds=0.0, message="done earlier")
@@ -524,6 +528,9 @@ def run_workflow(
     use_live = sys.stdout.isatty() if live is None else live
     with _display(runner, use_live):
         ok = runner.run()
+    if only:
+        # The other tasks were deliberately left alone; success means the selected one succeeded.
+        ok = state.tasks[only].state == SUCCEEDED
     wall = time.time() - started
 
     if runner._stop:
@@ -555,11 +562,20 @@ def print_summary(job: dict[str, Any], home: Path, workflow_id: str, wall: float
     console = Console()
     board = leaderboard_frame(job, home, workflow_id)
     if board is not None:
-        table = Table(title=f"leaderboard (holdout) — workflow {workflow_id}", title_justify="left")
-        for column in board.columns:
-            table.add_column(str(column), justify="right" if board[column].dtype.kind == "f" else "left")
-        for row in board.itertuples(index=False):
-            table.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row])
+        metrics = [c for c in board.columns if c not in ("task_id", "kind", "model", "is_champion")]
+        table = Table(title=f"holdout leaderboard, workflow {workflow_id}", title_justify="left")
+        table.add_column("model")
+        table.add_column("kind")
+        for metric in metrics:
+            table.add_column(metric, justify="right")
+        table.add_column("champion")
+        for _, row in board.iterrows():
+            table.add_row(
+                str(row["model"]),
+                str(row["kind"]),
+                *[f"{row[m]:.4f}" for m in metrics],
+                "★" if bool(row["is_champion"]) else "",
+            )
         console.print(table)
     console.print(f"[bold]done[/] in {wall:.1f}s")
     console.print(f"  tables   {home / 'warehouse'}")

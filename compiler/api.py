@@ -1,0 +1,225 @@
+"""The compiler's Python API: spec file(s) in, rendered bundle files (in memory) out.
+
+Used by the CLI and by the local runner (`obsrv run`). Nothing here writes to disk except
+`write_outputs`, and that only after every spec compiled: output is all-or-nothing.
+
+    result = compile_file("examples/credit_risk.yaml")
+    result.files   # {"credit_risk_ensemble.job.yml": "..."} relative to the output folder
+    result.job     # the `resources.jobs.credit_risk_ensemble` mapping
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from obsrv.compiler.checks import check
+from obsrv.compiler.diagnostics import Diagnostic, SpecError
+from obsrv.compiler.emit import (
+    DEFAULT_GPU_RUNNER,
+    GPU_RUNNERS,
+    SHIM_FILE,
+    EmitOptions,
+    GpuRunner,
+    render_job,
+    render_shim,
+    uses_shim,
+    verify_job,
+)
+from obsrv.compiler.plan import build_plan
+from obsrv.compiler.spec import SpecFile
+from obsrv.compiler.yaml_loader import LoadedYaml, load_file
+
+__all__ = [
+    "DEFAULT_OUTPUT_DIR",
+    "CompileResult",
+    "SpecError",
+    "compile_file",
+    "compile_files",
+    "find_bundle_root",
+    "load_spec",
+    "stale_outputs",
+    "write_outputs",
+]
+
+DEFAULT_OUTPUT_DIR = "bundle_out"
+BUNDLE_FILE = "databricks.yml"
+
+
+@dataclass(frozen=True)
+class CompileResult:
+    job_key: str
+    files: dict[str, str]  # path relative to the output folder -> file text
+    job: dict[str, Any]  # the emitted `resources.jobs.<job_key>` mapping
+    source: str  # the spec path as given (as messages show it)
+    warnings: tuple[Diagnostic, ...] = field(default_factory=tuple)
+
+
+def find_bundle_root(start: Path | None = None) -> Path:
+    """The nearest folder at or above `start` (default: cwd) holding databricks.yml, else cwd.
+
+    Relative paths in the output (the wheel glob, the header's source path) are written relative
+    to this root, so the output does not depend on where the repository is checked out.
+    """
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / BUNDLE_FILE).is_file():
+            return folder
+    return Path.cwd().resolve()
+
+
+def _relative(path: Path, root: Path) -> str:
+    """`path` relative to `root`, '/'-separated; never absolute (falls back to the file name)."""
+    try:
+        return Path(os.path.relpath(path.resolve(), root)).as_posix()
+    except ValueError:  # another drive on Windows
+        return path.name
+
+
+def load_spec(path: str | Path) -> tuple[SpecFile, LoadedYaml, list[Diagnostic]]:
+    """Load and check one spec: (SpecFile, LoadedYaml, warnings). Raises SpecError on any error."""
+    doc = load_file(path, display=str(path))  # messages name the file as the user wrote it
+    spec, diagnostics = check(doc)
+    if spec is None:
+        raise SpecError(diagnostics)
+    return spec, doc, diagnostics
+
+
+def _options(source: str, output_dir: Path, root: Path, gpu_runner: GpuRunner) -> EmitOptions:
+    out_rel = _relative(output_dir, root)
+    command = ["obsrv compile", source]
+    if out_rel != DEFAULT_OUTPUT_DIR:
+        command += ["-o", out_rel]
+    if gpu_runner != DEFAULT_GPU_RUNNER:
+        command += ["--gpu-runner", gpu_runner]
+    wheel_glob = _relative(root / "dist", output_dir.resolve()) + "/*.whl"
+    return EmitOptions(gpu_runner=gpu_runner, wheel_glob=wheel_glob, regenerate=" ".join(command))
+
+
+def compile_file(
+    path: str | Path,
+    *,
+    gpu_runner: str = DEFAULT_GPU_RUNNER,
+    output_dir: str | Path | None = None,
+    root: Path | None = None,
+    verify: bool = True,
+) -> CompileResult:
+    """Compile one spec in memory. Raises SpecError (with `.diagnostics`) on any spec error.
+
+    `output_dir` (default `bundle_out` under the bundle root) only decides relative paths inside
+    the output; nothing is written. `verify` re-checks the emitted job with databricks-bundles'
+    typed `Job.from_dict` (an obsrv self-check; it costs ~110 ms of imports).
+    """
+    if gpu_runner not in GPU_RUNNERS:
+        raise ValueError(f"gpu_runner must be one of {GPU_RUNNERS}, not {gpu_runner!r}")
+    root = (root or find_bundle_root()).resolve()
+    out = Path(output_dir) if output_dir is not None else root / DEFAULT_OUTPUT_DIR
+    out = out if out.is_absolute() else Path.cwd() / out
+    spec, doc, warnings = load_spec(path)
+    source = _relative(Path(path), root)
+    options = _options(source, out, root, gpu_runner)  # type: ignore[arg-type]
+    plan = build_plan(spec, source=source)
+    text, job = render_job(plan, options)
+    if verify:
+        verify_job(job)
+    files = {f"{plan.key}.job.yml": text}
+    if uses_shim(plan, options):
+        files[SHIM_FILE] = render_shim()
+    return CompileResult(job_key=plan.key, files=files, job=job, source=doc.file, warnings=tuple(warnings))
+
+
+def compile_files(
+    paths: Sequence[str | Path],
+    *,
+    gpu_runner: str = DEFAULT_GPU_RUNNER,
+    output_dir: str | Path | None = None,
+    root: Path | None = None,
+    verify: bool = True,
+) -> list[CompileResult]:
+    """Compile every spec; raise one SpecError listing the errors of all of them."""
+    results: list[CompileResult] = []
+    diagnostics: list[Diagnostic] = []
+    unique = {str(Path(p).resolve()): p for p in paths}  # `obsrv compile a.yaml a.yaml` is one spec
+    for path in unique.values():
+        try:
+            results.append(
+                compile_file(path, gpu_runner=gpu_runner, output_dir=output_dir, root=root, verify=verify)
+            )
+        except SpecError as error:
+            diagnostics += error.diagnostics
+    # Two specs with one job name would overwrite each other's file and bundle resource.
+    owners: dict[str, CompileResult] = {}
+    for result in results:
+        first = owners.setdefault(result.job_key.lower(), result)
+        if first is not result:
+            diagnostics.append(
+                Diagnostic(
+                    "OBS208",
+                    f"job name `{result.job_key}` is also the name of the job in {first.source}; "
+                    "both would compile to the same bundle file",
+                    result.source,
+                    fix="give one of the two specs another `context.name`",
+                )
+            )
+    for result in results:
+        diagnostics += result.warnings
+    if any(d.is_error for d in diagnostics):
+        raise SpecError(diagnostics)
+    return results
+
+
+def merged_files(results: Sequence[CompileResult]) -> dict[str, str]:
+    files: dict[str, str] = {}
+    for result in results:
+        files.update(result.files)  # the shared shim is identical in every result
+    return dict(sorted(files.items()))
+
+
+def stale_outputs(results: Sequence[CompileResult], output_dir: str | Path) -> list[str]:
+    """Relative paths whose file in `output_dir` is missing or differs from the compiled text."""
+    out = Path(output_dir)
+    stale = []
+    for name, text in merged_files(results).items():
+        target = out / name
+        try:
+            current = target.read_text(encoding="utf-8")
+        except OSError:
+            current = None
+        if current != text:
+            stale.append(name)
+    return stale
+
+
+def write_outputs(results: Sequence[CompileResult], output_dir: str | Path) -> list[tuple[str, bool]]:
+    """Write every file atomically (temp file + os.replace); unchanged files are left alone.
+
+    Returns (relative path, changed) per file.
+    """
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    report = []
+    for name, text in merged_files(results).items():
+        target = out / name
+        data = text.encode("utf-8")
+        try:
+            changed = target.read_bytes() != data
+        except OSError:
+            changed = True
+        if changed:
+            # Keep the mode of a file being replaced; mkstemp's own 0600 would hide new files.
+            mode = target.stat().st_mode & 0o777 if target.exists() else 0o644
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=out)
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(data)
+                os.chmod(tmp, mode)
+                os.replace(tmp, target)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        report.append((name, changed))
+    return report

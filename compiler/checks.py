@@ -1,0 +1,799 @@
+"""Validate a loaded spec and turn every problem into a located `Diagnostic`.
+
+Three layers, all run on every spec so one pass reports everything:
+1. pydantic (`SpecFile`) checks shape, types, ranges and the models' own validators; its errors are
+   translated here: located through the loader's position map, given a stable code, a did-you-mean
+   and a one-line fix.
+2. Job-graph checks on the raw data (so they still run when some task fails pydantic): reserved and
+   duplicate ids, unknown `depends_on` targets, cycles, GPU overrides the context does not allow.
+3. Checks that need the validated spec: output-name lengths, and warnings.
+"""
+
+from __future__ import annotations
+
+import graphlib
+import re
+import types
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Annotated, Any, Literal, NamedTuple, Union, get_args, get_origin
+
+from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
+
+from obsrv.compiler import spec as S
+from obsrv.compiler.diagnostics import Diagnostic
+from obsrv.compiler.plan import base_environment, task_environment
+from obsrv.compiler.yaml_loader import LoadedYaml, PathKey, Span, dotted_path
+
+FAMILY_BLOCKS = ("route", "stack", "boost", "vote")
+# UC table names are at most 255 characters. Output tables are `{table}_{kind}_{run id}_{task}`,
+# and a Databricks run id is an int64 (at most 19 digits).
+MAX_UC_NAME = 255
+RUN_ID_DIGITS = 19
+# The longest table kind each stage writes (see ARCHITECTURE.md, "Tables"); others write
+# oof/holdout/models, of which `holdout` is the longest.
+_LONGEST_KIND = {"prepare": "prepared", "evaluate": "leaderboard", "route_cluster": "clustered"}
+_DEFAULT_KIND = "holdout"
+# Schema versions of the official bundle JSON schema know only these accelerators.
+SCHEMA_ACCELERATORS = ("GPU_1xA10", "GPU_8xH100")
+
+
+def suggest(word: object, choices: Iterable[str]) -> str | None:
+    """The closest choice to `word`, if any is close enough to be a plausible typo."""
+    if not isinstance(word, str):
+        return None
+    import difflib  # only needed when there is an error to explain
+
+    options = list(choices)
+    lowered = {c.lower(): c for c in options}
+    if word.lower() in lowered:
+        return lowered[word.lower()]
+    match = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    return match[0] if match else None
+
+
+def _show(value: object, limit: int = 40) -> str:
+    """A value as the user wrote it in YAML (`true`, `null`), shortened."""
+    if isinstance(value, bool) or value is None:
+        return {True: "true", False: "false", None: "null"}[value]
+    text = repr(value) if not isinstance(value, str) else value
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _describe(value: object) -> str:
+    """How a YAML value reads to the user (used in "got ..." phrases)."""
+    if value is None:
+        return "nothing (an empty value)"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}` (true/false)"
+    if isinstance(value, (int, float)):
+        return f"the number `{value}`"
+    if isinstance(value, str):
+        return f"the text `{_show(value)}`"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return f"a {type(value).__name__} value"
+
+
+# ------------------------------------------------------------------------------ type navigation
+
+
+def _unwrap(tp: Any) -> Any:
+    """Strip Annotated[...] and Optional[...] down to the type that validates the value."""
+    while True:
+        origin = get_origin(tp)
+        if origin is Annotated:
+            tp = get_args(tp)[0]
+            continue
+        if origin in (Union, types.UnionType):
+            members = [a for a in get_args(tp) if a is not type(None)]
+            if len(members) == 1:
+                tp = members[0]
+                continue
+        return tp
+
+
+def _is_model(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, BaseModel)
+
+
+def _field(model: type[BaseModel], key: object) -> tuple[str, FieldInfo] | None:
+    for name, info in model.model_fields.items():
+        if key == (info.alias or name):
+            return name, info
+    return None
+
+
+def allowed_keys(model: type[BaseModel]) -> list[str]:
+    return [info.alias or name for name, info in model.model_fields.items()]
+
+
+class Trace(NamedTuple):
+    """Where a pydantic `loc` leads: the data path (union tags dropped) and the types on the way."""
+
+    data_path: PathKey
+    parent: type[BaseModel] | None  # the model holding the last key
+    field: FieldInfo | None  # the field the last key names
+    target: Any  # the type that validates the value at the end (None when unknown)
+
+
+def trace(loc: Sequence[str | int]) -> Trace:
+    current: Any = S.SpecFile
+    data_path: list[str | int] = []
+    parent: type[BaseModel] | None = None
+    info: FieldInfo | None = None
+    for part in loc:
+        tp = _unwrap(current)
+        origin = get_origin(tp)
+        if _is_model(tp):
+            found = _field(tp, part)
+            parent, info = tp, (found[1] if found else None)
+            data_path.append(part)
+            current = found[1].annotation if found else None
+        elif origin in (Union, types.UnionType) and isinstance(part, str):
+            # A discriminated union puts the tag into loc: pick the member it names and do not
+            # add it to the data path (it is a value in the YAML, not a key).
+            current = next((m for m in get_args(tp) if _is_model(m) and part in _literal_values(m, "task")), None)
+        elif origin is list and isinstance(part, int):
+            data_path.append(part)
+            current = get_args(tp)[0]
+        elif origin is dict:
+            data_path.append(part)
+            current = get_args(tp)[1]
+        else:
+            data_path.append(part)
+            current = None
+    return Trace(tuple(data_path), parent, info, _unwrap(current) if current is not None else None)
+
+
+def _literal_values(model: type[BaseModel], field_name: str) -> tuple[Any, ...]:
+    info = model.model_fields.get(field_name)
+    if info is None:
+        return ()
+    tp = _unwrap(info.annotation)
+    return get_args(tp) if get_origin(tp) is Literal else ()
+
+
+def _patterns(annotation: Any) -> set[str]:
+    """Every `pattern` constraint inside an annotation (through Annotated, Optional, unions)."""
+    found: set[str] = set()
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        base, *metadata = get_args(annotation)
+        for meta in metadata:
+            for item in [meta, *getattr(meta, "metadata", [])]:
+                if getattr(item, "pattern", None):
+                    found.add(item.pattern)
+        found |= _patterns(base)
+    elif origin in (Union, types.UnionType):
+        for member in get_args(annotation):
+            found |= _patterns(member)
+    return found
+
+
+def _field_patterns(info: FieldInfo | None) -> set[str]:
+    if info is None:
+        return set()
+    found = _patterns(info.annotation)
+    for meta in info.metadata:
+        if getattr(meta, "pattern", None):
+            found.add(meta.pattern)
+    return found
+
+
+# --------------------------------------------------------------------------- pydantic → codes
+
+
+_EXPECTED_BY_TYPE = {
+    "int": "a whole number",
+    "float": "a number",
+    "string": "text",
+    "bool": "true or false",
+    "dict": "a mapping (`key: value` lines)",
+    "model": "a mapping (`key: value` lines)",
+    "list": "a list (`[a, b]` or `- item` lines)",
+}
+_BOUND_WORDS = {
+    "greater_than": ("gt", "greater than"),
+    "greater_than_equal": ("ge", "at least"),
+    "less_than": ("lt", "less than"),
+    "less_than_equal": ("le", "at most"),
+}
+
+
+def _name_of(path: PathKey) -> str:
+    """The key a path ends in, for messages (`job[2]` for list items)."""
+    for part in reversed(path):
+        if isinstance(part, str):
+            last = part
+            break
+    else:
+        return "the document"
+    return dotted_path(path[path.index(last) :]) if path and isinstance(path[-1], int) else last
+
+
+def _mentioned_key(message: str, keys: Iterable[str]) -> str | None:
+    """The first key of the mapping that a model-validator message names (to point at it)."""
+    present = set(keys)
+    for word in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", message):
+        if word in present:
+            return word
+    return None
+
+
+class _Translator:
+    def __init__(self, doc: LoadedYaml) -> None:
+        self.doc = doc
+
+    def _at_key(self, path: PathKey) -> Span | None:
+        return self.doc.key_span(path)
+
+    def _at_value(self, path: PathKey) -> Span | None:
+        return self.doc.value_span(path)
+
+    def _diag(self, code: str, message: str, span: Span | None, fix: str | None, path: PathKey) -> Diagnostic:
+        return self.doc.diagnostic(code, message, span, fix=fix, path=dotted_path(path) or None)
+
+    def translate(self, error: dict[str, Any]) -> Diagnostic:
+        kind: str = error["type"]
+        where = trace(error["loc"])
+        path = where.data_path
+        value = error.get("input")
+        ctx = error.get("ctx") or {}
+        name = _name_of(path)
+
+        if kind == "extra_forbidden":
+            return self._unknown_key(path, where)
+        if kind == "missing":
+            return self._missing(path, where)
+        if kind == "union_tag_not_found":
+            return self._diag(
+                "OBS102",
+                "this task has no `task:` key saying which task type it is",
+                self._at_value(path),
+                f"add `task: <type>`, one of: {', '.join(S.TASK_TYPES)}",
+                path,
+            )
+        if kind == "union_tag_invalid":
+            tag = ctx.get("tag")
+            guess = suggest(tag, S.TASK_TYPES)
+            message = f"unknown task type `{_show(tag)}`" + (f"; did you mean `{guess}`?" if guess else "")
+            fix = f"write `task: {guess}`" if guess else f"use one of: {', '.join(S.TASK_TYPES)}"
+            return self._diag("OBS201", message, self._at_value((*path, "task")), fix, (*path, "task"))
+        if kind in ("literal_error", "enum"):
+            return self._choice(path, value, ctx, name)
+        if kind == "string_pattern_mismatch":
+            return self._pattern(path, value, ctx.get("pattern", ""), name)
+        if kind == "string_too_long" and S.IDENTIFIER_PATTERN in _field_patterns(where.field):
+            return self._diag(
+                "OBS106",
+                f"`{name}` is longer than {ctx.get('max_length')} characters",
+                self._at_value(path),
+                f"shorten it to at most {ctx.get('max_length')} characters",
+                path,
+            )
+        if kind in _BOUND_WORDS:
+            key, words = _BOUND_WORDS[kind]
+            return self._diag(
+                "OBS105",
+                f"`{name}` must be {words} {ctx.get(key)}, got {_show(value)}",
+                self._at_value(path),
+                f"set `{name}` to a value {words} {ctx.get(key)}",
+                path,
+            )
+        if kind in ("too_short", "too_long", "string_too_short", "string_too_long"):
+            bound = ctx.get("min_length") if "short" in kind else ctx.get("max_length")
+            unit = "character" if kind.startswith("string") else "item"
+            words = "at least" if "short" in kind else "at most"
+            message = f"`{name}` must have {words} {bound} {unit}{'s' if bound != 1 else ''}"
+            fix = "list at least one task under `job:`" if path == ("obsrv", "job") and "short" in kind else (
+                f"give {words} {bound} {unit}{'s' if bound != 1 else ''}"
+            )
+            return self._diag("OBS105", message, self._at_value(path), fix, path)
+        if kind.endswith("_type") or kind.endswith("_parsing") or kind in ("int_from_float", "model_attributes_type"):
+            return self._wrong_type(kind, path, value, ctx, name)
+        if kind in ("value_error", "assertion_error"):
+            return self._value_error(path, error, where, name)
+        # Anything pydantic adds later still gets a location and a code.
+        return self._diag("OBS108", f"`{name}`: {error['msg']}", self._at_value(path), None, path)
+
+    # ---- individual error kinds
+
+    def _unknown_key(self, path: PathKey, where: Trace) -> Diagnostic:
+        key = path[-1]
+        allowed = allowed_keys(where.parent) if where.parent is not None else []
+        parent = where.parent
+        # A task carrying another family's block: say where its parameters belong instead.
+        task_type = next(iter(_literal_values(parent, "task")), None) if parent is not None else None
+        if task_type is not None and key in FAMILY_BLOCKS:
+            block = S.TASK_FAMILY_BLOCK[task_type]
+            return self._diag(
+                "OBS101",
+                f"a {task_type} task takes its parameters under `{block}:`, not `{key}:`",
+                self._at_key(path),
+                f"rename `{key}:` to `{block}:`",
+                path,
+            )
+        if parent is S.SpecFile and key in allowed_keys(S.Workflow):
+            return self._diag(
+                "OBS101",
+                f"unknown top-level key `{key}`",
+                self._at_key(path),
+                "put `context:` and `job:` under a top-level `obsrv:` key",
+                path,
+            )
+        guess = suggest(key, allowed)
+        where_text = f" in `{_name_of(path[:-1])}`" if len(path) > 1 else ""
+        message = f"unknown key `{_show(key)}`{where_text}" + (f"; did you mean `{guess}`?" if guess else "")
+        fix = f"rename it to `{guess}`" if guess else f"remove it; the keys allowed here are: {', '.join(allowed)}"
+        return self._diag("OBS101", message, self._at_key(path), fix, path)
+
+    def _missing(self, path: PathKey, where: Trace) -> Diagnostic:
+        key = path[-1]
+        parent_path = path[:-1]
+        if not parent_path:
+            return self._diag(
+                "OBS102",
+                "the spec has no top-level `obsrv:` key",
+                self._at_value(()),
+                "start the file with `obsrv:` and put `context:` and `job:` under it",
+                path,
+            )
+        description = (where.field.description or "").rstrip(".") if where.field else ""
+        hint = f" ({description[0].lower() + description[1:]})" if description else ""
+        span = self._at_value(parent_path) if isinstance(parent_path[-1], int) else self._at_key(parent_path)
+        return self._diag(
+            "OBS102",
+            f"missing required key `{key}` in `{_name_of(parent_path)}`",
+            span,
+            f"add `{key}:`{hint}",
+            path,
+        )
+
+    def _choice(self, path: PathKey, value: object, ctx: dict[str, Any], name: str) -> Diagnostic:
+        expected = re.findall(r"'([^']*)'", str(ctx.get("expected", ""))) or [str(ctx.get("expected", ""))]
+        # A metric of the other problem type is the likely mix-up; say so.
+        if "metric" in path and isinstance(value, str):
+            other = "regression" if value in S.REGRESSION_METRICS else "classification" if value in S.CLASSIFICATION_METRICS else None
+            if other is not None and other not in path:
+                listed = "classification" if other == "regression" else "regression"
+                return self._diag(
+                    "OBS104",
+                    f"`{value}` is a {other} metric, but it is listed under `{listed}`",
+                    self._at_value(path),
+                    f"for a {other} target write `{other}: [...]`; otherwise use one of: {', '.join(expected)}",
+                    path,
+                )
+        guess = suggest(value, expected)
+        label = name if not isinstance(path[-1], int) else _name_of(path[:-1])
+        message = f"{_describe(value)} is not allowed for `{label}`" + (f"; did you mean `{guess}`?" if guess else "")
+        fix = f"use `{guess}`" if guess else f"use one of: {', '.join(expected)}"
+        if path == ("obsrv", "version"):
+            message, fix = f"unsupported format version {_show(value)}", "write `version: 1` (or leave it out)"
+        return self._diag("OBS104", message, self._at_value(path), fix, path)
+
+    def _pattern(self, path: PathKey, value: object, pattern: str, name: str) -> Diagnostic:
+        if pattern == S.IDENTIFIER_PATTERN:
+            text = str(value)
+            cleaned = re.sub(r"[^A-Za-z0-9_]+", "_", text).strip("_") or "name"
+            if cleaned[0].isdigit():
+                cleaned = "_" + cleaned
+            return self._diag(
+                "OBS106",
+                f"`{_show(text)}` is not a valid name for `{name}`: Databricks names used by obsrv may only contain "
+                "letters, digits and underscores, and may not start with a digit",
+                self._at_value(path),
+                f"use e.g. `{cleaned}`",
+                path,
+            )
+        label = _name_of(path[:-1]) if isinstance(path[-1], int) else name
+        if "@" in pattern:
+            what, fix = "an email address", "write a full address such as `ml-team@example.com`"
+        elif "{0,2}" in pattern:
+            what, fix = "a table reference", "write `table`, `schema.table` or `catalog.schema.table` (letters, digits, _)"
+        else:
+            what, fix = "a notification destination id", "copy the destination id from the workspace settings"
+        return self._diag("OBS108", f"`{_show(value)}` in `{label}` is not {what}", self._at_value(path), fix, path)
+
+    def _wrong_type(self, kind: str, path: PathKey, value: object, ctx: dict[str, Any], name: str) -> Diagnostic:
+        head = "dict" if kind in ("model_type", "model_attributes_type", "dict_type") else kind.split("_")[0]
+        expected = _EXPECTED_BY_TYPE.get(head, "a different kind of value")
+        if ctx.get("class_name") == "Dependency" or (
+            isinstance(value, str) and len(path) >= 2 and path[-2] == "depends_on"
+        ):
+            fix = f"write `- task: {value}`" if isinstance(value, str) else "write `- task: <task id>`"
+            return self._diag(
+                "OBS103",
+                f"each `depends_on` entry is a mapping `task: <id>`, got {_describe(value)}",
+                self._at_value(path),
+                fix,
+                path,
+            )
+        if len(path) == 3 and path[:2] == ("obsrv", "job") and isinstance(path[2], int):
+            fix = f"write `- task: {value}`" if isinstance(value, str) else "write each task as `- task: <type>` plus its keys"
+            return self._diag(
+                "OBS103", f"each entry of `job` is a task mapping, got {_describe(value)}", self._at_value(path), fix, path
+            )
+        if value is None and head == "dict":
+            fix = f"give `{name}` its keys, or remove the empty `{name}:`"
+        elif head == "int" and isinstance(value, float):
+            fix = f"use a whole number, e.g. {int(value)}"
+        elif head == "int" and isinstance(value, str) and value.strip().isdigit():
+            fix = f"write {value.strip()} without quotes"
+        elif head == "bool":
+            fix = "write `true` or `false`"
+        elif head == "list":
+            fix = f"write `{name}: [{_show(value) if value is not None else '...'}]`"
+        elif head == "string":
+            fix = f"quote the value: `{name}: \"{_show(value)}\"`" if value is not None else f"give `{name}` a value"
+        else:
+            fix = f"give `{name}` {expected}"
+        return self._diag("OBS103", f"`{name}` should be {expected}, got {_describe(value)}", self._at_value(path), fix, path)
+
+    def _value_error(self, path: PathKey, error: dict[str, Any], where: Trace, name: str) -> Diagnostic:
+        message = str(error["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        if _is_model(where.target):
+            # A model validator: settings inside this mapping disagree. Point at the first key the
+            # message names, so the caret sits on something the user wrote.
+            data = self._data_at(path)
+            keys = list(data) if isinstance(data, dict) else []
+            blamed = _mentioned_key(message, keys)
+            span = self._at_key((*path, blamed)) if blamed else self._at_key(path)
+            blame_path = (*path, blamed) if blamed else path
+            fix = _fix_from(message) or f"make the settings under `{_name_of(path)}` agree"
+            return self._diag("OBS109", message, span, fix, blame_path)
+        field_name = next((p for p in reversed(path) if isinstance(p, str)), "")
+        code = "OBS107" if field_name == "timeout" else "OBS108"
+        value = error.get("input")
+        fix = _VALUE_FIXES[field_name](value) if field_name in _VALUE_FIXES else _fix_from(message)
+        if fix is None and isinstance(value, list):
+            fix = f"give exactly one value, e.g. `{field_name}: {_show(value[0]) if value else '...'}`"
+        return self._diag(
+            code, f"`{name}`: {message}", self._at_value(path), fix or _generic_fix(field_name), path
+        )
+
+    def _data_at(self, path: PathKey) -> Any:
+        node: Any = self.doc.data
+        for part in path:
+            try:
+                node = node[part]
+            except (KeyError, IndexError, TypeError):
+                return None
+        return node
+
+
+def _fix_from(message: str) -> str | None:
+    """Validators in spec.py phrase the remedy as an instruction ('...; use kfold for regression'):
+    reuse that part as the fix line."""
+    for marker in ("; use ", "; give ", "; write "):
+        if marker in message:
+            return marker[2:] + message.split(marker, 1)[1]
+    if message.startswith(("give ", "list ", "use ", "write ")):
+        return message
+    return None
+
+
+def _timezone_fix(value: object) -> str:
+    import zoneinfo
+
+    guess = suggest(value, sorted(zoneinfo.available_timezones() | {"UTC"}))
+    return f"use `{guess}`" if guess else "use an IANA/Java id such as `UTC` or `Europe/Amsterdam`"
+
+
+# Field-specific remedies for validator messages that do not carry one themselves.
+_VALUE_FIXES: dict[str, Callable[[object], str]] = {
+    "timeout": lambda _: "write e.g. `15 minutes`, `1h30m`, `90s` or a number of seconds",
+    "cron": lambda _: "write 6 or 7 Quartz fields, e.g. `0 0 3 * * ?` (every day at 03:00)",
+    "timezone": _timezone_fix,
+    "classification": lambda _: "remove the repeated metric",
+    "regression": lambda _: "remove the repeated metric",
+    "algorithms": lambda _: "remove the repeated algorithm",
+}
+
+
+def _generic_fix(field_name: str) -> str:
+    return f"see `obsrv schema` for what `{field_name}` accepts" if field_name else "see `obsrv schema`"
+
+
+def pydantic_diagnostics(doc: LoadedYaml, error: ValidationError) -> list[Diagnostic]:
+    translator = _Translator(doc)
+    return [translator.translate(e) for e in error.errors(include_url=False)]
+
+
+# --------------------------------------------------------------------------------- graph checks
+
+
+class _RawTask(NamedTuple):
+    index: int
+    id: str
+    explicit_id: bool
+    deps: tuple[tuple[int, str], ...]  # (position in depends_on, target id)
+
+
+def _raw_tasks(data: Any) -> list[_RawTask]:
+    job = data.get("obsrv", {}).get("job") if isinstance(data, dict) and isinstance(data.get("obsrv"), dict) else None
+    if not isinstance(job, list):
+        return []
+    tasks = []
+    for index, item in enumerate(job):
+        if not isinstance(item, dict):
+            continue
+        explicit = isinstance(item.get("id"), str)
+        task_id = item["id"] if explicit else item.get("task")
+        if not isinstance(task_id, str):
+            continue
+        deps_raw = item.get("depends_on")
+        deps = tuple(
+            (j, d["task"])
+            for j, d in enumerate(deps_raw if isinstance(deps_raw, list) else [])
+            if isinstance(d, dict) and isinstance(d.get("task"), str)
+        )
+        tasks.append(_RawTask(index, task_id, explicit, deps))
+    return tasks
+
+
+def _is_reserved(task_id: str) -> bool:
+    lowered = task_id.lower()
+    return lowered in S.RESERVED_TASK_IDS or lowered.startswith(S.RESERVED_TASK_PREFIX)
+
+
+def graph_diagnostics(doc: LoadedYaml) -> list[Diagnostic]:
+    """Ids, depends_on targets and cycles, checked on the raw data."""
+    out: list[Diagnostic] = []
+    tasks = _raw_tasks(doc.data)
+
+    def id_path(task: _RawTask) -> PathKey:
+        return ("obsrv", "job", task.index, "id" if task.explicit_id else "task")
+
+    # Reserved ids and duplicates. UC table names are case-insensitive and task ids end up in
+    # them, so `Stack` and `stack` would write the same tables: compare case-folded.
+    first_by_id: dict[str, _RawTask] = {}
+    for task in tasks:
+        path = id_path(task)
+        if _is_reserved(task.id):
+            out.append(
+                doc.diagnostic(
+                    "OBS203",
+                    f"`{task.id}` is reserved for a stage obsrv adds itself (prepare, base_<family>, evaluate)",
+                    doc.value_span(path),
+                    fix="choose another `id:`",
+                    path=dotted_path(path),
+                )
+            )
+            continue
+        first = first_by_id.get(task.id.casefold())
+        if first is None:
+            first_by_id[task.id.casefold()] = task
+            continue
+        first_line = (doc.value_span(id_path(first)) or Span(0, 0)).line
+        same_case = first.id == task.id
+        message = (
+            f"duplicate task id `{task.id}` (first used on line {first_line})"
+            if same_case
+            else f"task ids `{first.id}` (line {first_line}) and `{task.id}` differ only in case; "
+            "Unity Catalog table names ignore case, so their outputs would collide"
+        )
+        if not same_case:
+            fix = f"rename `{task.id}` so that it differs from `{first.id}` in more than case"
+        elif not task.explicit_id or not first.explicit_id:
+            fix = "give one of the two tasks its own `id:` (two tasks of the same type need ids)"
+        else:
+            fix = "rename one of the two ids"
+        out.append(doc.diagnostic("OBS202", message, doc.value_span(path), fix=fix, path=dotted_path(path)))
+
+    known = {t.id for t in tasks if not _is_reserved(t.id)}
+    edges: dict[str, list[str]] = {}
+    for task in tasks:
+        seen: set[str] = set()
+        for position, target in task.deps:
+            path = ("obsrv", "job", task.index, "depends_on", position, "task")
+            span = doc.value_span(path)
+            if target in seen:
+                out.append(
+                    doc.diagnostic(
+                        "OBS206",
+                        f"`{task.id}` lists `{target}` in depends_on twice",
+                        span,
+                        fix="remove the repeated entry",
+                        path=dotted_path(path),
+                    )
+                )
+                continue
+            seen.add(target)
+            if target not in known:
+                out.append(_unknown_target(doc, task.id, target, known, span, path))
+                continue
+            edges.setdefault(task.id, []).append(target)
+    out.extend(_cycles(doc, tasks, edges))
+    return out
+
+
+def _unknown_target(
+    doc: LoadedYaml, task_id: str, target: str, known: set[str], span: Span | None, path: PathKey
+) -> Diagnostic:
+    if _is_reserved(target):
+        return doc.diagnostic(
+            "OBS204",
+            f"`{task_id}` depends on `{target}`, a stage obsrv adds itself",
+            span,
+            fix="remove this entry: every task already runs after prepare and all base_* models",
+            path=dotted_path(path),
+        )
+    guess = suggest(target, sorted(known))
+    message = f"`{task_id}` depends on `{target}`, but no task has that id" + (f"; did you mean `{guess}`?" if guess else "")
+    fix = f"write `task: {guess}`" if guess else (
+        f"use one of the task ids: {', '.join(sorted(known))}" if known else "remove the depends_on entry"
+    )
+    return doc.diagnostic("OBS204", message, span, fix=fix, path=dotted_path(path))
+
+
+def _cycles(doc: LoadedYaml, tasks: list[_RawTask], edges: dict[str, list[str]]) -> Iterator[Diagnostic]:
+    """Every cycle, each as its exact path `a -> b -> a` ("a depends on b, which depends on a")."""
+    order = {t.id: t.index for t in tasks}
+    by_id = {t.id: t for t in tasks}
+    remaining = {node: list(targets) for node, targets in edges.items()}
+    for _ in range(len(tasks) + 1):  # each round removes one edge, so this terminates
+        try:
+            graphlib.TopologicalSorter(remaining).prepare()
+            return
+        except graphlib.CycleError as error:
+            cycle: list[str] = list(error.args[1])
+        # graphlib lists the cycle along "is needed by"; turn it into depends_on order and start
+        # it at the task written first, so the message does not depend on dict order.
+        if cycle[1] not in remaining.get(cycle[0], []):
+            cycle.reverse()
+        ring = cycle[:-1]
+        start = min(range(len(ring)), key=lambda i: order[ring[i]])
+        ring = ring[start:] + ring[:start]
+        head, nxt = ring[0], ring[1 % len(ring)]
+        task = by_id[head]
+        position = next(p for p, target in task.deps if target == nxt)
+        path = ("obsrv", "job", task.index, "depends_on", position, "task")
+        text = " -> ".join([*ring, ring[0]])
+        yield doc.diagnostic(
+            "OBS205",
+            f"dependency cycle: {text}",
+            doc.value_span(path),
+            fix="remove one of these depends_on entries" if len(ring) > 1 else f"`{head}` cannot depend on itself; remove the entry",
+            path=dotted_path(path),
+        )
+        remaining[head] = [t for t in remaining[head] if t != nxt]
+
+
+def context_diagnostics(doc: LoadedYaml) -> list[Diagnostic]:
+    """Cross checks between tasks and the context that still work on raw data."""
+    out: list[Diagnostic] = []
+    data = doc.data
+    obsrv = data.get("obsrv") if isinstance(data, dict) else None
+    if not isinstance(obsrv, dict):
+        return out
+    context = obsrv.get("context") if isinstance(obsrv.get("context"), dict) else {}
+    job = obsrv.get("job") if isinstance(obsrv.get("job"), list) else []
+    compute = context.get("compute") if isinstance(context.get("compute"), dict) else {}
+    serverless = compute.get("serverless", ["CPU"])
+    serverless = [serverless] if isinstance(serverless, str) else serverless
+    gpu_allowed = isinstance(serverless, list) and "GPU" in serverless
+    source = context.get("source") if isinstance(context.get("source"), dict) else {}
+    target = source.get("target")
+    for index, item in enumerate(job):
+        if not isinstance(item, dict):
+            continue
+        if item.get("compute") == "GPU" and not gpu_allowed and isinstance(serverless, list):
+            path = ("obsrv", "job", index, "compute")
+            out.append(
+                doc.diagnostic(
+                    "OBS207",
+                    "this task asks for GPU, but `context.compute.serverless` does not include GPU",
+                    doc.value_span(path),
+                    fix="add GPU to the context (`serverless: [CPU, GPU]`) or remove `compute: GPU`",
+                    path=dotted_path(path),
+                )
+            )
+        route = item.get("route")
+        feature = route.get("feature") if item.get("task") == "route_feature" and isinstance(route, dict) else None
+        column = feature.get("column") if isinstance(feature, dict) else None
+        if isinstance(column, str) and isinstance(target, str) and column.lower() == target.lower():
+            path = ("obsrv", "job", index, "route", "feature", "column")
+            out.append(
+                doc.diagnostic(
+                    "OBS209",
+                    f"`{column}` is the target column; routing on it would leak the label",
+                    doc.value_span(path),
+                    fix="route on a feature column instead",
+                    path=dotted_path(path),
+                )
+            )
+    return out
+
+
+# ------------------------------------------------------------------- checks on the valid spec
+
+
+def _task_path(index: int | None, explicit_id: bool) -> PathKey:
+    if index is None:
+        return ("obsrv", "context", "source", "table")
+    return ("obsrv", "job", index, "id" if explicit_id else "task")
+
+
+def spec_diagnostics(doc: LoadedYaml, spec: S.SpecFile) -> list[Diagnostic]:
+    """Limits and warnings that need the validated spec."""
+    out: list[Diagnostic] = []
+    ctx = spec.obsrv.context
+    table = ctx.source.table
+    # (task key, stage, index in job or None for implicit stages)
+    keys: list[tuple[str, str, int | None, bool]] = [("prepare", "prepare", None, False), ("evaluate", "evaluate", None, False)]
+    keys += [(f"{S.RESERVED_TASK_PREFIX}{family}", "base", None, False) for family in S.MODEL_FAMILIES]
+    keys += [(t.task_id, t.task, i, t.id is not None) for i, t in enumerate(spec.obsrv.job)]
+    reported: set[PathKey] = set()
+    for key, stage, index, explicit in keys:
+        kind = _LONGEST_KIND.get(stage, _DEFAULT_KIND)
+        suffix = "" if stage == "evaluate" else f"_{key}"  # the leaderboard has no task suffix
+        length = len(table) + len(kind) + RUN_ID_DIGITS + 2 + len(suffix)
+        path = _task_path(index, explicit)
+        if length > MAX_UC_NAME and path not in reported:
+            reported.add(path)  # one message per thing to shorten
+            example = f"{table}_{kind}_<run id>{suffix}"
+            out.append(
+                doc.diagnostic(
+                    "OBS301",
+                    f"output table `{_show(example, 80)}` could be {length} characters; Unity Catalog allows {MAX_UC_NAME}",
+                    doc.value_span(path),
+                    fix=f"shorten the {'task id' if index is not None else 'source table name'} by "
+                    f"{length - MAX_UC_NAME} characters",
+                    path=dotted_path(path),
+                )
+            )
+    uses_gpu = any(base_environment(ctx, f) == "gpu" for f in S.MODEL_FAMILIES) or any(
+        task_environment(ctx, t) == "gpu" for t in spec.obsrv.job
+    )
+    if uses_gpu and ctx.compute.accelerator not in SCHEMA_ACCELERATORS:
+        path = ("obsrv", "context", "compute", "accelerator")
+        out.append(
+            doc.diagnostic(
+                "OBS401",
+                f"`{ctx.compute.accelerator}` is newer than the bundle schema of Databricks CLI v1.13; "
+                "older CLIs reject it on `bundle validate --strict`",
+                doc.value_span(path),
+                fix=f"use a recent Databricks CLI, or one of {', '.join(SCHEMA_ACCELERATORS)}",
+                severity="warning",
+                path=dotted_path(path),
+            )
+        )
+    for index, task in enumerate(spec.obsrv.job):
+        if task.timeout is not None and task.timeout > ctx.timeout:
+            path = ("obsrv", "job", index, "timeout")
+            out.append(
+                doc.diagnostic(
+                    "OBS402",
+                    f"task timeout ({task.timeout} s) is longer than the job timeout ({ctx.timeout} s); the job timeout wins",
+                    doc.value_span(path),
+                    fix="shorten the task timeout or raise `context.timeout`",
+                    severity="warning",
+                    path=dotted_path(path),
+                )
+            )
+    return out
+
+
+def check(doc: LoadedYaml) -> tuple[S.SpecFile | None, list[Diagnostic]]:
+    """Every diagnostic for one loaded spec, and the spec itself when it has no errors."""
+    diagnostics = list(doc.diagnostics)
+    spec: S.SpecFile | None = None
+    try:
+        spec = S.SpecFile.model_validate(doc.data)
+    except ValidationError as error:
+        diagnostics += pydantic_diagnostics(doc, error)
+    diagnostics += graph_diagnostics(doc)
+    diagnostics += context_diagnostics(doc)
+    if spec is not None:
+        diagnostics += spec_diagnostics(doc, spec)
+    # Different layers can notice the same thing; keep one of each identical diagnostic.
+    unique: dict[tuple[str, int, int, str], Diagnostic] = {}
+    for d in diagnostics:
+        unique.setdefault((d.code, d.line, d.column, d.message), d)
+    result = list(unique.values())
+    if any(d.is_error for d in result):
+        spec = None
+    return spec, result

@@ -1,0 +1,286 @@
+"""The typed plan (IR) between the validated spec and the emitted bundle YAML.
+
+`build_plan` makes every decision about the job here: which tasks exist (the implicit `prepare`,
+one `base_<family>` per model family, the user's tasks, `evaluate`), their dependencies, CPU or
+GPU, timeouts and retries, and the exact argv each task gets. The emitter only lays the plan out
+as YAML, so it never sees the raw spec and the two cannot disagree. See ARCHITECTURE.md,
+"Compiled job → task contract".
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from obsrv.compiler import spec as S
+
+Environment = Literal["cpu", "gpu"]
+
+SPEC_VERSION = "1"
+# Tags obsrv puts on every job (spec.OBSRV_TAGS names them, so the spec can reserve room for them).
+OBSRV_TAG_VALUES = {"obsrv_spec_version": SPEC_VERSION}
+PACKAGE_NAME = "obsrv"
+ENTRY_POINT = "obsrv-task"
+# The `obsrv-task` argv flags, in order (ARCHITECTURE.md, "Compiled job → task contract").
+ARGV_FLAGS = ("--stage", "--task-id", "--workflow-id", "--catalog", "--schema", "--spec")
+# The job parameters every compiled job has; tasks read them through `{{job.parameters.X}}`
+# because positional wheel parameters do not receive job parameters by push-down.
+JOB_PARAMETERS = ("catalog", "schema")
+# Runs write tables suffixed with their own run id, so two runs cannot clobber each other's data,
+# but evaluate moves the champion alias of one registered model: one run at a time, the rest queue.
+MAX_CONCURRENT_RUNS = 1
+
+# Stages that train models. Their time is bounded by the AutoML search itself, so they may use
+# the whole job timeout, and a timeout is not retried: a search that ran out of time would only
+# run out again, burning the rest of the job's budget.
+TRAINING_STAGES = frozenset({"base", "boost", "route_cluster", "route_feature", "route_external"})
+# Share of the job timeout a task gets by default. prepare reads and samples the source (I/O bound,
+# may be large); combiners and evaluate only read prediction tables and are quick, so a long run
+# there means something hangs and a retry is worth it.
+TIMEOUT_SHARE = {"prepare": 0.5, "training": 1.0, "combiner": 0.25, "evaluate": 0.25}
+# No task gets less than this by default (serverless start-up alone can take a minute or two).
+MIN_TASK_TIMEOUT_SECONDS = 300
+# GPU capacity shortages are the usual transient failure on serverless GPU; wait longer there.
+RETRY_INTERVAL_MILLIS = {"cpu": 60_000, "gpu": 120_000}
+
+_DESCRIPTIONS = {
+    "prepare": "obsrv prepare: sample the source, assign the shared folds and the holdout",
+    "base": "obsrv base models: tune and cross-validate the {family} family",
+    "evaluate": "obsrv evaluate: score every model on the holdout, write the leaderboard, register the champion",
+}
+
+
+@dataclass(frozen=True)
+class TaskPlan:
+    key: str
+    stage: str  # prepare | base | <task type> | evaluate
+    depends_on: tuple[str, ...]
+    environment: Environment
+    timeout_seconds: int
+    max_retries: int
+    min_retry_interval_millis: int
+    retry_on_timeout: bool
+    spec_json: str  # the `--spec` argument: compact JSON, keys sorted
+    upstream: tuple[str, ...]
+    description: str
+
+    @property
+    def argv(self) -> tuple[str, ...]:
+        """Positional `obsrv-task` parameters (ARCHITECTURE.md); `{{...}}` resolve at run time."""
+        return tuple(arg for flag, value in self.named_args for arg in (flag, value))
+
+    @property
+    def named_args(self) -> tuple[tuple[str, str], ...]:
+        values = (
+            self.stage,
+            self.key,
+            "{{job.run_id}}",
+            "{{job.parameters.catalog}}",
+            "{{job.parameters.schema}}",
+            self.spec_json,
+        )
+        return tuple(zip(ARGV_FLAGS, values))
+
+
+@dataclass(frozen=True)
+class Schedule:
+    quartz_cron_expression: str
+    timezone_id: str
+    paused: bool
+
+
+@dataclass(frozen=True)
+class Notify:
+    on_start: tuple[str, ...] = ()
+    on_success: tuple[str, ...] = ()
+    on_failure: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.on_start or self.on_success or self.on_failure)
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    key: str  # resource key and file name stem; also the job name
+    source: str  # the spec path as written in headers (relative, '/'-separated)
+    timeout_seconds: int
+    tags: tuple[tuple[str, str], ...]
+    parameters: tuple[tuple[str, str], ...]  # (name, default)
+    schedule: Schedule | None
+    email: Notify
+    webhook: Notify
+    accelerator: str
+    tasks: tuple[TaskPlan, ...]
+    max_concurrent_runs: int = MAX_CONCURRENT_RUNS
+
+    @property
+    def environments(self) -> tuple[Environment, ...]:
+        """`cpu` always (prepare runs there); `gpu` only when some task uses it."""
+        used = {t.environment for t in self.tasks}
+        return tuple(env for env in ("cpu", "gpu") if env in used)  # type: ignore[misc]
+
+    def task(self, key: str) -> TaskPlan:
+        return next(t for t in self.tasks if t.key == key)
+
+
+# ------------------------------------------------------------------------------------ decisions
+
+
+def base_environment(ctx: S.Context, family: str) -> Environment:
+    """Only families with a CUDA mode go to GPU, and only when the context allows GPU."""
+    return "gpu" if ctx.compute.gpu and family in S.GPU_FAMILIES else "cpu"
+
+
+def task_environment(ctx: S.Context, task: Any) -> Environment:
+    """A per-task `compute` wins; otherwise boosting and per-route training use GPU when allowed,
+    and combiners (stack, vote) stay on CPU: they fit small meta-models on predictions."""
+    if task.compute is not None:
+        return "gpu" if task.compute == "GPU" else "cpu"
+    trains = task.task == "boost" or task.task.startswith("route_")
+    return "gpu" if ctx.compute.gpu and trains else "cpu"
+
+
+def _task_doc(task: Any) -> str:
+    """The task type's one-line description from the spec model (also its JSON Schema doc)."""
+    doc = type(task).model_fields["task"].description or ""
+    return doc[:1].lower() + doc[1:].rstrip(".")
+
+
+def _stage_class(stage: str) -> str:
+    if stage in ("prepare", "evaluate"):
+        return stage
+    return "training" if stage in TRAINING_STAGES else "combiner"
+
+
+def default_timeout(stage: str, job_timeout: int) -> int:
+    share = TIMEOUT_SHARE[_stage_class(stage)]
+    return min(job_timeout, max(MIN_TASK_TIMEOUT_SECONDS, math.ceil(job_timeout * share)))
+
+
+def _spec_json(context: dict[str, Any], task: dict[str, Any], upstream: tuple[str, ...]) -> str:
+    payload = {"context": context, "task": task, "upstream": list(upstream)}
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _user_order(tasks: list[Any]) -> list[Any]:
+    """Topological order of the user's tasks; ties keep the order of the spec (deterministic)."""
+    pending = {t.task_id: {d.task for d in t.depends_on} for t in tasks}
+    done: set[str] = set()
+    ordered: list[Any] = []
+    while len(ordered) < len(tasks):
+        ready = next(t for t in tasks if t.task_id not in done and pending[t.task_id] <= done)
+        ordered.append(ready)
+        done.add(ready.task_id)
+    return ordered
+
+
+def _make_task(
+    ctx: S.Context,
+    context_dump: dict[str, Any],
+    key: str,
+    stage: str,
+    depends_on: tuple[str, ...],
+    environment: Environment,
+    task_dump: dict[str, Any],
+    upstream: tuple[str, ...],
+    description: str,
+    timeout: int | None = None,
+    retries: int | None = None,
+) -> TaskPlan:
+    return TaskPlan(
+        key=key,
+        stage=stage,
+        depends_on=depends_on,
+        environment=environment,
+        timeout_seconds=timeout if timeout is not None else default_timeout(stage, ctx.timeout),
+        max_retries=retries if retries is not None else ctx.retries,
+        min_retry_interval_millis=RETRY_INTERVAL_MILLIS[environment],
+        retry_on_timeout=_stage_class(stage) in ("combiner", "evaluate"),
+        spec_json=_spec_json(context_dump, task_dump, upstream),
+        upstream=upstream,
+        description=description,
+    )
+
+
+def build_plan(spec: S.SpecFile, *, source: str) -> JobPlan:
+    """The whole job for one validated spec. `source` is the spec path shown in the header."""
+    ctx = spec.obsrv.context
+    context_dump = ctx.model_dump(mode="json", by_alias=True)
+    tasks: list[TaskPlan] = [
+        _make_task(ctx, context_dump, "prepare", "prepare", (), "cpu", {}, (), _DESCRIPTIONS["prepare"])
+    ]
+    base_keys = tuple(f"{S.RESERVED_TASK_PREFIX}{family}" for family in S.MODEL_FAMILIES)
+    for family, key in zip(S.MODEL_FAMILIES, base_keys):
+        tasks.append(
+            _make_task(
+                ctx,
+                context_dump,
+                key,
+                "base",
+                ("prepare",),
+                base_environment(ctx, family),
+                {"family": family},
+                (),
+                _DESCRIPTIONS["base"].format(family=family),
+            )
+        )
+    user_keys: list[str] = []
+    for task in _user_order(list(spec.obsrv.job)):
+        direct = tuple(d.task for d in task.depends_on)
+        dump = {**task.model_dump(mode="json", by_alias=True), "id": task.task_id}
+        user_keys.append(task.task_id)
+        tasks.append(
+            _make_task(
+                ctx,
+                context_dump,
+                task.task_id,
+                task.task,
+                base_keys + direct,
+                task_environment(ctx, task),
+                dump,
+                tuple(sorted({*base_keys, *direct})),
+                f"obsrv {task.task}: {_task_doc(task)}",
+                timeout=task.timeout,
+                retries=task.retries,
+            )
+        )
+    everything = base_keys + tuple(user_keys)
+    tasks.append(
+        _make_task(
+            ctx,
+            context_dump,
+            "evaluate",
+            "evaluate",
+            everything,
+            "cpu",
+            {},
+            tuple(sorted(everything)),
+            _DESCRIPTIONS["evaluate"],
+        )
+    )
+    notifications = ctx.notifications
+    schedule = ctx.schedule
+    return JobPlan(
+        key=ctx.name,
+        source=source,
+        timeout_seconds=ctx.timeout,
+        tags=tuple(sorted({**ctx.tags, **OBSRV_TAG_VALUES}.items())),
+        parameters=(("catalog", ctx.output_catalog), ("schema", ctx.output_schema)),
+        schedule=(
+            Schedule(schedule.cron, schedule.timezone, schedule.paused) if schedule is not None else None
+        ),
+        email=Notify(
+            tuple(notifications.email.on_start),
+            tuple(notifications.email.on_success),
+            tuple(notifications.email.on_failure),
+        ),
+        webhook=Notify(
+            tuple(notifications.webhook.on_start),
+            tuple(notifications.webhook.on_success),
+            tuple(notifications.webhook.on_failure),
+        ),
+        accelerator=ctx.compute.accelerator,
+        tasks=tuple(tasks),
+    )

@@ -1,0 +1,156 @@
+"""The plan (IR): stage fan-out, dependencies, CPU/GPU placement, timeouts and retries."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from obsrv.compiler import spec as S
+from obsrv.compiler.api import compile_file
+from obsrv.compiler.graph import mermaid
+from obsrv.compiler.plan import (
+    MIN_TASK_TIMEOUT_SECONDS,
+    OBSRV_TAG_VALUES,
+    RETRY_INTERVAL_MILLIS,
+    JobPlan,
+    build_plan,
+    default_timeout,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def plan_for(context: dict[str, Any], job: list[dict[str, Any]]) -> JobPlan:
+    base_context = {
+        "name": "p",
+        "metric": {"classification": ["auc"]},
+        "source": {"catalog": "main", "schema": "s", "table": "t", "target": "y"},
+    }
+    spec = S.SpecFile.model_validate({"obsrv": {"context": {**base_context, **context}, "job": job}})
+    return build_plan(spec, source="spec.yaml")
+
+
+def test_fan_out_and_order() -> None:
+    plan = plan_for({}, [{"task": "vote_mix", "depends_on": [{"task": "boost"}]}, {"task": "boost"}])
+    keys = [t.key for t in plan.tasks]
+    base = [f"base_{f}" for f in S.MODEL_FAMILIES]
+    assert keys == ["prepare", *base, "boost", "vote_mix", "evaluate"]  # users in dependency order
+    assert plan.task("vote_mix").depends_on == (*base, "boost")
+    assert plan.task("vote_mix").upstream == tuple(sorted([*base, "boost"]))
+    assert plan.task("evaluate").depends_on == (*base, "boost", "vote_mix")
+    assert all(plan.task(b).depends_on == ("prepare",) for b in base)
+
+
+def test_cpu_only_context_keeps_everything_on_cpu() -> None:
+    plan = plan_for({}, [{"task": "boost"}, {"task": "route_feature", "route": {"feature": {"column": "x"}}}])
+    assert {t.environment for t in plan.tasks} == {"cpu"}
+    assert plan.environments == ("cpu",)
+
+
+def test_gpu_context_sends_only_gpu_capable_stages_to_gpu() -> None:
+    plan = plan_for(
+        {"compute": {"serverless": ["CPU", "GPU"]}},
+        [
+            {"task": "boost"},
+            {"task": "route_cluster", "route": {"cluster": {"kmeans": {}}}},
+            {"task": "stack_top_any"},
+            {"id": "forced", "task": "vote_mix", "compute": "GPU"},
+            {"id": "pinned", "task": "boost", "compute": "CPU"},
+        ],
+    )
+    gpu = {t.key for t in plan.tasks if t.environment == "gpu"}
+    assert gpu == {*(f"base_{f}" for f in S.GPU_FAMILIES), "boost", "route_cluster", "forced"}
+    assert plan.environments == ("cpu", "gpu")
+    assert plan.task("forced").min_retry_interval_millis == RETRY_INTERVAL_MILLIS["gpu"]
+
+
+def test_timeouts_and_retries() -> None:
+    plan = plan_for(
+        {"timeout": "2h", "retries": 3},
+        [{"task": "boost", "timeout": "10 minutes", "retries": 0}, {"task": "vote_mix"}],
+    )
+    assert plan.timeout_seconds == 7200
+    assert plan.task("prepare").timeout_seconds == 3600 and plan.task("prepare").retry_on_timeout is False
+    assert plan.task("base_knn").timeout_seconds == 7200 and plan.task("base_knn").retry_on_timeout is False
+    assert plan.task("vote_mix").timeout_seconds == 1800 and plan.task("vote_mix").retry_on_timeout is True
+    assert plan.task("evaluate").timeout_seconds == 1800
+    assert plan.task("boost").timeout_seconds == 600 and plan.task("boost").max_retries == 0
+    assert plan.task("vote_mix").max_retries == 3
+
+
+@pytest.mark.parametrize(
+    ("stage", "job_timeout", "expected"),
+    [("vote_mix", 900, MIN_TASK_TIMEOUT_SECONDS), ("vote_mix", 120, 120), ("base", 900, 900), ("prepare", 10_000, 5000)],
+)
+def test_default_timeout(stage: str, job_timeout: int, expected: int) -> None:
+    assert default_timeout(stage, job_timeout) == expected
+
+
+def test_job_level_settings() -> None:
+    plan = plan_for(
+        {
+            "output": {"schema": "models"},
+            "tags": {"team": "x"},
+            "schedule": {"cron": "0 0 3 * * ?", "timezone": "Europe/Amsterdam", "paused": True},
+            "notifications": {"email": {"on_failure": ["a@b.co"]}, "webhook": {"on_start": ["abc-1"]}},
+        },
+        [{"task": "vote_mix"}],
+    )
+    assert plan.parameters == (("catalog", "main"), ("schema", "models"))
+    assert dict(plan.tags) == {"team": "x", **OBSRV_TAG_VALUES}
+    assert tuple(OBSRV_TAG_VALUES) == S.OBSRV_TAGS  # the spec reserves room for exactly these
+    assert plan.schedule is not None and plan.schedule.paused
+    assert plan.email.on_failure == ("a@b.co",) and plan.webhook.on_start == ("abc-1",)
+
+
+def test_spec_json_is_the_architecture_contract() -> None:
+    plan = plan_for({}, [{"id": "s", "task": "stack_top_any", "stack": {"top_n": 3}}])
+    payload = json.loads(plan.task("s").spec_json)
+    assert set(payload) == {"context", "task", "upstream"}
+    assert payload["task"]["id"] == "s" and payload["task"]["stack"] == {"top_n": 3, "meta_learner": "linear", "passthrough": False}
+    assert payload["context"]["source"]["schema"] == "s"  # by alias
+    assert payload["context"]["timeout"] == 3600  # defaults included
+    assert json.loads(plan.task("base_knn").spec_json)["task"] == {"family": "knn"}
+    assert plan.task("prepare").argv[:4] == ("--stage", "prepare", "--task-id", "prepare")
+
+
+def test_mermaid_has_the_users_edges() -> None:
+    plan = plan_for(
+        {"compute": {"serverless": "GPU"}},
+        [{"task": "boost"}, {"task": "vote_mix", "depends_on": [{"task": "boost"}]}],
+    )
+    text = mermaid(plan)
+    assert "    boost --> vote_mix\n" in text and "    base_models --> vote_mix\n" in text
+    assert 'vote_mix["vote_mix<br/>cpu"]' in text and 'boost["boost<br/>gpu"]' in text
+
+
+def test_compiling_twice_is_byte_identical() -> None:
+    first = compile_file(REPO / "examples" / "credit_all_tasks.yaml", root=REPO)
+    second = compile_file(REPO / "examples" / "credit_all_tasks.yaml", root=REPO)
+    assert first.files == second.files
+
+
+def test_output_does_not_depend_on_checkout_location_or_hash_seed(tmp_path: Path) -> None:
+    """Same bytes from a copy of the project elsewhere and under another PYTHONHASHSEED."""
+    copy = tmp_path / "elsewhere"
+    (copy / "examples").mkdir(parents=True)
+    (copy / "databricks.yml").write_text((REPO / "databricks.yml").read_text())
+    spec = copy / "examples" / "credit_all_tasks.yaml"
+    spec.write_text((REPO / "examples" / "credit_all_tasks.yaml").read_text())
+    code = (
+        "import sys\nfrom obsrv.compiler.cli import main\n"
+        "sys.exit(main(['compile', 'examples/credit_all_tasks.yaml']))\n"
+    )
+    for seed in ("1", "2"):
+        subprocess.run(
+            [sys.executable, "-c", code], cwd=copy, check=True, capture_output=True, env={"PYTHONHASHSEED": seed, "PATH": ""}
+        )
+        produced = (copy / "bundle_out" / "credit_all_tasks.job.yml").read_text()
+        assert produced == (REPO / "bundle_out" / "credit_all_tasks.job.yml").read_text()
+    assert yaml.safe_load(produced)["resources"]["jobs"]["credit_all_tasks"]["name"] == "credit_all_tasks"

@@ -1,0 +1,193 @@
+"""The local runner's scheduling semantics, with a stand-in task program instead of obsrv-task.
+
+The stand-in reads its behaviour from argv, records start/end times in a journal file, and lets
+the tests check ordering, parallelism, retries, timeouts and failure propagation without ML.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from obsrv.service_tasks.local_runner import (
+    CANCELLED,
+    FAILED,
+    SKIPPED,
+    SUCCEEDED,
+    TIMED_OUT,
+    UPSTREAM_FAILED,
+    LocalRunner,
+    RunError,
+    RunState,
+    TaskState,
+    downstream_of,
+    LocalTask,
+    resolve_references,
+)
+
+STAND_IN = r"""
+import json, os, sys, time
+args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
+journal = args["--journal"]
+key = args["--task-id"]
+counter = os.path.join(os.path.dirname(journal), key + ".attempts")
+attempt = int(open(counter).read()) + 1 if os.path.exists(counter) else 1
+open(counter, "w").write(str(attempt))
+with open(journal, "a") as f:
+    f.write(json.dumps({"task": key, "event": "start", "t": time.time(), "run": args.get("--run"),
+                        "budget": os.environ.get("OBSRV_TASK_BUDGET_SECONDS"),
+                        "compute": os.environ.get("OBSRV_COMPUTE")}) + "\n")
+time.sleep(float(args.get("--sleep", "0.2")))
+behaviour = args.get("--behaviour", "ok")
+code = 0
+if behaviour == "fail" or (behaviour == "fail_once" and attempt == 1):
+    code = 3
+with open(journal, "a") as f:
+    f.write(json.dumps({"task": key, "event": "end", "t": time.time(), "code": code}) + "\n")
+sys.exit(code)
+"""
+
+
+def make_job(journal: Path, tasks: list[dict[str, Any]]) -> dict[str, Any]:
+    compiled = []
+    for spec in tasks:
+        argv = ["--task-id", spec["key"], "--journal", str(journal), "--run", "{{job.run_id}}"]
+        argv += ["--sleep", str(spec.get("sleep", 0.2)), "--behaviour", spec.get("behaviour", "ok")]
+        task: dict[str, Any] = {
+            "task_key": spec["key"],
+            "environment_key": spec.get("env", "cpu"),
+            "python_wheel_task": {"package_name": "obsrv", "entry_point": "obsrv-task", "parameters": argv},
+            "max_retries": spec.get("retries", 0),
+            "min_retry_interval_millis": 0,
+            "retry_on_timeout": spec.get("retry_on_timeout", False),
+            "timeout_seconds": spec.get("timeout", 0),
+        }
+        if spec.get("deps"):
+            task["depends_on"] = [{"task_key": d} for d in spec["deps"]]
+        compiled.append(task)
+    return {"name": "wf", "parameters": [{"name": "catalog", "default": "main"}], "tasks": compiled}
+
+
+def run(tmp_path: Path, tasks: list[dict[str, Any]], jobs: int = 2, budget: float | None = None,
+        state: RunState | None = None) -> tuple[LocalRunner, list[dict[str, Any]], bool]:
+    journal = tmp_path / "journal.jsonl"
+    job = make_job(journal, tasks)
+    state = state or RunState(workflow_id="123", job_name="wf", job_digest="x")
+    runner = LocalRunner(job, home=tmp_path / ".obsrv", workflow_id="123", state=state, budget_seconds=budget,
+                         jobs=jobs, command=[sys.executable, "-c", STAND_IN])
+    ok = runner.run()
+    events = [json.loads(line) for line in journal.read_text().splitlines()] if journal.exists() else []
+    return runner, events, ok
+
+
+def times(events: list[dict[str, Any]], task: str, event: str) -> list[float]:
+    return [e["t"] for e in events if e["task"] == task and e["event"] == event]
+
+
+def test_dependencies_are_respected_and_independent_tasks_overlap(tmp_path: Path) -> None:
+    runner, events, ok = run(tmp_path, [
+        {"key": "prepare"},
+        {"key": "a", "deps": ["prepare"], "sleep": 0.8},
+        {"key": "b", "deps": ["prepare"], "sleep": 0.8},
+        {"key": "final", "deps": ["a", "b"]},
+    ], budget=7)
+    assert ok
+    assert times(events, "a", "start")[0] >= times(events, "prepare", "end")[0]
+    assert times(events, "final", "start")[0] >= max(times(events, "a", "end")[0], times(events, "b", "end")[0])
+    # a and b ran side by side: each started before the other ended.
+    assert times(events, "a", "start")[0] < times(events, "b", "end")[0]
+    assert times(events, "b", "start")[0] < times(events, "a", "end")[0]
+    # dynamic references and the budget reached the task process
+    starts = [e for e in events if e["event"] == "start"]
+    assert {e["run"] for e in starts} == {"123"}
+    assert {e["budget"] for e in starts} == {"7"}
+    assert all(s.state == SUCCEEDED for s in runner.state.tasks.values())
+    saved = RunState.load(tmp_path / ".obsrv" / "runs" / "123" / "state.json")
+    assert saved.tasks["final"].state == SUCCEEDED
+
+
+def test_parallelism_is_bounded_by_jobs(tmp_path: Path) -> None:
+    _, events, ok = run(tmp_path, [{"key": k, "sleep": 0.4} for k in "abc"], jobs=1)
+    assert ok
+    spans = sorted((times(events, k, "start")[0], times(events, k, "end")[0]) for k in "abc")
+    for (_, end), (start, _) in zip(spans, spans[1:]):
+        assert start >= end
+
+
+def test_retry_then_success_and_failure_propagates(tmp_path: Path) -> None:
+    runner, events, ok = run(tmp_path, [
+        {"key": "flaky", "behaviour": "fail_once", "retries": 1},
+        {"key": "broken", "behaviour": "fail", "retries": 1},
+        {"key": "after_broken", "deps": ["broken"]},
+        {"key": "after_flaky", "deps": ["flaky"]},
+    ])
+    assert not ok
+    states = {k: s.state for k, s in runner.state.tasks.items()}
+    assert states == {"flaky": SUCCEEDED, "broken": FAILED, "after_broken": UPSTREAM_FAILED, "after_flaky": SUCCEEDED}
+    assert runner.state.tasks["flaky"].attempts == 2
+    assert runner.state.tasks["broken"].attempts == 2  # max_retries=1 → two attempts in all
+    assert not times(events, "after_broken", "start")
+
+
+def test_timeout_kills_the_task_and_respects_retry_on_timeout(tmp_path: Path) -> None:
+    started = time.time()
+    runner, events, ok = run(tmp_path, [
+        {"key": "slow", "sleep": 30, "timeout": 1, "retries": 2, "retry_on_timeout": False},
+    ])
+    assert not ok
+    assert time.time() - started < 15
+    assert runner.state.tasks["slow"].state == TIMED_OUT
+    assert runner.state.tasks["slow"].attempts == 1
+    assert not times(events, "slow", "end")  # killed before it finished
+
+
+def test_resume_skips_tasks_that_succeeded(tmp_path: Path) -> None:
+    state = RunState(workflow_id="123", job_name="wf", job_digest="x",
+                     tasks={"a": TaskState(state=SKIPPED), "b": TaskState()})
+    runner, events, ok = run(tmp_path, [{"key": "a"}, {"key": "b", "deps": ["a"]}], state=state)
+    assert ok
+    assert not times(events, "a", "start")
+    assert times(events, "b", "start")
+
+
+def test_reference_resolution_rejects_unknown_names() -> None:
+    refs = {"job.run_id": "42", "job.parameters.catalog": "main"}
+    assert resolve_references("{{job.run_id}}_{{ job.parameters.catalog }}", refs) == "42_main"
+    with pytest.raises(RunError, match="job.naem"):
+        resolve_references("{{job.naem}}", refs)
+
+
+def test_downstream_of_follows_edges() -> None:
+    def task(key: str, *deps: str) -> LocalTask:
+        return LocalTask(key, deps, (), "cpu", 0, 0, 0, False)
+
+    tasks = {t.key: t for t in [task("p"), task("a", "p"), task("b", "a"), task("c", "p")]}
+    assert downstream_of(tasks, "a") == {"a", "b"}
+    assert downstream_of(tasks, "p") == {"p", "a", "b", "c"}
+
+
+def test_cancelled_is_terminal(tmp_path: Path) -> None:
+    # A task cancelled by --only never blocks the scheduler's termination.
+    state = RunState(workflow_id="123", job_name="wf", job_digest="x",
+                     tasks={"a": TaskState(state=CANCELLED), "b": TaskState()})
+    runner, _, ok = run(tmp_path, [{"key": "a"}, {"key": "b"}], state=state)
+    assert runner.state.tasks["b"].state == SUCCEEDED
+    assert not ok  # a cancelled task means the workflow as a whole did not complete
+
+
+def test_notebook_shim_tasks_get_the_same_argv_as_wheel_tasks() -> None:
+    from obsrv.compiler.api import compile_file
+
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    wheel = compile_file(examples / "credit_routing_gpu.yaml", gpu_runner="wheel").job
+    notebook = compile_file(examples / "credit_routing_gpu.yaml", gpu_runner="notebook").job
+    shimmed = [t for t in notebook["tasks"] if "notebook_task" in t]
+    assert shimmed, "the example has GPU tasks"
+    by_key = {t["task_key"]: t for t in wheel["tasks"]}
+    for task in shimmed:
+        assert LocalTask.from_compiled(task).argv == LocalTask.from_compiled(by_key[task["task_key"]]).argv
