@@ -563,7 +563,10 @@ def print_summary(job: dict[str, Any], home: Path, workflow_id: str, wall: float
     board = leaderboard_frame(job, home, workflow_id)
     if board is not None:
         metrics = [c for c in board.columns if c not in ("task_id", "kind", "model", "is_champion")]
-        table = Table(title=f"holdout leaderboard, workflow {workflow_id}", title_justify="left")
+        table = Table(
+            title=f"leaderboard, workflow {workflow_id}: holdout scores, ranked by oof_ (champion ★)",
+            title_justify="left",
+        )
         table.add_column("model")
         table.add_column("kind")
         for metric in metrics:

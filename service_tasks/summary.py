@@ -17,7 +17,7 @@ def _spec_of(task: dict[str, Any]) -> dict[str, Any]:
 
 
 def leaderboard_frame(job: dict[str, Any], home: Path, workflow_id: str) -> pd.DataFrame | None:
-    """The `{table}_leaderboard_{workflow_id}` table, best first, or None when evaluate did not run."""
+    """The `{table}_leaderboard_{workflow_id}` table (ranked by evaluate), or None when it did not run."""
     evaluate = next((t for t in job["tasks"] if t["task_key"] == "evaluate"), None)
     if evaluate is None:
         return None
@@ -28,8 +28,4 @@ def leaderboard_frame(job: dict[str, Any], home: Path, workflow_id: str) -> pd.D
     if not store.exists(name):
         return None
     board = store.read(name)
-    primary = next(iter((context["metric"].get("classification") or context["metric"].get("regression"))))
-    ascending = primary in ("logloss", "rmse", "mae")
-    if primary in board.columns:
-        board = board.sort_values(primary, ascending=ascending, kind="stable")
-    return board.reset_index(drop=True)
+    return board  # evaluate wrote it ranked, champion first

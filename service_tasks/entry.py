@@ -1,0 +1,109 @@
+"""`obsrv-task`: the console script every compiled task runs.
+
+    obsrv-task --stage <stage> --task-id <task_key> --workflow-id <run id>
+               --catalog <catalog> --schema <schema> --spec <compact JSON>
+
+`prepare`, `base` and `evaluate` are the runtime's own stages; every other stage is a user task
+type, run by `obsrv.service_tasks.ensembles.run_task(ctx)`. Exit codes: 0 done, 1 failed (a
+`TaskError` prints one paragraph, anything else its traceback: in the Jobs UI that is useful),
+2 bad arguments.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import traceback
+from typing import Sequence
+
+from obsrv.compiler.spec import TASK_TYPES
+from obsrv.service_tasks.errors import TaskError
+from obsrv.service_tasks.kit import TaskRequest
+
+RUNTIME_STAGES = ("prepare", "base", "evaluate")
+
+
+def run_stage(request: TaskRequest, ctx: "object | None" = None) -> None:
+    """Run one task in this process (what `main` does after parsing; tests call it directly)."""
+    from obsrv.service_tasks.context import RuntimeContext
+
+    context = ctx if ctx is not None else RuntimeContext(request)
+    if request.stage == "prepare":
+        from obsrv.service_tasks.prepare import run_prepare
+
+        run_prepare(request, context.store, log=context.log)  # type: ignore[attr-defined]
+        if getattr(context, "mlflow_enabled", False):
+            # create the tracking store and experiment once, before the parallel base tasks race
+            context.setup_mlflow()  # type: ignore[attr-defined]
+    elif request.stage == "base":
+        from obsrv.service_tasks.base import run_base
+
+        run_base(context)  # type: ignore[arg-type]
+    elif request.stage == "evaluate":
+        from obsrv.service_tasks.evaluate import run_evaluate
+
+        run_evaluate(context)  # type: ignore[arg-type]
+    elif request.stage in TASK_TYPES:
+        from obsrv.service_tasks.ensembles import run_task
+
+        run_task(context)  # type: ignore[arg-type]
+    else:
+        known = ", ".join(RUNTIME_STAGES + TASK_TYPES)
+        raise TaskError(f"Unknown stage {request.stage!r}; expected one of {known}.")
+
+
+def task_completed(request: TaskRequest, store: "object | None" = None) -> bool:
+    """Whether this task already finished for its workflow (for resuming a stopped local run).
+
+    Each stage writes its completion marker last: `meta` (prepare), `models` (base and user tasks),
+    the leaderboard (evaluate).
+    """
+    from obsrv.service_tasks.io import get_store, leaderboard_table, output_table
+
+    st = store if store is not None else get_store()
+    table = request.context.source.table
+    if request.stage == "evaluate":
+        name = leaderboard_table(request.catalog, request.schema, table, request.workflow_id)
+    else:
+        kind = "meta" if request.stage == "prepare" else "models"
+        name = output_table(request.catalog, request.schema, table, kind, request.workflow_id, request.task_id)
+    return bool(st.exists(name))  # type: ignore[attr-defined]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from obsrv.service_tasks.request import parse_request
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        request = parse_request(args)
+    except SystemExit as exc:  # argparse already printed the usage
+        return int(exc.code or 2)
+    except (ValueError, KeyError) as exc:
+        print(f"obsrv-task: cannot read the task parameters: {exc}", file=sys.stderr)
+        return 2
+    label = f"[{request.task_id}]"
+    print(
+        f"{label} stage {request.stage}, workflow {request.workflow_id}, output "
+        f"{request.catalog}.{request.schema}, pid {os.getpid()}",
+        flush=True,
+    )
+    t0 = time.perf_counter()
+    try:
+        run_stage(request)
+    except TaskError as exc:
+        print(f"{label} error: {exc}", file=sys.stderr, flush=True)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{label} interrupted", file=sys.stderr, flush=True)
+        return 130
+    except Exception:  # noqa: BLE001 - a batch task: the traceback is the useful part
+        traceback.print_exc()
+        print(f"{label} failed after {time.perf_counter() - t0:.1f}s", file=sys.stderr, flush=True)
+        return 1
+    print(f"{label} done in {time.perf_counter() - t0:.1f}s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

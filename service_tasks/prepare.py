@@ -1,0 +1,399 @@
+"""The `prepare` stage: check the source, sample, split the holdout, assign THE fold plan.
+
+Every later stage reads the `prepared` table this stage writes, so every model sees the same train
+rows, the same holdout and the same folds (`obsrv_fold`, -1 = holdout). `load_prepared` turns the
+table back into `kit.PreparedData` in a canonical row order (train rows then holdout rows, each
+sorted by `obsrv_row_id`), the order every prediction matrix uses.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import (
+    GroupKFold,
+    GroupShuffleSplit,
+    KFold,
+    StratifiedKFold,
+    train_test_split,
+)
+
+from obsrv.compiler.spec import Context
+from obsrv.service_tasks.errors import TaskError
+from obsrv.service_tasks.io import TableName, TableStore, output_table
+from obsrv.service_tasks.kit import PreparedData, TaskRequest
+
+ROW_ID = "obsrv_row_id"
+FOLD = "obsrv_fold"
+HOLDOUT_FOLD = -1
+
+
+def prepared_table(request: TaskRequest) -> TableName:
+    return _stage_table(request, "prepared")
+
+
+def meta_table(request: TaskRequest) -> TableName:
+    return _stage_table(request, "meta")
+
+
+def _stage_table(request: TaskRequest, kind: str) -> TableName:
+    src = request.context.source
+    return output_table(request.catalog, request.schema, src.table, kind, request.workflow_id, "prepare")
+
+
+def source_table(context: Context) -> TableName:
+    src = context.source
+    return TableName(src.catalog, src.schema_, src.table)
+
+
+# ------------------------------------------------------------------------------------------ stage
+
+
+def run_prepare(request: TaskRequest, store: TableStore, log: Any = print) -> dict[str, Any]:
+    """Read and check the source, then write the `prepared` and `meta` tables; returns the meta."""
+    context = request.context
+    name = source_table(context)
+    if not store.exists(name):
+        raise TaskError(
+            f"The source table {name} does not exist ({store.location(name)}). Load it first, e.g. "
+            "`obsrv data demo` for the credit example or `obsrv data load FILE --table "
+            f"{name}`, or fix context.source in the spec."
+        )
+    raw = store.read(name)
+    log(f"read {name}: {len(raw)} rows, {raw.shape[1]} columns")
+    prepared, meta = prepare_frame(raw, context, log=log)
+    store.write(prepared_table(request), prepared)
+    store.write(meta_table(request), pd.DataFrame({"payload": [json.dumps(meta, sort_keys=True)]}))
+    n_hold = int((prepared[FOLD] == HOLDOUT_FOLD).sum())
+    log(
+        f"prepared {len(prepared)} rows: {len(prepared) - n_hold} train in {context.folds} "
+        f"{context.fold_type} folds, {n_hold} holdout -> {prepared_table(request)}"
+    )
+    return meta
+
+
+def prepare_frame(raw: pd.DataFrame, context: Context, log: Any = print) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The pure part of prepare: checked, sampled, split and fold-assigned rows plus the meta."""
+    src = context.source
+    problem = context.metric.problem
+    df = raw.copy()
+    df.columns = [str(c) for c in df.columns]
+    _check_columns(df, context)
+
+    missing_target = df[src.target].isna()
+    if missing_target.any():
+        log(f"dropped {int(missing_target.sum())} rows with a missing target {src.target!r}")
+        df = df.loc[~missing_target]
+    df = df.reset_index(drop=True)
+
+    # row ids: a unique integer id column is used as is, anything else gets a surrogate
+    if src.id_column and pd.api.types.is_integer_dtype(df[src.id_column]) and df[src.id_column].notna().all():
+        if df[src.id_column].duplicated().any():
+            dup = df.loc[df[src.id_column].duplicated(), src.id_column].iloc[0]
+            raise TaskError(
+                f"The id column {src.id_column!r} is not unique (e.g. {dup!r} appears more than once). "
+                "Give a unique row id in source.id_column, or omit it to use a surrogate id."
+            )
+        row_ids = df[src.id_column].astype("int64").to_numpy()
+    else:
+        if src.id_column and df[src.id_column].duplicated().any():
+            raise TaskError(f"The id column {src.id_column!r} is not unique.")
+        row_ids = np.arange(len(df), dtype=np.int64)
+    if ROW_ID in df.columns and ROW_ID != src.id_column:
+        df = df.drop(columns=[ROW_ID])
+    df.insert(0, ROW_ID, row_ids)
+
+    classes: list[Any] = []
+    if problem == "classification":
+        classes = _sorted_classes(df[src.target])
+        if len(classes) < 2:
+            raise TaskError(
+                f"The target {src.target!r} has only one class ({classes[0]!r}) after dropping missing "
+                "values; classification needs at least 2 classes."
+            )
+    else:
+        if not pd.api.types.is_numeric_dtype(df[src.target]) or pd.api.types.is_bool_dtype(df[src.target]):
+            raise TaskError(
+                f"The target {src.target!r} has type {df[src.target].dtype}, but the spec asks for "
+                "regression metrics, which need a numeric target. Use `metric: classification: [...]` "
+                "for a label."
+            )
+        df[src.target] = df[src.target].astype("float64")
+
+    if src.weight_column:
+        w = pd.to_numeric(df[src.weight_column], errors="coerce")
+        if w.isna().any() or (w < 0).any() or not (w > 0).any():
+            raise TaskError(
+                f"The weight column {src.weight_column!r} must be numeric, non-negative and not missing."
+            )
+        df[src.weight_column] = w.astype("float64")
+
+    df = _sample(df, context, log)
+    if len(df) < context.folds:
+        raise TaskError(
+            f"The source has {len(df)} usable rows, fewer than the {context.folds} folds the spec asks "
+            "for. Add rows or lower context.folds."
+        )
+
+    is_holdout = _holdout_mask(df, context)
+    train_idx = np.flatnonzero(~is_holdout)
+    if len(train_idx) < context.folds:
+        raise TaskError(
+            f"Only {len(train_idx)} training rows remain after the {context.holdout:.0%} holdout, fewer "
+            f"than the {context.folds} folds. Add rows, lower context.holdout or context.folds."
+        )
+    folds = np.full(len(df), HOLDOUT_FOLD, dtype=np.int32)
+    folds[train_idx] = _assign_folds(df.iloc[train_idx], context)
+    df.insert(1, FOLD, folds)
+
+    feature_cols, categorical = _feature_columns(df, context, log)
+    keep = [ROW_ID, FOLD, src.target] + [
+        c for c in (src.id_column, src.weight_column, src.group_column, src.time_column)
+        if c and c not in (src.target, ROW_ID)
+    ]
+    keep = list(dict.fromkeys(keep + feature_cols))
+    is_hold = df[FOLD] < 0
+    prepared = pd.concat([df.loc[~is_hold, keep].sort_values(ROW_ID), df.loc[is_hold, keep].sort_values(ROW_ID)])
+    prepared = prepared.reset_index(drop=True)
+    meta = {
+        "problem": problem,
+        "classes": [_jsonable(c) for c in classes],
+        "target": src.target,
+        "feature_columns": feature_cols,
+        "categorical_columns": categorical,
+        "weight_column": src.weight_column,
+        "id_column": src.id_column,
+        "group_column": src.group_column,
+        "time_column": src.time_column,
+        "n_rows": int(len(prepared)),
+        "n_train": int(len(train_idx)),
+        "n_holdout": int(is_holdout.sum()),
+        "n_folds": int(context.folds),
+        "fold_type": context.fold_type,
+        "seed": int(context.seed),
+    }
+    return prepared, meta
+
+
+def _check_columns(df: pd.DataFrame, context: Context) -> None:
+    src = context.source
+    named = {
+        "source.target": src.target,
+        "source.id_column": src.id_column,
+        "source.group_column": src.group_column,
+        "source.time_column": src.time_column,
+        "source.weight_column": src.weight_column,
+    }
+    missing = [f"{field} = {col!r}" for field, col in named.items() if col and col not in df.columns]
+    if missing:
+        cols = ", ".join(df.columns[:30]) + (" ..." if df.shape[1] > 30 else "")
+        raise TaskError(
+            f"The source table {source_table(context)} has no column for {', '.join(missing)}. "
+            f"Its columns are: {cols}."
+        )
+    if len(df) == 0:
+        raise TaskError(f"The source table {source_table(context)} is empty.")
+
+
+def _sorted_classes(target: pd.Series) -> list[Any]:
+    values = pd.unique(target.dropna())
+    try:
+        return sorted(values.tolist())
+    except TypeError:  # mixed types: order by text
+        return sorted(values.tolist(), key=str)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _stratify_labels(df: pd.DataFrame, context: Context) -> np.ndarray | None:
+    """Class labels to stratify on, or None when some class is too small for it."""
+    if context.metric.problem != "classification":
+        return None
+    y = df[context.source.target].astype(str).to_numpy()
+    _, counts = np.unique(y, return_counts=True)
+    return y if counts.min() >= 2 else None
+
+
+def _sample(df: pd.DataFrame, context: Context, log: Any) -> pd.DataFrame:
+    size = context.sample.size
+    if size is None or len(df) <= size:
+        return df
+    method = context.sample.method
+    if method == "none":
+        out = df.iloc[:size]
+    elif method == "stratified" and (strat := _stratify_labels(df, context)) is not None:
+        out, _ = train_test_split(df, train_size=size, stratify=strat, random_state=context.seed)
+    else:
+        out = df.sample(n=size, random_state=context.seed)
+    log(f"sampled {len(out)} of {len(df)} rows ({method})")
+    return out.sort_values(ROW_ID).reset_index(drop=True)
+
+
+def _holdout_mask(df: pd.DataFrame, context: Context) -> np.ndarray:
+    n = len(df)
+    n_hold = int(round(context.holdout * n))
+    n_hold = min(max(n_hold, 1), n - 1)
+    mask = np.zeros(n, dtype=bool)
+    src = context.source
+    if context.fold_type == "time":
+        # the most recent rows are the holdout: the leaderboard scores the future
+        order = np.argsort(df[src.time_column].to_numpy(), kind="mergesort")
+        mask[order[n - n_hold:]] = True
+        return mask
+    if context.fold_type == "group":
+        groups = df[src.group_column].astype(str).to_numpy()
+        if len(np.unique(groups)) < 2:
+            raise TaskError(f"The group column {src.group_column!r} has a single group; it cannot be split.")
+        splitter = GroupShuffleSplit(n_splits=1, test_size=context.holdout, random_state=context.seed)
+        _, hold = next(splitter.split(np.zeros(n), groups=groups))
+        mask[hold] = True
+        return mask
+    strat = _stratify_labels(df, context)
+    if strat is not None and n_hold < len(np.unique(strat)):
+        strat = None
+    _, hold = train_test_split(np.arange(n), test_size=n_hold, stratify=strat, random_state=context.seed)
+    mask[hold] = True
+    return mask
+
+
+def _assign_folds(train: pd.DataFrame, context: Context) -> np.ndarray:
+    """One fold id per training row, 0..folds-1, seeded by context.seed."""
+    n, k, src = len(train), context.folds, context.source
+    folds = np.empty(n, dtype=np.int32)
+    X = np.zeros(n)
+    if context.fold_type == "time":
+        order = np.argsort(train[src.time_column].to_numpy(), kind="mergesort")
+        # contiguous, time-ordered blocks: fold i holds the i-th slice of time
+        by_position = np.empty(n, dtype=np.int32)
+        for i, block in enumerate(np.array_split(np.arange(n), k)):
+            by_position[block] = i
+        folds[order] = by_position
+        return folds
+    if context.fold_type == "group":
+        groups = train[src.group_column].astype(str).to_numpy()
+        n_groups = len(np.unique(groups))
+        if n_groups < k:
+            raise TaskError(
+                f"The group column {src.group_column!r} has {n_groups} groups in the training rows, "
+                f"fewer than the {k} folds. Lower context.folds or use a coarser group."
+            )
+        splits = GroupKFold(n_splits=k, shuffle=True, random_state=context.seed).split(X, groups=groups)
+    elif context.fold_type == "stratified" and context.metric.problem == "classification":
+        y = train[src.target].astype(str).to_numpy()
+        _, counts = np.unique(y, return_counts=True)
+        if counts.min() >= k:
+            splits = StratifiedKFold(n_splits=k, shuffle=True, random_state=context.seed).split(X, y)
+        else:  # a class rarer than the fold count cannot be stratified
+            splits = KFold(n_splits=k, shuffle=True, random_state=context.seed).split(X)
+    else:
+        splits = KFold(n_splits=k, shuffle=True, random_state=context.seed).split(X)
+    for i, (_, test) in enumerate(splits):
+        folds[test] = i
+    return folds
+
+
+def _looks_like_id(name: str, s: pd.Series) -> bool:
+    """`id` / `*_id` columns with one distinct value per row (e.g. the demo's `customer_id`)."""
+    lowered = name.lower()
+    if not (lowered == "id" or lowered.endswith("_id")):
+        return False
+    if not (pd.api.types.is_integer_dtype(s) or pd.api.types.is_string_dtype(s) or s.dtype == object):
+        return False
+    return bool(s.notna().all() and s.is_unique)
+
+
+def _feature_columns(df: pd.DataFrame, context: Context, log: Any) -> tuple[list[str], list[str]]:
+    src = context.source
+    excluded = {ROW_ID, FOLD, src.target, src.id_column, src.weight_column, src.group_column, src.time_column}
+    features, categorical, dropped = [], [], []
+    for col in df.columns:
+        if col in excluded:
+            continue
+        s = df[col]
+        if _looks_like_id(col, s):  # a per-row key carries no signal, only leakage risk
+            dropped.append(col)
+            continue
+        if pd.api.types.is_bool_dtype(s) or pd.api.types.is_numeric_dtype(s):
+            features.append(col)
+        elif isinstance(s.dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(s) or s.dtype == object:
+            features.append(col)
+            categorical.append(col)
+        else:  # datetimes, intervals, ...: not usable as they are
+            dropped.append(col)
+        if col in features and s.isna().all():
+            features.remove(col)
+            if col in categorical:
+                categorical.remove(col)
+            dropped.append(col)
+    if dropped:
+        log(f"not used as features (row key, unsupported type or all missing): {', '.join(dropped)}")
+    if not features:
+        raise TaskError(f"The source table {source_table(context)} has no usable feature columns.")
+    return features, categorical
+
+
+# ------------------------------------------------------------------------------------------- load
+
+
+def load_prepared(request: TaskRequest, store: TableStore) -> PreparedData:
+    """PreparedData from the prepare task's tables, in the canonical row order."""
+    try:
+        meta_df = store.read(meta_table(request))
+        df = store.read(prepared_table(request))
+    except LookupError as exc:
+        raise TaskError(
+            f"The prepared data of workflow {request.workflow_id} is missing ({exc}). The `prepare` "
+            "task must run (and succeed) before this one."
+        ) from exc
+    meta = json.loads(meta_df["payload"].iloc[0])
+    return prepared_from_frame(df, meta)
+
+
+def prepared_from_frame(df: pd.DataFrame, meta: dict[str, Any]) -> PreparedData:
+    df = df.sort_values(ROW_ID, kind="mergesort")
+    train = df.loc[df[FOLD] >= 0].reset_index(drop=True)
+    hold = df.loc[df[FOLD] < 0].reset_index(drop=True)
+    features, target = list(meta["feature_columns"]), meta["target"]
+    classes = list(meta["classes"])
+    problem = meta["problem"]
+
+    def encode(y: pd.Series) -> np.ndarray:
+        if problem == "regression":
+            return y.to_numpy(dtype=np.float64)
+        lookup = {_key(c): i for i, c in enumerate(classes)}
+        return np.array([lookup[_key(v)] for v in y.tolist()], dtype=np.int64)
+
+    wcol = meta.get("weight_column")
+    return PreparedData(
+        problem=problem,
+        classes=classes,
+        feature_columns=features,
+        categorical_columns=list(meta["categorical_columns"]),
+        X_train=train[features],
+        y_train=encode(train[target]),
+        w_train=train[wcol].to_numpy(dtype=np.float64) if wcol else None,
+        folds=train[FOLD].to_numpy(dtype=np.int64),
+        row_ids_train=train[ROW_ID].to_numpy(dtype=np.int64),
+        X_holdout=hold[features],
+        y_holdout=encode(hold[target]),
+        w_holdout=hold[wcol].to_numpy(dtype=np.float64) if wcol else None,
+        row_ids_holdout=hold[ROW_ID].to_numpy(dtype=np.int64),
+    )
+
+
+def _key(value: Any) -> Any:
+    """Class labels compare across JSON round trips (1 == 1.0 == np.int64(1); True stays bool)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bool):
+        return ("b", value)
+    if isinstance(value, (int, float)):
+        return ("n", float(value))
+    return ("s", str(value))

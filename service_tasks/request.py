@@ -1,0 +1,85 @@
+"""Building a `TaskRequest`: from the compiled argv (see ARCHITECTURE.md) or directly in tests."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Any, Sequence
+
+from obsrv.compiler.spec import Context
+from obsrv.service_tasks.kit import TaskRequest
+
+# Share of the job timeout one task may spend on hyperparameter search. Base tasks run side by
+# side on Databricks, then the user tasks, then evaluate; the shares leave room for all of them.
+BUDGET_SHARE = {"base": 0.3, "prepare": 0.0, "evaluate": 0.0}
+USER_TASK_SHARE = 0.2
+
+
+def task_budget(stage: str, context: Context, task: dict[str, Any]) -> float:
+    """min($OBSRV_TASK_BUDGET_SECONDS, a share of the task or job timeout), in seconds."""
+    timeout = float(task.get("timeout") or context.timeout)
+    share = BUDGET_SHARE.get(stage, USER_TASK_SHARE)
+    budget = share * timeout
+    env = os.environ.get("OBSRV_TASK_BUDGET_SECONDS")
+    if env:
+        try:
+            budget = min(budget, float(env)) if budget > 0 else float(env)
+        except ValueError:
+            pass
+    return max(budget, 0.0)
+
+
+def build_request(
+    *,
+    stage: str,
+    task_id: str,
+    workflow_id: str,
+    context: Context | dict[str, Any],
+    catalog: str | None = None,
+    schema: str | None = None,
+    task: dict[str, Any] | None = None,
+    upstream: Sequence[str] = (),
+    budget_seconds: float | None = None,
+) -> TaskRequest:
+    """A TaskRequest with the defaults the compiler would fill in (output = the source's schema)."""
+    ctx = context if isinstance(context, Context) else Context.model_validate(context)
+    task = dict(task or {})
+    return TaskRequest(
+        stage=stage,
+        task_id=task_id,
+        workflow_id=str(workflow_id),
+        catalog=catalog or ctx.output_catalog,
+        schema=schema or ctx.output_schema,
+        context=ctx,
+        task=task,
+        upstream=tuple(sorted(upstream)),
+        budget_seconds=task_budget(stage, ctx, task) if budget_seconds is None else float(budget_seconds),
+    )
+
+
+def argument_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="obsrv-task", description="Run one compiled obsrv task.")
+    parser.add_argument("--stage", required=True)
+    parser.add_argument("--task-id", required=True)
+    parser.add_argument("--workflow-id", required=True)
+    parser.add_argument("--catalog", required=True)
+    parser.add_argument("--schema", required=True)
+    parser.add_argument("--spec", required=True, help="compact JSON: context, task, upstream")
+    return parser
+
+
+def parse_request(argv: Sequence[str]) -> TaskRequest:
+    """The TaskRequest for the compiled argv; unknown arguments are ignored (forward compatible)."""
+    args, _unknown = argument_parser().parse_known_args(list(argv))
+    payload = json.loads(args.spec)
+    return build_request(
+        stage=args.stage,
+        task_id=args.task_id,
+        workflow_id=args.workflow_id,
+        catalog=args.catalog,
+        schema=args.schema,
+        context=payload["context"],
+        task=payload.get("task") or {},
+        upstream=payload.get("upstream") or [],
+    )
