@@ -304,6 +304,11 @@ class LocalRunner:
         env["PYTHONUNBUFFERED"] = "1"
         if self.budget_seconds is not None:
             env["OBSRV_TASK_BUDGET_SECONDS"] = f"{self.budget_seconds:g}"
+        # Parallel tasks share the cores: give each its slice so that the libraries' thread pools
+        # (OpenMP in lightgbm/xgboost/hist_gbm, joblib in sklearn) do not oversubscribe them.
+        threads = str(max(1, (os.cpu_count() or 1) // self.jobs))
+        env.setdefault("OBSRV_THREADS", threads)
+        env.setdefault("OMP_NUM_THREADS", threads)
         log = open(self.log_dir / f"{key}.log", "ab")
         log.write(f"\n=== {key} attempt {task_state.attempts} ===\n".encode())
         log.flush()
@@ -582,7 +587,8 @@ def print_summary(job: dict[str, Any], home: Path, workflow_id: str, wall: float
         console.print(table)
     console.print(f"[bold]done[/] in {wall:.1f}s")
     console.print(f"  tables   {home / 'warehouse'}")
-    console.print(f"  mlflow   sqlite:///{home / 'mlflow.db'}  (mlflow ui --backend-store-uri sqlite:///{home / 'mlflow.db'})")
+    tracking = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}"
+    console.print(f"  mlflow   {tracking}  (mlflow ui --backend-store-uri {tracking})")
     report = home / "runs" / workflow_id / "report.html"
     if report.exists():
         console.print(f"  report   {report}")

@@ -131,11 +131,16 @@ def test_route_cluster_writes_the_seed_named_clustered_table(all_tasks_run: Run)
     assert (store_path / "_delta_log").is_dir()
 
 
-def test_champion_is_registered_and_servable(all_tasks_run: Run) -> None:
+def test_champion_is_registered_and_servable(all_tasks_run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
     import mlflow
 
-    mlflow.set_tracking_uri(f"sqlite:///{all_tasks_run.home / 'mlflow.db'}")
-    mlflow.set_registry_uri(f"sqlite:///{all_tasks_run.home / 'mlflow.db'}")
+    # mlflow.set_tracking_uri also exports MLFLOW_TRACKING_URI; monkeypatch restores it afterwards
+    # so later runs' task processes do not inherit this store.
+    uri = f"sqlite:///{all_tasks_run.home / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
     model = mlflow.pyfunc.load_model("models:/e2e_all_tasks@champion")
     source = all_tasks_run.store.read(TableName("main", "credit_risk", "training_data")).head(25)
     features = source.drop(columns=["default_label"])

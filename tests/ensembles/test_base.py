@@ -1,0 +1,51 @@
+import numpy as np
+import pandas as pd
+import pytest
+from obsrv.service_tasks import metrics
+from obsrv.service_tasks.ensembles.base import (
+    FrameEncoder,
+    MetricLoss,
+    best_of_family,
+    combiner_objective,
+    strength_order,
+)
+
+
+@pytest.mark.parametrize("metric", ["auc", "logloss"])
+def test_fast_loss_paths_match_the_metrics_module(metric):
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        n = int(rng.integers(5, 200))
+        y = rng.integers(0, 2, n)
+        p = np.round(rng.random(n), int(rng.integers(0, 4)))  # many ties and exact 0/1
+        P = np.column_stack([1 - p, p])
+        fast = MetricLoss(metric, "classification")(y, P)
+        ref = metrics.loss(metric, y, P, problem="classification")
+        assert fast == pytest.approx(ref, rel=1e-12, abs=1e-12)
+    assert MetricLoss("auc", "classification")(np.ones(4, int), np.full((4, 2), 0.5)) == float("inf")
+    assert MetricLoss("auc", "classification")(np.array([0, 1]), np.array([[np.nan, 1], [0, 1]])) == float("inf")
+
+
+def test_combiner_objective():
+    assert combiner_objective("accuracy", "classification") == "logloss"
+    assert combiner_objective("f1", "classification") == "logloss"
+    assert combiner_objective("auc", "classification") == "auc"
+    assert combiner_objective("rmse", "regression") == "rmse"
+
+
+def test_ranking_helpers():
+    order = strength_order(np.array([0.7, np.nan, 0.9, 0.8]), greater_is_better=True)
+    assert order.tolist() == [2, 3, 0, 1]
+    assert strength_order(np.array([0.3, 0.1, 0.2]), greater_is_better=False).tolist() == [1, 2, 0]
+    fams = ["xgb", "xgb", "lin", "rf", "lin"]
+    assert best_of_family(np.array([0, 1, 2, 3, 4]), fams, 2) == [0, 2]
+    assert best_of_family(np.array([0, 1, 2, 3, 4]), fams, 10) == [0, 2, 3]
+
+
+def test_frame_encoder_handles_unseen_levels_and_missing_values():
+    X = pd.DataFrame({"a": [1.0, np.nan, 3.0, 5.0], "c": ["x", "y", "x", None]})
+    enc = FrameEncoder(["c"]).fit(X)
+    Z = enc.transform(pd.DataFrame({"a": [np.nan], "c": ["zzz"]}))
+    assert Z.shape == (1, 3)
+    assert Z[0, 1:].tolist() == [0.0, 0.0]  # unseen level -> all zeros
+    assert np.isfinite(enc.transform(X)).all()
