@@ -156,7 +156,7 @@ class FamilyModel:
         self.device = device
 
     # --- preprocessing shared by fit and predict
-    def _numeric(self, X: pd.DataFrame) -> pd.DataFrame:
+    def _numeric(self, X: pd.DataFrame, fit: bool = False) -> pd.DataFrame:
         out = pd.DataFrame(index=X.index)
         for c in self.numeric:
             values = pd.to_numeric(X[c], errors="coerce")
@@ -164,6 +164,12 @@ class FamilyModel:
                 # nullable ints/bools: pd.NA -> NaN
                 values = values.astype("Float64").to_numpy(dtype="float64", na_value=np.nan)
             out[c] = np.asarray(values, dtype=np.float64)
+        if fit:
+            # A column with no value in these training rows (a fold or a route can have one)
+            # carries no information, and some estimators (hist_gbm's binning) crash on it.
+            self.all_missing_ = [c for c in self.numeric if len(out) and out[c].isna().all()]
+        for c in getattr(self, "all_missing_", []):
+            out[c] = 0.0
         return out
 
     def _strings(self, X: pd.DataFrame) -> pd.DataFrame:
@@ -176,10 +182,10 @@ class FamilyModel:
     def _frame(self, X: pd.DataFrame, fit: bool) -> pd.DataFrame:
         kind = _PREP[self.family]
         if kind in ("dense", "ordinal", "catboost"):
-            parts = [self._numeric(X), self._strings(X)]
+            parts = [self._numeric(X, fit), self._strings(X)]
             return pd.concat(parts, axis=1)[self.numeric + self.categorical]
         # native pandas categoricals with levels fixed on the fold's training rows
-        num = self._numeric(X)
+        num = self._numeric(X, fit)
         if fit:
             self.levels_ = {}
             for c in self.categorical:

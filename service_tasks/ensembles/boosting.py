@@ -8,7 +8,8 @@ first, then random configs while the time budget lasts, capped at ``trials``), s
 shared-fold OOF like every base model; its boosters early-stop on an inner split of each fold's
 training rows, never on the held fold.
 
-GPU: with ``OBSRV_COMPUTE=gpu`` and a CUDA driver with at least one device, xgboost trains with
+GPU: unless the task was placed on CPU (``OBSRV_COMPUTE=cpu``), a CUDA driver with at least one
+device makes xgboost train with
 ``device="cuda"``, catboost with ``task_type="GPU"`` and lightgbm with its GPU device (only if this
 lightgbm build has one: probed with a tiny fit); sklearn's GBM has no GPU mode. Whatever cannot use
 the GPU runs on CPU and the reason is logged (the zoo also falls back to CPU if a GPU fit fails).
@@ -81,11 +82,16 @@ def resolve_device(
     """Choose GPU or CPU per library (the probes are injectable for tests)."""
     env = os.environ if env is None else env
     devices = {a: "cpu" for a in algorithms}
-    if env.get("OBSRV_COMPUTE", "cpu").lower() != "gpu":
-        return DevicePlan(False, devices, ["boost: running on CPU (OBSRV_COMPUTE is not 'gpu')"])
+    # Placement: the local runner sets OBSRV_COMPUTE from the compiled environment; on Databricks
+    # it is unset and a visible CUDA device is what tells a task it landed on serverless GPU.
+    placement = env.get("OBSRV_COMPUTE", "").lower()
+    if placement == "cpu":
+        return DevicePlan(False, devices, ["boost: running on CPU (placed on CPU compute)"])
     n = cuda_count()
     if n == 0:
-        return DevicePlan(False, devices, ["boost: OBSRV_COMPUTE=gpu but no CUDA device found; fell back to CPU"])
+        if placement == "gpu":
+            return DevicePlan(False, devices, ["boost: OBSRV_COMPUTE=gpu but no CUDA device found; fell back to CPU"])
+        return DevicePlan(False, devices, ["boost: no CUDA device found; running on CPU"])
     notes = [f"boost: {n} CUDA device(s) found"]
     for a in algorithms:
         if a == "xgboost":

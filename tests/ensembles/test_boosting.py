@@ -10,10 +10,17 @@ from obsrv.service_tasks.ensembles.boosting import boost, resolve_device
 ALL = ["gbm", "xgboost", "lightgbm", "catboost"]
 
 
-def test_cpu_unless_gpu_is_requested():
-    plan = resolve_device(ALL, {}, cuda_count=lambda: 1, lightgbm_gpu=lambda: True)
+def test_cpu_placement_wins_even_with_cuda():
+    plan = resolve_device(ALL, {"OBSRV_COMPUTE": "cpu"}, cuda_count=lambda: 1, lightgbm_gpu=lambda: True)
     assert not plan.gpu and set(plan.devices.values()) == {"cpu"}
     assert "CPU" in plan.notes[0]
+
+
+def test_unset_placement_follows_cuda_as_on_databricks():
+    plan = resolve_device(ALL, {}, cuda_count=lambda: 1, lightgbm_gpu=lambda: False)
+    assert plan.gpu and plan.devices["xgboost"] == "cuda"
+    plan = resolve_device(ALL, {}, cuda_count=lambda: 0, lightgbm_gpu=lambda: False)
+    assert not plan.gpu and plan.notes == ["boost: no CUDA device found; running on CPU"]
 
 
 def test_gpu_requested_without_cuda_falls_back_to_cpu_and_says_so():
