@@ -10,7 +10,6 @@ MLflow search run (`<task_id>/search`).
 from __future__ import annotations
 
 import json
-import os
 import time
 
 from obsrv.service_tasks import tracking, zoo
@@ -34,9 +33,10 @@ def run_base(ctx: RuntimeContext) -> list[ModelOutput]:
         raise TaskError(f"Unknown model family {family!r}; expected one of {', '.join(zoo.FAMILIES)}.")
     prep = ctx.prepared
     metric = search_metric(ctx.primary_metric, prep.problem)
-    device = zoo.default_device(family)
-    if device == "cpu" and family in zoo.GPU_CAPABLE and os.environ.get("OBSRV_COMPUTE", "").lower() == "gpu":
-        ctx.log(f"{family}: placed on GPU compute but no CUDA device is visible; fell back to the CPU")
+    devices, notes = zoo.resolve_devices([family])
+    device = devices[family]
+    if family in zoo.GPU_CAPABLE:
+        ctx.log(f"{family} device: " + "; ".join(notes))
     budget = ctx.request.budget_seconds
     ctx.log(
         f"{family}: {len(prep.y_train)} train rows, {prep.n_folds} folds, budget {budget:.0f}s, "

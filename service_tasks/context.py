@@ -28,13 +28,9 @@ MODEL_COLUMNS = ("task_id", "model", "family", "kind", "is_final", "mlflow_run_i
 
 
 def proba_columns(classes: list[Any]) -> list[str]:
-    """`proba_<class>` per class (identifier-safe; by index when labels collide)."""
-    import re
-
-    cols = ["proba_" + re.sub(r"[^0-9A-Za-z_]", "_", str(c)) for c in classes]
-    if len(set(cols)) != len(cols):
-        cols = [f"proba_{i}" for i in range(len(classes))]
-    return cols
+    """`proba_<class>` per class (identifier-safe; by index when labels collide), named exactly like
+    the served model's `probability_<class>` columns (`tracking.class_suffixes`)."""
+    return ["proba_" + s for s in tracking.class_suffixes(classes)]
 
 
 def prediction_columns(prepared: PreparedData) -> list[str]:
@@ -243,11 +239,33 @@ class RuntimeContext:
                 tracking._retry(lambda chunk=dict(items[i : i + 100]): mlflow.log_params(chunk))
             tracking._retry(lambda: mlflow.log_metrics(metrics))
             uri = tracking.log_pyfunc(
-                o.predictor, problem=prep.problem, classes=prep.classes, X_example=prep.X_train
+                o.predictor,
+                problem=prep.problem,
+                classes=prep.classes,
+                X_example=self._serving_example(o.predictor),
+                feature_columns=prep.feature_columns,
+                input_names=prep.original_names,
             )
         finally:
             tracking._retry(lambda: mlflow.end_run())
         return run.info.run_id, uri
+
+    def _serving_example(self, predictor: Predictor, n: int = 5) -> pd.DataFrame:
+        """A few training rows as the served model receives them: the feature columns plus the
+        predictor's `extra_input_columns` (the source's id_column comes from `ids_train`)."""
+        prep = self.prepared
+        X = prep.X_train.head(n)
+        extra = [c for c in (getattr(predictor, "extra_input_columns", None) or []) if c not in X.columns]
+        id_column = self.request.context.source.id_column
+        for col in extra:
+            if col == id_column and prep.ids_train is not None:
+                X = X.assign(**{col: prep.ids_train[: len(X)]})
+            else:
+                raise TaskError(
+                    f"The model of task {self.request.task_id!r} needs the input column {col!r}, which is "
+                    "neither a feature column nor the source's id_column."
+                )
+        return X
 
 
 def _check_matrix(arr: np.ndarray, shape: tuple[int, int], what: str) -> None:

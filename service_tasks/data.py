@@ -19,14 +19,23 @@ DEMO_SEGMENTS = TableName("main", "credit_risk", "credit_segments")
 DEMO_HOUSING = TableName("main", "demo", "housing")
 
 
+def identifier(name: object, *, lower: bool = True) -> str:
+    """`name` as an identifier: runs of characters outside [0-9A-Za-z_] become `_` (trimmed at
+    the ends), a leading digit gets a `c_` prefix; "" when nothing usable is left."""
+    out = re.sub(r"[^0-9a-zA-Z_]+", "_", str(name).strip()).strip("_")
+    if lower:
+        out = out.lower()
+    if out and out[0].isdigit():
+        out = f"c_{out}"
+    return out
+
+
 def normalise_columns(df: pd.DataFrame) -> pd.DataFrame:
     """Column names as lowercase identifiers (`Credit Amount` -> `credit_amount`); clear error on
     names that cannot be mapped or collide."""
     mapping: dict[str, str] = {}
     for col in df.columns:
-        name = re.sub(r"[^0-9a-zA-Z_]+", "_", str(col).strip()).strip("_").lower()
-        if name and name[0].isdigit():
-            name = f"c_{name}"
+        name = identifier(col)
         if not name:
             raise TaskError(f"The column {col!r} has no letters or digits; rename it before loading.")
         if name in mapping.values():

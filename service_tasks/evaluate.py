@@ -42,6 +42,25 @@ def thresholds_from_oof(metrics: list[str], y: np.ndarray, oof: np.ndarray, w: n
     return {m: M.tune_threshold(m, y, oof, w) for m in metrics if m in M.THRESHOLD_METRICS}
 
 
+def champion_threshold_tags(primary: str, thresholds: dict[str, float]) -> dict[str, str]:
+    """Model-version tags recording the champion's OOF-tuned threshold for a threshold primary metric
+    (binary problems). The served pyfunc does NOT apply it: its `prediction` is the argmax class
+    (positive when probability_<positive> > 0.5); callers who want the leaderboard's operating
+    point apply `probability_<positive> >= threshold` themselves."""
+    if primary not in thresholds:
+        return {}
+    return {
+        f"obsrv.threshold.{primary}": f"{thresholds[primary]:.6g}",
+        "obsrv.threshold.note": (
+            f"OOF-tuned threshold for {primary} on the positive-class probability (the second "
+            + ("probability_ column; for precision/recall the F1-optimal one). " if primary in ("precision", "recall")
+               else "probability_ column). ")
+            + "The served `prediction` column is the argmax class and does not use "
+            "it; apply `probability >= threshold` to reproduce the leaderboard's operating point."
+        ),
+    }
+
+
 def run_evaluate(ctx: RuntimeContext) -> pd.DataFrame:
     req = ctx.request
     prep = ctx.prepared
@@ -118,9 +137,13 @@ def _log_and_register(
         tracking._retry(lambda: mlflow.log_text(report, "report.html"))
         tracking._retry(lambda: mlflow.log_table(board, "leaderboard.json"))
         tracking._retry(lambda: mlflow.log_dict(thresholds, "thresholds.json"))
+        version_tags = champion_threshold_tags(ctx.primary_metric, thresholds.get(champion, {}))
+        if version_tags:
+            key = f"obsrv.threshold.{ctx.primary_metric}"
+            tracking._retry(lambda: mlflow.log_param(f"champion_threshold_{ctx.primary_metric}", version_tags[key]))
         if uri:
             name = registered_name(ctx)
-            version = tracking.register_champion(uri, name)
+            version = tracking.register_champion(uri, name, tags=version_tags)
             mlflow.set_tag("obsrv.registered_model", f"{name}@champion (version {version})")
             ctx.log(f"registered {champion} as {name} version {version}, alias champion")
 
@@ -230,4 +253,4 @@ holdout figures stay an unbiased estimate.</p>
 """
 
 
-__all__ = ["run_evaluate", "candidate_models", "thresholds_from_oof", "registered_name"]
+__all__ = ["run_evaluate", "candidate_models", "thresholds_from_oof", "registered_name", "champion_threshold_tags"]

@@ -49,6 +49,20 @@ class PreparedData:
     y_holdout: np.ndarray
     w_holdout: np.ndarray | None
     row_ids_holdout: np.ndarray
+    # the source's `id_column` values (original dtype), aligned with the train / holdout rows;
+    # None when the spec names no id_column (route_external joins on these)
+    ids_train: np.ndarray | None = None
+    ids_holdout: np.ndarray | None = None
+    # feature column (as in X_*, identifier-safe) -> its name in the source table; only the columns
+    # prepare had to rename appear (xgboost/lightgbm/Delta reject `[`, `]`, `<`, `:`, spaces, ...)
+    original_names: dict[str, str] | None = None
+
+    def feature_name(self, source_name: str) -> str:
+        """The X_* column of a source column named in the spec (identity unless renamed)."""
+        for safe, original in (self.original_names or {}).items():
+            if original == source_name:
+                return safe
+        return source_name
 
     @property
     def n_outputs(self) -> int:

@@ -564,7 +564,8 @@ def print_summary(job: dict[str, Any], home: Path, workflow_id: str, wall: float
 
     from obsrv.service_tasks.summary import leaderboard_frame
 
-    console = Console()
+    # Off a terminal (CI logs, pipes) rich assumes 80 columns and would crop the model names.
+    console = Console() if sys.stdout.isatty() else Console(width=140)
     board = leaderboard_frame(job, home, workflow_id)
     if board is not None:
         metrics = [c for c in board.columns if c not in ("task_id", "kind", "model", "is_champion")]

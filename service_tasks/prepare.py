@@ -9,6 +9,7 @@ sorted by `obsrv_row_id`), the order every prediction matrix uses.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,7 @@ from sklearn.model_selection import (
 )
 
 from obsrv.compiler.spec import Context
+from obsrv.service_tasks.data import identifier
 from obsrv.service_tasks.errors import TaskError
 from obsrv.service_tasks.io import TableName, TableStore, output_table
 from obsrv.service_tasks.kit import PreparedData, TaskRequest
@@ -88,6 +90,11 @@ def prepare_frame(raw: pd.DataFrame, context: Context, log: Any = print) -> tupl
         log(f"dropped {int(missing_target.sum())} rows with a missing target {src.target!r}")
         df = df.loc[~missing_target]
     df = df.reset_index(drop=True)
+    if len(df) == 0:
+        raise TaskError(
+            f"There are no non-missing values in target {src.target!r}: every row of "
+            f"{source_table(context)} has it missing. Check source.target and the table's contents."
+        )
 
     # row ids: a unique integer id column is used as is, anything else gets a surrogate
     if src.id_column and pd.api.types.is_integer_dtype(df[src.id_column]) and df[src.id_column].notna().all():
@@ -108,6 +115,7 @@ def prepare_frame(raw: pd.DataFrame, context: Context, log: Any = print) -> tupl
 
     classes: list[Any] = []
     if problem == "classification":
+        _check_discrete_target(df[src.target], src.target)
         classes = _sorted_classes(df[src.target])
         if len(classes) < 2:
             raise TaskError(
@@ -154,16 +162,23 @@ def prepare_frame(raw: pd.DataFrame, context: Context, log: Any = print) -> tupl
         c for c in (src.id_column, src.weight_column, src.group_column, src.time_column)
         if c and c not in (src.target, ROW_ID)
     ]
+    renames = safe_feature_names(feature_cols, reserved=keep)
+    if renames:
+        log("renamed feature columns to identifiers (served models accept the original names): "
+            + ", ".join(f"{old!r} -> {new!r}" for old, new in renames.items()))
     keep = list(dict.fromkeys(keep + feature_cols))
     is_hold = df[FOLD] < 0
     prepared = pd.concat([df.loc[~is_hold, keep].sort_values(ROW_ID), df.loc[is_hold, keep].sort_values(ROW_ID)])
-    prepared = prepared.reset_index(drop=True)
+    prepared = prepared.reset_index(drop=True).rename(columns=renames)
+    feature_cols = [renames.get(c, c) for c in feature_cols]
+    categorical = [renames.get(c, c) for c in categorical]
     meta = {
         "problem": problem,
         "classes": [_jsonable(c) for c in classes],
         "target": src.target,
         "feature_columns": feature_cols,
         "categorical_columns": categorical,
+        "column_names": {new: old for old, new in renames.items()},  # renamed feature -> source name
         "weight_column": src.weight_column,
         "id_column": src.id_column,
         "group_column": src.group_column,
@@ -196,6 +211,54 @@ def _check_columns(df: pd.DataFrame, context: Context) -> None:
         )
     if len(df) == 0:
         raise TaskError(f"The source table {source_table(context)} is empty.")
+
+
+_SAFE_NAME = re.compile(r"[0-9A-Za-z_]+")
+
+
+def safe_feature_names(features: list[str], reserved: list[str] | tuple[str, ...] = ()) -> dict[str, str]:
+    """{source name: identifier} for the feature columns whose names the boosting libraries or Delta
+    would reject (anything outside [0-9A-Za-z_]: `[`, `]`, `<`, `:`, JSON characters, spaces, ...).
+    Names that are already identifiers stay as they are (so spec references keep working); a new
+    name never collides with another column (suffix `_2`, `_3`, ...)."""
+    taken = set(reserved) | {c for c in features if _SAFE_NAME.fullmatch(c)}
+    out: dict[str, str] = {}
+    for col in features:
+        if _SAFE_NAME.fullmatch(col):
+            continue
+        base = identifier(col, lower=False) or "feature"
+        name, i = base, 2
+        while name in taken:
+            name, i = f"{base}_{i}", i + 1
+        taken.add(name)
+        out[col] = name
+    return out
+
+
+_MAX_CLASSES_BEFORE_CHECK = 50
+
+
+def _check_discrete_target(target: pd.Series, name: str) -> None:
+    """Classification on a continuous-looking target is almost always a spec mistake: one class
+    per row cannot be learned, and the failure would come much later and less clearly."""
+    values = target.dropna()
+    hint = (
+        "but the spec asks for classification metrics. If it is a quantity to predict, use "
+        "`metric: regression: [rmse, mae, r2]`; if it is a label, bin or recode it into classes first."
+    )
+    if pd.api.types.is_float_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        frac = values[values != np.floor(values)]
+        if len(frac):
+            raise TaskError(
+                f"The target {name!r} has non-integer values (e.g. {float(frac.iloc[0])!r}), so it looks "
+                f"continuous, {hint}"
+            )
+    n_unique = int(values.nunique())
+    if n_unique > _MAX_CLASSES_BEFORE_CHECK and n_unique > 0.5 * len(values):
+        raise TaskError(
+            f"The target {name!r} has {n_unique} distinct values in {len(values)} rows (most values "
+            f"unique), so it looks continuous, {hint}"
+        )
 
 
 def _sorted_classes(target: pd.Series) -> list[Any]:
@@ -371,6 +434,8 @@ def prepared_from_frame(df: pd.DataFrame, meta: dict[str, Any]) -> PreparedData:
         return np.array([lookup[_key(v)] for v in y.tolist()], dtype=np.int64)
 
     wcol = meta.get("weight_column")
+    idcol = meta.get("id_column")
+    has_ids = bool(idcol) and idcol in df.columns
     return PreparedData(
         problem=problem,
         classes=classes,
@@ -385,6 +450,9 @@ def prepared_from_frame(df: pd.DataFrame, meta: dict[str, Any]) -> PreparedData:
         y_holdout=encode(hold[target]),
         w_holdout=hold[wcol].to_numpy(dtype=np.float64) if wcol else None,
         row_ids_holdout=hold[ROW_ID].to_numpy(dtype=np.int64),
+        ids_train=train[idcol].to_numpy() if has_ids else None,
+        ids_holdout=hold[idcol].to_numpy() if has_ids else None,
+        original_names=dict(meta.get("column_names") or {}),
     )
 
 

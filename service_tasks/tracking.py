@@ -116,9 +116,20 @@ def _retry(fn: Any, attempts: int = 8) -> Any:
 # ------------------------------------------------------------------------------- pyfunc model
 
 
-def class_column(label: Any) -> str:
-    """`probability_<class>` (class label made identifier-safe)."""
-    return "probability_" + re.sub(r"[^0-9A-Za-z_]", "_", str(label))
+def class_suffixes(classes: list[Any]) -> list[str]:
+    """One identifier-safe suffix per class, in class order: the label with characters outside
+    [0-9A-Za-z_] replaced by `_`, or the class index for every class when two labels would collide
+    (`"a b"` and `"a_b"`). The prediction tables (`proba_<suffix>`, `context.proba_columns`) and the
+    served pyfunc (`probability_<suffix>`) both use it, so no column is ever lost."""
+    out = [re.sub(r"[^0-9A-Za-z_]", "_", str(c)) for c in classes]
+    if len(set(out)) != len(out):
+        out = [str(i) for i in range(len(classes))]
+    return out
+
+
+def class_columns(classes: list[Any]) -> list[str]:
+    """The served model's `probability_<class>` columns (see `class_suffixes`)."""
+    return ["probability_" + s for s in class_suffixes(classes)]
 
 
 def output_frame(pred: np.ndarray, problem: str, classes: list[Any]) -> pd.DataFrame:
@@ -132,8 +143,8 @@ def output_frame(pred: np.ndarray, problem: str, classes: list[Any]) -> pd.DataF
         out["prediction"] = out["prediction"].astype("int64")
     elif all(isinstance(c, str) for c in classes):
         out["prediction"] = out["prediction"].astype(str)
-    for k, c in enumerate(classes):
-        out[class_column(c)] = pred[:, k]
+    for k, col in enumerate(class_columns(classes)):
+        out[col] = pred[:, k]
     return out
 
 
@@ -144,34 +155,55 @@ except Exception:  # pragma: no cover
 
 
 class ObsrvPyfunc(_PythonModelBase):  # type: ignore[misc,valid-type]
-    """Serves a predictor: input = the feature columns, output = `output_frame`."""
+    """Serves a predictor: input = the feature columns (+ the predictor's `extra_input_columns`),
+    output = `output_frame`.
+
+    * Input columns are accepted under their source names: prepare renames feature columns that are
+      not identifiers (`input_names`: model column -> source name), and `predict` maps them back.
+      Frames that already use the model's names work too.
+    * A predictor may declare `extra_input_columns` (e.g. route_external's join key): those columns
+      are required inputs as well and are passed through after the features.
+    * `prediction` is the argmax class (regression: the value); no tuned threshold is applied.
+    """
 
     # the signature is given explicitly; skip MLflow's type-hint based input validation
     _skip_type_hint_validation = True
 
-    def __init__(self, problem: str, classes: list[Any], feature_columns: list[str]) -> None:
+    def __init__(
+        self,
+        problem: str,
+        classes: list[Any],
+        feature_columns: list[str],
+        extra_input_columns: list[str] | None = None,
+        input_names: dict[str, str] | None = None,
+    ) -> None:
         self.problem = problem
         self.classes = list(classes)
         self.feature_columns = list(feature_columns)
+        self.extra_input_columns = [c for c in (extra_input_columns or []) if c not in self.feature_columns]
+        self.input_names = {k: v for k, v in (input_names or {}).items() if k != v}
         self.predictor: Any = None
 
     def load_context(self, context: Any) -> None:
-        import gzip
+        self.predictor = load_predictor(context.artifacts["predictor"])
 
-        import cloudpickle
-
-        path = context.artifacts["predictor"]
-        with open(path, "rb") as raw:
-            gz = raw.read(2) == b"\x1f\x8b"
-        with (gzip.open(path, "rb") if gz else open(path, "rb")) as fh:
-            self.predictor = cloudpickle.load(fh)
-
-    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+    def model_input(self, model_input: Any) -> pd.DataFrame:
+        """The frame the predictor sees: model column names, features then extra columns."""
         X = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
-        missing = [c for c in self.feature_columns if c not in X.columns]
+        names = getattr(self, "input_names", {})  # absent in models pickled before it existed
+        extra = getattr(self, "extra_input_columns", [])
+        back = {src: col for col, src in names.items() if src in X.columns and col not in X.columns}
+        if back:
+            X = X.rename(columns=back)
+        wanted = self.feature_columns + extra
+        missing = [names.get(c, c) for c in wanted if c not in X.columns]
         if missing:
             raise ValueError(f"missing input columns: {', '.join(missing)}")
-        return output_frame(self.predictor.predict_matrix(X[self.feature_columns]), self.problem, self.classes)
+        return X[wanted]
+
+    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+        X = self.model_input(model_input)
+        return output_frame(self.predictor.predict_matrix(X), self.problem, self.classes)
 
 
 def pip_requirements() -> list[str]:
@@ -238,15 +270,29 @@ def log_pyfunc(
     classes: list[Any],
     X_example: pd.DataFrame,
     name: str = "model",
+    feature_columns: list[str] | None = None,
+    input_names: dict[str, str] | None = None,
 ) -> str:
-    """Log `predictor` as a pyfunc model with a signature into the active run; returns its URI."""
+    """Log `predictor` as a pyfunc model with a signature into the active run; returns its URI.
+
+    `feature_columns` (default: every column of `X_example`) are the model's feature columns;
+    `X_example` must also hold the predictor's `extra_input_columns`, if it declares any.
+    `input_names` maps renamed feature columns to their source names, which the signature and the
+    served model use.
+    """
     import mlflow
     from mlflow.models import infer_signature
 
-    wrapper = ObsrvPyfunc(problem, classes, list(X_example.columns))
-    example = X_example.head(5)
+    features = list(X_example.columns) if feature_columns is None else list(feature_columns)
+    extra = [str(c) for c in (getattr(predictor, "extra_input_columns", None) or [])]
+    wrapper = ObsrvPyfunc(problem, classes, features, extra_input_columns=extra, input_names=input_names)
+    absent = [c for c in features + wrapper.extra_input_columns if c not in X_example.columns]
+    if absent:
+        raise ValueError(f"X_example lacks the model input columns {absent}")
+    example = X_example.head(5)[features + wrapper.extra_input_columns]
     out = output_frame(predictor.predict_matrix(example), problem, classes)
-    signature = infer_signature(_signature_frame(example), out)
+    served = _signature_frame(example).rename(columns=wrapper.input_names)
+    signature = infer_signature(served, out)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "predictor.pkl"
         dump_predictor(predictor, path)
@@ -307,12 +353,18 @@ def safe_metric_name(name: str) -> str:
     return re.sub(r"[^0-9A-Za-z_\-. /]", "_", name)
 
 
-def register_champion(model_uri: str, name: str, *, alias: str = "champion") -> str:
-    """Register `model_uri` under `name` and point `alias` at the new version; returns the version."""
+def register_champion(
+    model_uri: str, name: str, *, alias: str = "champion", tags: dict[str, str] | None = None
+) -> str:
+    """Register `model_uri` under `name`, tag the new version with `tags` and point `alias` at it;
+    returns the version."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
     with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull), contextlib.redirect_stderr(devnull):
         version = _retry(lambda: mlflow.register_model(model_uri, name))
-    _retry(lambda: MlflowClient().set_registered_model_alias(name, alias, version.version))
+    client = MlflowClient()
+    for key, value in (tags or {}).items():
+        _retry(lambda k=key, v=value: client.set_model_version_tag(name, version.version, k, v))
+    _retry(lambda: client.set_registered_model_alias(name, alias, version.version))
     return str(version.version)

@@ -86,16 +86,6 @@ def _fast_binary_auc(positive: np.ndarray, score: np.ndarray) -> float:
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
-def combiner_objective(primary: str, problem: Problem) -> str:
-    """What combiners optimise: the primary metric, except that a threshold metric (accuracy, f1,
-    precision, recall) on classification is replaced by logloss -- a 0.5-threshold score is a noisy,
-    flat objective, and evaluate tunes the threshold on OOF afterwards (the base models' search uses
-    the same rule)."""
-    if problem == "classification" and primary in metrics.THRESHOLD_METRICS:
-        return "logloss"
-    return primary
-
-
 def check_stack(P: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
     """Validate a ``(M, n, K)`` member stack (and ``y`` alignment); returns it as float64."""
     P = np.asarray(P, dtype=np.float64)
@@ -140,29 +130,38 @@ def subset_w(w: np.ndarray | None, mask: np.ndarray) -> np.ndarray | None:
     return None if w is None else w[mask]
 
 
+def take_rows(extra: Any, mask: np.ndarray) -> Any:
+    """Rows ``mask`` of passthrough input: an array or a raw feature frame (positional)."""
+    if extra is None:
+        return None
+    if isinstance(extra, pd.DataFrame):
+        return extra.iloc[np.flatnonzero(mask)]
+    return extra[mask]
+
+
 def nested_oof(
     make: Callable[[], Combiner],
     P: np.ndarray,
     y: np.ndarray,
     folds: np.ndarray,
     w: np.ndarray | None = None,
-    extra: np.ndarray | None = None,
+    extra: Any = None,
 ) -> np.ndarray:
     """OOF predictions of a *learned* combiner on the shared folds.
 
     For each fold f the combiner is fit on the member OOF predictions of the other folds and predicts
     fold f. The members' OOF of the other folds never saw fold f's labels either, so the result is
     an honest OOF of the whole two-level model: this is what downstream layers and evaluate see.
+    ``extra`` (passthrough input, an array or a raw feature frame) is split the same way, so a
+    combiner that learns statistics of it (``PassthroughCombiner``) never sees the held fold.
     """
     P = check_stack(P, y)
     out = np.full(P.shape[1:], np.nan)
     for f in fold_ids(folds):
         held = folds == f
         train = ~held
-        comb = make().fit(
-            P[:, train], y[train], subset_w(w, train), None if extra is None else extra[train]
-        )
-        out[held] = comb.predict(P[:, held], None if extra is None else extra[held])
+        comb = make().fit(P[:, train], y[train], subset_w(w, train), take_rows(extra, train))
+        out[held] = comb.predict(P[:, held], take_rows(extra, held))
     return out
 
 

@@ -8,16 +8,15 @@ first, then random configs while the time budget lasts, capped at ``trials``), s
 shared-fold OOF like every base model; its boosters early-stop on an inner split of each fold's
 training rows, never on the held fold.
 
-GPU: unless the task was placed on CPU (``OBSRV_COMPUTE=cpu``), a CUDA driver with at least one
-device makes xgboost train with
+GPU: the runtime's placement rule (``zoo.resolve_devices``, the same as the base tasks'): unless the
+task was placed on CPU (``OBSRV_COMPUTE=cpu``), a CUDA device makes xgboost train with
 ``device="cuda"``, catboost with ``task_type="GPU"`` and lightgbm with its GPU device (only if this
-lightgbm build has one: probed with a tiny fit); sklearn's GBM has no GPU mode. Whatever cannot use
-the GPU runs on CPU and the reason is logged (the zoo also falls back to CPU if a GPU fit fails).
+lightgbm build has one); sklearn's GBM has no GPU mode. Whatever cannot use the GPU runs on CPU and
+the reason is logged (the zoo also falls back to CPU if a GPU fit fails).
 """
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
@@ -34,35 +33,6 @@ ALGORITHM_FAMILY = {"gbm": "hist_gbm", "xgboost": "xgboost", "lightgbm": "lightg
 faster, native missing values and categoricals) -- the zoo's `hist_gbm` family."""
 
 
-def cuda_device_count() -> int:
-    """Number of CUDA devices visible through the driver API (0 when no driver is present)."""
-    import ctypes
-
-    try:
-        lib = ctypes.CDLL("libcuda.so.1")
-    except OSError:
-        return 0
-    if lib.cuInit(0) != 0:
-        return 0
-    count = ctypes.c_int(0)
-    if lib.cuDeviceGetCount(ctypes.byref(count)) != 0:
-        return 0
-    return int(count.value)
-
-
-def _lightgbm_gpu_ok() -> bool:
-    """Does this lightgbm build train with ``device_type="gpu"`` (the zoo's GPU setting)? pip wheels
-    may lack GPU support; a tiny fit tells."""
-    try:
-        import lightgbm as lgb
-
-        X = np.random.default_rng(0).normal(size=(64, 3))
-        lgb.LGBMRegressor(n_estimators=2, device_type="gpu", verbose=-1).fit(X, X[:, 0])
-        return True
-    except Exception:  # noqa: BLE001 - any failure means "no usable CUDA build"
-        return False
-
-
 @dataclass(frozen=True)
 class DevicePlan:
     """The zoo device (``"cuda"``/``"cpu"``) per library, plus log lines explaining each choice."""
@@ -76,39 +46,17 @@ def resolve_device(
     algorithms: list[str],
     env: Mapping[str, str] | None = None,
     *,
-    cuda_count: Callable[[], int] = cuda_device_count,
-    lightgbm_gpu: Callable[[], bool] = _lightgbm_gpu_ok,
+    cuda_count: Callable[[], int] | None = None,
+    lightgbm_gpu: Callable[[], bool] | None = None,
 ) -> DevicePlan:
-    """Choose GPU or CPU per library (the probes are injectable for tests)."""
-    env = os.environ if env is None else env
-    devices = {a: "cpu" for a in algorithms}
-    # Placement: the local runner sets OBSRV_COMPUTE from the compiled environment; on Databricks
-    # it is unset and a visible CUDA device is what tells a task it landed on serverless GPU.
-    placement = env.get("OBSRV_COMPUTE", "").lower()
-    if placement == "cpu":
-        return DevicePlan(False, devices, ["boost: running on CPU (placed on CPU compute)"])
-    n = cuda_count()
-    if n == 0:
-        if placement == "gpu":
-            return DevicePlan(False, devices, ["boost: OBSRV_COMPUTE=gpu but no CUDA device found; fell back to CPU"])
-        return DevicePlan(False, devices, ["boost: no CUDA device found; running on CPU"])
-    notes = [f"boost: {n} CUDA device(s) found"]
-    for a in algorithms:
-        if a == "xgboost":
-            devices[a] = "cuda"
-            notes.append("xgboost: device=cuda")
-        elif a == "catboost":
-            devices[a] = "cuda"
-            notes.append("catboost: task_type=GPU")
-        elif a == "lightgbm":
-            if lightgbm_gpu():
-                devices[a] = "cuda"
-                notes.append("lightgbm: device_type=gpu")
-            else:
-                notes.append("lightgbm: this build has no GPU support; fell back to CPU")
-        elif a == "gbm":
-            notes.append("gbm: sklearn has no GPU mode; CPU")
-    return DevicePlan(any(d == "cuda" for d in devices.values()), devices, notes)
+    """The runtime's one placement rule (``zoo.resolve_devices``, which the base tasks use too),
+    per library: the libraries are mapped to their zoo families. ``env`` and the probes are
+    injectable for tests (default: ``os.environ`` and the zoo's probes)."""
+    families = [ALGORITHM_FAMILY[a] for a in algorithms]
+    devices, notes = zoo.resolve_devices(families, env, cuda_count=cuda_count, lightgbm_gpu=lightgbm_gpu)
+    per_algorithm = {a: devices[ALGORITHM_FAMILY[a]] for a in algorithms}
+    notes = [f"boost: {notes[0]}", *notes[1:]] if notes else []
+    return DevicePlan(any(d == "cuda" for d in per_algorithm.values()), per_algorithm, notes)
 
 
 @dataclass
@@ -140,7 +88,7 @@ def boost(
     *nested* GES OOF (weights chosen on the other folds), so the selection step does not flatter the
     ensemble; the servable weights use all OOF rows.
     """
-    device = device or resolve_device(algorithms, {})
+    device = device or resolve_device(algorithms, {})  # {}: placement unset, a CUDA device decides
     per_algo = budget_s / max(len(algorithms), 1)
     boosters = []
     for a in algorithms:

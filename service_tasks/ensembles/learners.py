@@ -17,15 +17,6 @@ from obsrv.service_tasks import zoo
 from .base import Problem
 
 
-def split_columns(X: pd.DataFrame, categorical: list[str] | None = None) -> tuple[list[str], list[str]]:
-    """(numeric, categorical) columns of ``X``; default categorical = the non-numeric columns."""
-    if categorical is None:
-        categorical = [c for c in X.columns
-                       if not (pd.api.types.is_numeric_dtype(X[c]) or pd.api.types.is_bool_dtype(X[c]))]
-    cats = [c for c in X.columns if c in set(categorical)]
-    return [c for c in X.columns if c not in set(cats)], cats
-
-
 @dataclass
 class ZooLearner:
     """One zoo family model fit on one row subset.
@@ -69,7 +60,7 @@ class ZooLearner:
             row = np.bincount(y.astype(np.int64), minlength=self.n_outputs).astype(np.float64) + 1e-3
             self.constant_ = row / row.sum()
             return self
-        numeric, categorical = split_columns(X, self.categorical_columns)
+        numeric, categorical = zoo._split_columns(X, self.categorical_columns)  # the zoo's own rule
         params = zoo.default_params(self.family, self.problem) if self.params is None else dict(self.params)
         self.model_ = zoo.FamilyModel(
             self.family, params, problem=self.problem, n_classes=max(self.n_outputs, 1), numeric=numeric,

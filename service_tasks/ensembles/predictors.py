@@ -12,12 +12,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .base import Combiner, FrameEncoder
+from .base import Combiner
 
 
 @dataclass
 class CombinedPredictor:
-    """``combiner.predict(stack of member predictions, passthrough features)``.
+    """``combiner.predict(stack of member predictions, passthrough input)``.
 
     Parameters
     ----------
@@ -25,18 +25,18 @@ class CombinedPredictor:
         Objects with ``predict_matrix(X) -> (n, K)`` in the order the combiner was fit on.
     combiner : Combiner
         Fitted on OOF predictions of those members.
-    encoder : FrameEncoder or None
-        Fitted passthrough encoder (``passthrough: true`` stacks only).
+    passthrough : bool
+        Hand the raw feature frame to the combiner as its passthrough input (``passthrough: true``
+        stacks: a ``PassthroughCombiner`` encodes it with the encoder it fit with itself).
     member_names : list[str]
         For people reading the pickled model.
     """
 
     members: list[Any]
     combiner: Combiner
-    encoder: FrameEncoder | None = None
+    passthrough: bool = False
     member_names: list[str] = field(default_factory=list)
 
     def predict_matrix(self, X: pd.DataFrame) -> np.ndarray:
         P = np.stack([np.asarray(m.predict_matrix(X), dtype=np.float64) for m in self.members])
-        extra = None if self.encoder is None else self.encoder.transform(X)
-        return self.combiner.predict(P, extra)
+        return self.combiner.predict(P, X if self.passthrough else None)

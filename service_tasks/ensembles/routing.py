@@ -18,6 +18,7 @@ from typing import Any, Callable, Literal
 
 import numpy as np
 import pandas as pd
+from obsrv.service_tasks.errors import TaskError
 
 from .base import FrameEncoder, LossFn, fold_ids, subset_w
 from .learners import ZooLearner
@@ -135,10 +136,13 @@ class ExternalRouter(Router):
     levels_: list[str] = field(default_factory=list, init=False)
 
     @classmethod
-    def from_table(cls, table: pd.DataFrame, key: str, column: str) -> "ExternalRouter":
-        for c in (key, column):
+    def from_table(cls, table: pd.DataFrame, key: str, column: str, table_name: str = "the routing table"
+                   ) -> "ExternalRouter":
+        for c, field_name in ((key, "route.external.key"), (column, "route.external.column")):
             if c not in table:
-                raise ValueError(f"routing table has no column {c!r}; it has {', '.join(map(str, table.columns))}")
+                raise TaskError(f"The routing table {table_name} has no column {c!r} ({field_name}); it has "
+                                f"{', '.join(map(str, table.columns))}. Set {field_name} to one of them, or "
+                                "point route.external.table at a table that has it.")
         t = table[[key, column]].dropna()
         t = t.drop_duplicates(subset=[key], keep="first")
         return cls(key, dict(zip(_keys(t[key]), _keys(t[column]))))
@@ -309,6 +313,9 @@ class RoutedPredictor:
     bundles: list[RoutedModel]
     alpha: float = 1.0
     partner: Any = None
+    extra_input_columns: list[str] = field(default_factory=list)
+    """Non-feature columns the router reads (route_external on the source's id column): the served
+    model passes them to ``predict_matrix`` and lists them in its signature."""
 
     def predict_matrix(self, X: pd.DataFrame) -> np.ndarray:
         X = X.reset_index(drop=True)

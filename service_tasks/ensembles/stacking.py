@@ -14,7 +14,7 @@ shared folds, and keep the stack only when it wins.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Any, Callable, Literal
 
 import numpy as np
 from scipy.optimize import lsq_linear, minimize
@@ -22,6 +22,7 @@ from scipy.special import log_softmax
 
 from .base import (
     Combiner,
+    FrameEncoder,
     LossFn,
     Problem,
     check_stack,
@@ -272,6 +273,47 @@ class MetaFactory:
 
 
 @dataclass
+class PassthroughCombiner:
+    """A meta-learner that also sees the original features (``passthrough: true``).
+
+    Its ``extra`` input is the raw feature frame: the numeric encoding (medians, standardisation,
+    top categorical levels; ``FrameEncoder``) is fit inside ``fit``, on the rows the meta-learner is
+    fit on. Inside ``nested_oof`` that is the other folds only, so nothing fit on a held fold --
+    not even label-free statistics -- predicts that fold; the final combiner's encoder is fit on
+    all training rows and serves raw frames.
+    """
+
+    inner: Combiner
+    categorical_columns: list[str] = field(default_factory=list)
+    encoder_: FrameEncoder | None = field(default=None, init=False)
+
+    def fit(self, P: np.ndarray, y: np.ndarray, w: np.ndarray | None = None, extra: Any = None
+            ) -> PassthroughCombiner:
+        if extra is None:
+            raise ValueError("PassthroughCombiner needs the raw feature frame as `extra`")
+        self.encoder_ = FrameEncoder(list(self.categorical_columns)).fit(extra)
+        self.inner.fit(P, y, w, self.encoder_.transform(extra))
+        return self
+
+    def predict(self, P: np.ndarray, extra: Any = None) -> np.ndarray:
+        assert self.encoder_ is not None, "fit the combiner first"
+        if extra is None:
+            raise ValueError("PassthroughCombiner needs the raw feature frame as `extra`")
+        return self.inner.predict(P, self.encoder_.transform(extra))
+
+
+@dataclass(frozen=True)
+class PassthroughFactory:
+    """Fresh ``PassthroughCombiner`` around a fresh meta-learner from ``meta`` (picklable)."""
+
+    meta: Callable[[], Combiner]
+    categorical_columns: tuple[str, ...] = ()
+
+    def __call__(self) -> PassthroughCombiner:
+        return PassthroughCombiner(self.meta(), list(self.categorical_columns))
+
+
+@dataclass
 class GuardResult:
     """Outcome of the dynamic-stacking guard.
 
@@ -296,7 +338,7 @@ def dynamic_stack(
     loss: LossFn,
     *,
     w: np.ndarray | None = None,
-    extra: np.ndarray | None = None,
+    extra: Any = None,
     rounds: int = 25,
     metric_name: str = "loss",
     greater_is_better: bool = False,

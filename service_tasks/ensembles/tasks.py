@@ -19,10 +19,12 @@ import numpy as np
 import pandas as pd
 from obsrv.compiler import spec
 from obsrv.service_tasks import metrics
+from obsrv.service_tasks.base import search_metric
+from obsrv.service_tasks.errors import TaskError
 from obsrv.service_tasks.kit import ModelOutput, PredictionSet, PreparedData, TaskContext
 from pydantic import TypeAdapter
 
-from .base import FrameEncoder, MetricLoss, best_of_family, combiner_objective, nested_oof, strength_order
+from .base import MetricLoss, best_of_family, fold_ids, nested_oof, strength_order
 from .boosting import boost, resolve_device
 from .greedy import GreedySelection
 from .learners import FamilyFactory, ZooLearner
@@ -36,7 +38,7 @@ from .routing import (
     nested_blend,
     routed_cv,
 )
-from .stacking import MetaFactory, dynamic_stack
+from .stacking import MetaFactory, PassthroughFactory, dynamic_stack
 from .voting import SoftVote, make_vote, select_diverse
 
 _TASK_ADAPTER: TypeAdapter[Any] = TypeAdapter(spec.TaskSpec)
@@ -56,7 +58,7 @@ class Job:
     data: PreparedData
     pool: PredictionSet
     metric: str  # the primary metric: ranks members, reported
-    objective: str  # what combiners optimise (``base.combiner_objective``)
+    objective: str  # what combiners optimise (``service_tasks.base.search_metric``, as the base models)
     loss: MetricLoss  # ``objective`` as a loss
     greater: bool  # direction of ``metric``
     seed: int
@@ -94,6 +96,7 @@ def load_job(ctx: TaskContext, *, needs_pool: bool = True, allow_empty_pool: boo
     data = ctx.prepared
     metric = ctx.request.context.metric.primary
     pool = ctx.predictions() if needs_pool else _empty_pool(data)
+    n_published = len(pool.models)
     ok = [i for i in range(len(pool.models))
           if np.isfinite(pool.oof[i]).all() and np.isfinite(pool.holdout[i]).all()]
     if len(ok) < len(pool.models):
@@ -102,9 +105,13 @@ def load_job(ctx: TaskContext, *, needs_pool: bool = True, allow_empty_pool: boo
         pool = PredictionSet([pool.models[i] for i in ok], [pool.families[i] for i in ok],
                              [pool.task_ids[i] for i in ok], pool.oof[ok], pool.holdout[ok], pool.oof_score[ok])
     if needs_pool and not allow_empty_pool and not pool.models:
-        raise ValueError(f"task {ctx.request.task_id!r} has an empty candidate pool: no upstream model "
-                         "published predictions (did the base_* tasks run?)")
-    objective = combiner_objective(metric, data.problem)
+        why = (f"all {n_published} published models had non-finite predictions" if n_published
+               else "none of its upstream tasks published a model")
+        raise TaskError(
+            f"Task {ctx.request.task_id!r} has an empty candidate pool: {why} (upstream: "
+            f"{', '.join(ctx.request.upstream) or 'none'}). Check that the base_* tasks succeeded, or add "
+            "tasks that publish models to this task's `depends_on`.")
+    objective = search_metric(metric, data.problem)
     return Job(ctx, task, data, pool, metric, objective, MetricLoss(objective, data.problem),
                metrics.greater_is_better(metric), ctx.request.context.seed)
 
@@ -126,7 +133,7 @@ def _publish(job: Job, outputs: list[ModelOutput]) -> None:
     job.ctx.publish(outputs)
 
 
-def _predictor(job: Job, idx: list[int], combiner: Any, encoder: FrameEncoder | None = None) -> CombinedPredictor:
+def _predictor(job: Job, idx: list[int], combiner: Any, passthrough: bool = False) -> CombinedPredictor:
     """Members' predictors + combiner; a greedy combiner keeps only its non-zero-weight members."""
     if isinstance(combiner, GreedySelection):
         used = [i for i, wt in zip(idx, combiner.weights_) if wt > 0]
@@ -134,7 +141,7 @@ def _predictor(job: Job, idx: list[int], combiner: Any, encoder: FrameEncoder | 
         idx = used
     names = job.names(idx)
     loaded = job.ctx.predictors(names)
-    return CombinedPredictor([loaded[n] for n in names], combiner, encoder, names)
+    return CombinedPredictor([loaded[n] for n in names], combiner, passthrough, names)
 
 
 # ------------------------------------------------------------------------------------------ stack
@@ -144,12 +151,13 @@ def _stack(job: Job, idx: list[int], meta: str, *, passthrough: bool = False, cl
            selection: str) -> None:
     P, H = job.stack(idx)
     d = job.data
-    encoder, extra, extra_h = None, None, None
+    factory: Any = MetaFactory(meta, d.problem, job.k, job.seed, classwise)  # type: ignore[arg-type]
+    extra, extra_h = None, None
     if passthrough:
-        # label-free statistics (medians, scales, top levels) of the training rows
-        encoder = FrameEncoder(d.categorical_columns).fit(d.X_train)
-        extra, extra_h = encoder.transform(d.X_train), encoder.transform(d.X_holdout)
-    factory = MetaFactory(meta, d.problem, job.k, job.seed, classwise)  # type: ignore[arg-type]
+        # the meta-learner gets the raw feature frame and fits its own encoder (medians, scales, top
+        # levels) on the rows it is fit on: per nested fold the other folds only, finally all rows
+        factory = PassthroughFactory(factory, tuple(d.categorical_columns))
+        extra, extra_h = d.X_train.reset_index(drop=True), d.X_holdout.reset_index(drop=True)
     res = dynamic_stack(factory, P, d.y_train, d.folds, job.loss, w=d.w_train, extra=extra,
                         metric_name=job.objective, greater_is_better=metrics.greater_is_better(job.objective))
     notes = [res.note] if res.note else [
@@ -160,13 +168,14 @@ def _stack(job: Job, idx: list[int], meta: str, *, passthrough: bool = False, cl
                               "passthrough": passthrough, "combiner": res.used}
     if res.used == "greedy":
         params["weights"] = dict(zip(names, map(float, res.combiner.weights_)))  # type: ignore[attr-defined]
-        encoder = None  # greedy selection ignores passthrough features
+        passthrough = False  # greedy selection ignores passthrough features
         extra_h = None
     elif not classwise and meta == "linear":
-        params["coefficients"] = dict(zip(names, map(float, res.combiner.coef_)))  # type: ignore[attr-defined]
+        inner = res.combiner.inner if passthrough else res.combiner  # type: ignore[attr-defined]
+        params["coefficients"] = dict(zip(names, map(float, inner.coef_)))
     holdout = res.combiner.predict(H, extra_h)
     out = ModelOutput(
-        name="stack", family=job.task.task, predictor=_predictor(job, idx, res.combiner, encoder),
+        name="stack", family=job.task.task, predictor=_predictor(job, idx, res.combiner, passthrough),
         oof=res.oof, holdout=holdout, params=params,
         metrics={f"nested_oof_{job.objective}/stack": job.natural(res.stack_loss),
                  f"nested_oof_{job.objective}/greedy": job.natural(res.greedy_loss)},
@@ -208,17 +217,26 @@ def stack_classwise(ctx: TaskContext) -> None:
     _stack(job, idx, p.meta_learner, classwise=True, selection=f"top {p.top_n} by OOF {job.metric}")
 
 
-def _blend_split(data: PreparedData, fraction: float, seed: int) -> np.ndarray:
-    """Boolean mask of the blend rows: a (per-class stratified) random ``fraction`` of the train rows."""
-    rng = np.random.default_rng(seed)
-    n = len(data.y_train)
-    mask = np.zeros(n, dtype=bool)
-    groups = [np.arange(n)] if data.problem == "regression" else [
-        np.flatnonzero(data.y_train == c) for c in np.unique(data.y_train)]
-    for g in groups:
-        take = int(round(fraction * len(g)))
-        mask[rng.choice(g, size=take, replace=False)] = True
-    return mask
+def _blend_split(folds: np.ndarray, fraction: float, fold_type: str = "kfold") -> tuple[np.ndarray, list[int]]:
+    """The blend rows: whole shared folds, the last ``ceil(fraction * K)`` of the K fold ids
+    (at least 2, so that the guard can nest over them; at most K - 1, leaving blend-train rows).
+
+    Whole folds make the split as honest as the fold plan for every ``fold_type``: group folds keep
+    each group on one side (a re-fit member never saw a blend row's group), time folds are
+    time-ordered blocks with fold K-1 the latest, so the blend rows are the most recent training rows
+    and the members are re-fit on the past; stratified folds keep the class balance.
+    Returns (boolean mask over the train rows, the blend fold ids).
+    """
+    ids = fold_ids(folds)
+    k = len(ids)
+    if k < 3:
+        raise TaskError(
+            f"stack_blend takes whole folds of the shared fold plan as its blend split and needs at least 2 "
+            f"blend folds plus 1 blend-train fold, but the plan has {k} ({fold_type}) folds. Set "
+            "`context.folds` to 3 or more, or use stack_top_any, which stacks on the shared-fold OOF.")
+    n_blend = min(max(int(np.ceil(fraction * k - 1e-9)), 2), k - 1)
+    blend_ids = ids[k - n_blend:]
+    return np.isin(folds, blend_ids), blend_ids
 
 
 REFITTABLE = frozenset(spec.MODEL_FAMILIES)
@@ -237,7 +255,9 @@ def _member_configs(job: Job, idx: list[int]) -> list[dict[str, Any] | None]:
 def stack_blend(ctx: TaskContext) -> None:
     """Holdout blending inside the training data (H2O's blending frame).
 
-    The training rows are split once into blend-train (1 - blend_fraction) and blend rows. The top
+    The training rows are split once into blend-train and blend rows: the blend rows are whole
+    shared folds (the last ``ceil(blend_fraction * K)``, see ``_blend_split``), so the split respects
+    groups and time like the fold plan does. The top
     ``top_n`` *base* models are re-fit on blend-train through the zoo with their published config
     (ensemble members from upstream tasks cannot be re-fit and are skipped, with a log line); the
     meta-learner is fit on their predictions for the blend rows, behind the same guard as the other
@@ -256,8 +276,15 @@ def stack_blend(ctx: TaskContext) -> None:
         ctx.log(f"stack_blend re-fits base models only; skipped: {', '.join(skipped)}")
     idx = refit[: p.top_n]
     if not idx:
-        raise ValueError("stack_blend needs at least one base model in its pool")
-    blend = _blend_split(d, p.blend_fraction, job.seed)
+        raise TaskError(
+            f"stack_blend re-fits base models, but its candidate pool has none (only ensemble models: "
+            f"{', '.join(job.pool.models) or 'none'}). Check that the base_* tasks succeeded; to stack "
+            "ensemble models use stack_top_any or stack_top_alg with them in `depends_on`.")
+    fold_type = str(ctx.request.context.fold_type)
+    blend, blend_folds = _blend_split(d.folds, p.blend_fraction, fold_type)
+    ctx.log(f"stack_blend: blend split = shared folds {blend_folds} of {d.n_folds} ({fold_type}): "
+            f"{int(blend.sum())} blend rows ({blend.mean():.0%}; blend_fraction {p.blend_fraction}), "
+            f"{int((~blend).sum())} blend-train rows")
     X = d.X_train.reset_index(drop=True)
     configs = _member_configs(job, idx)
     members: list[ZooLearner] = []
@@ -280,8 +307,9 @@ def stack_blend(ctx: TaskContext) -> None:
     notes = [res.note] if res.note else ["stacking kept over greedy selection on nested blend-row OOF"]
     params = {"members": names, "refit_families": [job.pool.families[i] for i in idx], "refit_configs": configs,
               "blend_rows": int(blend.sum()), "blend_train_rows": int((~blend).sum()),
+              "blend_folds": blend_folds,
               "meta_learner": p.meta_learner, "combiner": res.used}
-    predictor = CombinedPredictor(list(members), res.combiner, None, [f"{n} (re-fit)" for n in names])
+    predictor = CombinedPredictor(list(members), res.combiner, False, [f"{n} (re-fit)" for n in names])
     _publish(job, [ModelOutput("stack", "stack_blend", predictor, oof, res.combiner.predict(Hm),
                                params=params, notes=notes)])
 
@@ -357,7 +385,7 @@ def boost_task(ctx: TaskContext) -> None:
     ]
     wts = res.selection.weights_
     used = np.flatnonzero(wts > 0)
-    predictor = CombinedPredictor([res.boosters[i].fit.predictor for i in used], SoftVote(wts[used]), None,
+    predictor = CombinedPredictor([res.boosters[i].fit.predictor for i in used], SoftVote(wts[used]), False,
                                   [res.boosters[i].algorithm for i in used])
     outs.append(ModelOutput(
         "boost", "boost", predictor, res.oof, res.holdout,
@@ -372,13 +400,15 @@ def boost_task(ctx: TaskContext) -> None:
 
 
 def _route(job: Job, make_router: Callable[[], Router], min_size: int, *, X_train: pd.DataFrame,
-           X_holdout: pd.DataFrame, label: str) -> None:
+           X_holdout: pd.DataFrame, label: str, extra_input_columns: list[str] | None = None) -> None:
     """Routed models per family in ROUTE_FAMILIES, then the nested routed/global blend.
 
     The blend's global side is the stronger (by OOF objective) of the family's own global model
     (trained in the same folds) and the best model of the candidate pool (its shared-fold OOF is
     honest and it is already servable): routing is then judged against -- and can fall back to --
     the strongest model the task can see, not just a default-config model of its own family.
+    ``extra_input_columns``: non-feature columns the router reads (route_external on the id column);
+    the predictors declare them so that serving passes them through.
     """
     d = job.data
     y, w = d.y_train, d.w_train
@@ -415,13 +445,15 @@ def _route(job: Job, make_router: Callable[[], Router], min_size: int, *, X_trai
              f"blend = {alpha:.2f} routed + {1 - alpha:.2f} {g_name}"]
     if not any(res.n_routed_per_fold):
         notes.append(f"no route reached min_size={min_size}; every row uses the global model")
+    extras = list(extra_input_columns or [])
     partner = None
     if best_pool is not None and g_name == job.pool.models[best_pool] and alpha < 1.0:
         partner = job.ctx.predictors([g_name])[g_name]
     _publish(job, [
-        ModelOutput("routed", job.task.task, RoutedPredictor(res.bundles, 1.0), res.oof_routed,
+        ModelOutput("routed", job.task.task, RoutedPredictor(res.bundles, 1.0, None, extras), res.oof_routed,
                     res.holdout_routed, params=params, is_final=False, metrics=dict(figures), notes=notes),
-        ModelOutput("blend", job.task.task, RoutedPredictor(res.bundles, alpha, partner), best["blend_oof"],
+        ModelOutput("blend", job.task.task, RoutedPredictor(res.bundles, alpha, partner, list(extras)),
+                    best["blend_oof"],
                     alpha * res.holdout_routed + (1 - alpha) * best["g_hold"], params=params,
                     is_final=True, metrics=dict(figures), notes=list(notes)),
     ])
@@ -453,40 +485,103 @@ def route_cluster(ctx: TaskContext) -> None:
            label=f"{r.cluster.method}(n_clusters={r.cluster.n_clusters})")
 
 
+def _source_roles(ctx: TaskContext) -> dict[str, str]:
+    """The source's role columns (target, id, weight, group, time): prepare never makes them features."""
+    src = ctx.request.context.source
+    roles = {"target": src.target, "id_column": src.id_column, "weight_column": src.weight_column,
+             "group_column": src.group_column, "time_column": src.time_column}
+    return {c: role for role, c in roles.items() if c}
+
+
+def _not_a_feature(ctx: TaskContext, column: str, what: str, alternative: str = "") -> str:
+    """Why ``column`` is not among the prepared features, and what to change (for a TaskError)."""
+    features = ", ".join(ctx.prepared.feature_columns)
+    role = _source_roles(ctx).get(column)
+    why = (f"it is the source's {role}, which is never a feature" if role else
+           "prepare did not keep it as a feature (it is not in the source table, or it was dropped as a "
+           "per-row id-like key, an unsupported type or an all-missing column; the prepare log lists them)")
+    return f"The {what} {column!r} is not a feature column: {why}. Set {what} to one of: {features}{alternative}."
+
+
 def route_feature(ctx: TaskContext) -> None:
     """Routes by the values of one feature column; unseen values and small segments -> global."""
     job = load_job(ctx, allow_empty_pool=True)
-    col = job.task.route.feature.column
+    spec_col = job.task.route.feature.column
+    col = job.data.feature_name(spec_col)  # prepare may have renamed it (served models take either)
     if col not in job.data.feature_columns:
-        raise ValueError(f"route_feature column {col!r} is not a feature column; features: "
-                         f"{', '.join(job.data.feature_columns)}")
+        raise TaskError(_not_a_feature(ctx, spec_col, "route.feature.column"))
     _route(job, lambda: FeatureRouter(col), job.task.route.feature.min_size,
            X_train=job.data.X_train, X_holdout=job.data.X_holdout, label=f"feature {col}")
+
+
+def _source_table_name(ctx: TaskContext) -> str:
+    src = ctx.request.context.source
+    return f"{src.catalog}.{src.schema_}.{src.table}"
+
+
+def _id_keys(ctx: TaskContext, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """The original ``id_column`` values of the train and holdout rows (route_external on the id).
+
+    ``PreparedData.ids_train`` / ``ids_holdout`` when the runtime provides them. Otherwise the obsrv
+    row ids, which are the id values only when the id column is a (null-free) integer column --
+    prepare numbers the rows 0..n-1 for any other id column, and joining those numbers to the
+    routing table would silently match the wrong rows or none -- so the source's id column type is
+    checked first.
+    """
+    d = ctx.prepared
+    if d.ids_train is not None and d.ids_holdout is not None:
+        return np.asarray(d.ids_train), np.asarray(d.ids_holdout)
+    name = _source_table_name(ctx)
+    try:
+        ids = ctx.read_table(name)[key]
+    except Exception as exc:  # noqa: BLE001 - any failure: we cannot tell what the row ids are
+        raise TaskError(
+            f"route_external joins on the source's id_column {key!r}, but the prepared data carries no id "
+            f"values and the source table {name} could not be read to check the id column ({exc}). Route "
+            "on a feature column instead (set route.external.key).") from exc
+    if not (pd.api.types.is_integer_dtype(ids) and ids.notna().all()):
+        raise TaskError(
+            f"route_external joins on the source's id_column {key!r}, which has type {ids.dtype}: prepare "
+            "replaced it by surrogate row numbers, so the routing table cannot be joined on it here. Use an "
+            "integer id column (source.id_column), or route on a feature column (route.external.key).")
+    return d.row_ids_train, d.row_ids_holdout
 
 
 def route_external(ctx: TaskContext) -> None:
     """Routes from an external table joined on ``key``; missing keys -> global.
 
-    The key is a feature column, or the source's integer ``id_column`` (whose values are the
-    obsrv row ids). At serving time the input frame must carry the key column; rows without it use
-    the global model.
+    The key is a feature column, or the source's ``id_column`` (joined on its original values). At
+    serving time the input frame must carry the key column: when it is not a feature, the published
+    predictors declare it in ``extra_input_columns`` (the served model's signature includes it);
+    rows without it use the global model.
     """
     job = load_job(ctx, allow_empty_pool=True)
     e = job.task.route.external
     d = job.data
-    table = ctx.read_table(e.table)
     X, H = d.X_train, d.X_holdout
-    if e.key not in d.feature_columns:
+    key = d.feature_name(e.key)  # the frame's name of the key (prepare may have renamed a feature)
+    extra_inputs: list[str] = []
+    if key not in d.feature_columns:
         if e.key != ctx.request.context.source.id_column:
-            raise ValueError(f"route_external key {e.key!r} is neither a feature column nor the source's "
-                             "id_column")
-        X = X.assign(**{e.key: d.row_ids_train})
-        H = H.assign(**{e.key: d.row_ids_holdout})
-    router = ExternalRouter.from_table(table, e.key, e.column)
+            raise TaskError(_not_a_feature(
+                ctx, e.key, "route.external.key",
+                f"; or, if {e.key!r} is a unique row id, declare it as the source's id_column "
+                f"(source.id_column: {e.key})"))
+        ids_tr, ids_ho = _id_keys(ctx, e.key)
+        X = X.assign(**{e.key: ids_tr})
+        H = H.assign(**{e.key: ids_ho})
+        extra_inputs = [e.key]
+    table = ctx.read_table(e.table)
+    router = ExternalRouter.from_table(table, e.key, e.column, table_name=e.table)
+    router = ExternalRouter(key, router.mapping)
     matched = int((router.fit(X).predict(X) != -1).sum())
     ctx.log(f"route_external: {matched} of {len(X)} training rows found a route in {e.table}")
+    if matched == 0:
+        ctx.log(f"WARNING route_external: no training row's {e.key!r} matches a key of {e.table} with a "
+                f"non-null {e.column!r}; every row uses the global model. Check route.external.key and the "
+                "table's key values.")
     _route(job, lambda: ExternalRouter(router.key, router.mapping), e.min_size, X_train=X, X_holdout=H,
-           label=f"external {e.table}.{e.column} on {e.key}")
+           label=f"external {e.table}.{e.column} on {e.key}", extra_input_columns=extra_inputs)
 
 
 TASKS: dict[str, Callable[[TaskContext], None]] = {

@@ -6,7 +6,6 @@ from obsrv.service_tasks.ensembles.base import (
     FrameEncoder,
     MetricLoss,
     best_of_family,
-    combiner_objective,
     strength_order,
 )
 
@@ -26,11 +25,31 @@ def test_fast_loss_paths_match_the_metrics_module(metric):
     assert MetricLoss("auc", "classification")(np.array([0, 1]), np.array([[np.nan, 1], [0, 1]])) == float("inf")
 
 
-def test_combiner_objective():
-    assert combiner_objective("accuracy", "classification") == "logloss"
-    assert combiner_objective("f1", "classification") == "logloss"
-    assert combiner_objective("auc", "classification") == "auc"
-    assert combiner_objective("rmse", "regression") == "rmse"
+def test_combiners_optimise_what_the_base_search_optimises():
+    """One rule, the runtime's (``service_tasks.base.search_metric``): no ensemble-side copy."""
+    from obsrv.service_tasks.base import search_metric
+    from obsrv.service_tasks.ensembles import base as ensemble_base
+    from obsrv.service_tasks.ensembles import tasks
+
+    assert not hasattr(ensemble_base, "combiner_objective")
+    assert tasks.search_metric is search_metric
+    assert search_metric("accuracy", "classification") == "logloss"
+    assert search_metric("f1", "classification") == "logloss"
+    assert search_metric("auc", "classification") == "auc"
+    assert search_metric("rmse", "regression") == "rmse"
+
+
+def test_zoo_learner_splits_columns_with_the_zoo_rule():
+    """Numeric/categorical split: the zoo's ``_split_columns``, no ensemble-side copy."""
+    from obsrv.service_tasks.ensembles import learners
+
+    assert not hasattr(learners, "split_columns")
+    X = pd.DataFrame({"a": [0.1, 0.5, 0.2, 0.9] * 5, "b": list("xyxz") * 5, "c": [1, 2, 1, 3] * 5})
+    y = np.array([0, 1] * 10)
+    m = learners.ZooLearner("linear", "classification", 2).fit(X, y)
+    assert (m.model_.numeric, m.model_.categorical) == (["a", "c"], ["b"])
+    m = learners.ZooLearner("linear", "classification", 2, categorical_columns=["b", "c"]).fit(X, y)
+    assert (m.model_.numeric, m.model_.categorical) == (["a"], ["b", "c"])
 
 
 def test_ranking_helpers():

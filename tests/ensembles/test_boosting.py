@@ -35,17 +35,33 @@ def test_gpu_params_per_library(lgb_cuda):
     assert plan.gpu
     assert plan.devices == {"gbm": "cpu", "xgboost": "cuda", "catboost": "cuda",
                             "lightgbm": "cuda" if lgb_cuda else "cpu"}
-    assert any("gbm: sklearn has no GPU mode" in n for n in plan.notes)
+    assert any("hist_gbm: no GPU mode" in n for n in plan.notes)
     if not lgb_cuda:
         assert "lightgbm: this build has no GPU support; fell back to CPU" in plan.notes
 
 
 def test_default_probes_on_this_machine(monkeypatch):
     monkeypatch.setenv("OBSRV_COMPUTE", "gpu")
-    monkeypatch.setattr(boosting, "cuda_device_count", lambda: 0)
-    plan = resolve_device(["xgboost"], cuda_count=boosting.cuda_device_count)
+    monkeypatch.setattr(boosting.zoo, "cuda_device_count", lambda: 0)
+    plan = resolve_device(["xgboost"])
     assert not plan.gpu
-    assert isinstance(boosting.cuda_device_count(), int)
+    assert plan.notes == ["boost: OBSRV_COMPUTE=gpu but no CUDA device found; fell back to CPU"]
+
+
+def test_boost_places_libraries_with_the_zoo_rule(monkeypatch):
+    """One placement rule for base tasks and boost: ``zoo.resolve_devices`` (no boost-side copy)."""
+    calls = []
+
+    def fake(families, env=None, **probes):
+        calls.append(list(families))
+        return {f: ("cuda" if f == "catboost" else "cpu") for f in families}, ["rule says so", "catboost: GPU"]
+
+    monkeypatch.setattr(boosting.zoo, "resolve_devices", fake)
+    plan = resolve_device(["gbm", "catboost"], {})
+    assert calls == [["hist_gbm", "catboost"]]
+    assert plan.devices == {"gbm": "cpu", "catboost": "cuda"} and plan.gpu
+    assert plan.notes == ["boost: rule says so", "catboost: GPU"]
+    assert not hasattr(boosting, "cuda_device_count") and not hasattr(boosting, "_lightgbm_gpu_ok")
 
 
 def test_device_plan_reaches_the_zoo(monkeypatch):

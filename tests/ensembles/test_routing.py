@@ -16,6 +16,7 @@ from obsrv.service_tasks.ensembles.routing import (
     nested_blend,
     routed_cv,
 )
+from obsrv.service_tasks.errors import TaskError
 from sklearn.metrics import roc_auc_score
 
 AUC = MetricLoss("auc", "classification")
@@ -111,8 +112,8 @@ def test_external_router_missing_keys_go_to_global():
     # keys agree across dtypes (an int key column that met a NaN is float); NaN -> global
     assert r.predict(pd.DataFrame({"cust": [1.0, np.nan, 2.0]})).tolist() == [0, GLOBAL_ROUTE, 1]
     assert r.predict(pd.DataFrame({"cust": ["3"]})).tolist() == [0]
-    with pytest.raises(ValueError, match="no column 'zone'"):
-        ExternalRouter.from_table(table, "cust", "zone")
+    with pytest.raises(TaskError, match=r"routes_tbl has no column 'zone' \(route.external.column\).*Set route"):
+        ExternalRouter.from_table(table, "cust", "zone", table_name="routes_tbl")
 
 
 @pytest.mark.parametrize("method", ["kmeans", "agglomerative", "gmm"])

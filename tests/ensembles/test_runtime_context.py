@@ -63,3 +63,38 @@ def test_seed_chain_through_the_runtime_context(tmp_path: Path) -> None:
                                                     f"training_data_leaderboard_{ev.request.workflow_id}"))
     assert {"route_cluster/blend", "stack_top_any/stack", "vote_weight/vote"} <= set(board["model"])
     assert "route_cluster/routed" not in set(board["model"])  # not final
+
+
+@pytest.mark.slow
+def test_route_external_on_a_string_id_column_is_served_with_the_key(tmp_path: Path) -> None:
+    """route_external joined on a non-integer source id_column: prepare keeps the id values, the
+    routing table matches them, and the served MLflow model takes the key as an input column."""
+    import mlflow
+    import pandas as pd
+
+    df = runtime_helpers.synthetic("binary")
+    df.insert(0, "cust", [f"C-{i:04d}" for i in range(len(df))])
+    job = runtime_helpers.make_job(tmp_path, "binary", df=df, source={"id_column": "cust"})
+    segment = np.where(df["x0"] > 0, "hi", "lo")
+    routes = pd.DataFrame({"cust": df["cust"], "segment": segment}).iloc[: int(0.9 * len(df))]
+    job.store.write(runtime_helpers.TableName("main", "lab", "routes"), routes)
+    job.prepare()
+    job.base("linear")
+    ctx = job.run("route_external", "route_external", upstream=["base_linear"],
+                  task={"task": "route_external", "id": "route_external",
+                        "route": {"external": {"table": "main.lab.routes", "key": "cust", "column": "segment",
+                                               "min_size": 30}}})
+    prep = ctx.prepared
+    assert prep.ids_train is not None and str(prep.ids_train[0]).startswith("C-")
+    models = ctx.models_table("route_external").set_index("model")
+    hold = ctx.predictions(["route_external"])
+    final = hold.models.index("route_external/blend")
+    served = mlflow.pyfunc.load_model(models.loc["route_external/blend", "model_uri"])
+    rows = df.set_index("cust").loc[list(prep.ids_holdout)].reset_index()
+    out = served.predict(rows.drop(columns=["label"]))
+    proba = out[[c for c in out.columns if c.startswith("probability_")]].to_numpy()
+    np.testing.assert_allclose(proba, hold.holdout[final], atol=1e-6)
+    routed = ctx.predictors(["route_external/routed"])["route_external/routed"]
+    matched = routed.bundles[0].routes(prep.X_holdout.assign(cust=prep.ids_holdout)) >= 0
+    in_table = np.isin(prep.ids_holdout, routes["cust"])
+    assert (matched == in_table).all() and matched.any()

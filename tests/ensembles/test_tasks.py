@@ -1,5 +1,6 @@
 """The 11 task wrappers through an in-memory TaskContext (conftest.FakeContext)."""
 
+import dataclasses
 import pickle
 
 import numpy as np
@@ -8,8 +9,12 @@ import pydantic
 import pytest
 from obsrv.compiler import spec
 from obsrv.service_tasks.ensembles import TASKS, run_task, tasks
+from obsrv.service_tasks.ensembles.base import FrameEncoder
+from obsrv.service_tasks.ensembles.learners import ZooLearner
+from obsrv.service_tasks.errors import TaskError
+from sklearn.metrics import roc_auc_score
 
-from .conftest import fake_context
+from .conftest import fake_context, make_pool, make_prepared
 
 TASK_CONFIGS = {
     "stack_top_any": {"task": "stack_top_any", "stack": {"top_n": 4}},
@@ -167,5 +172,223 @@ def test_unknown_stage(binary_setup):
 
 
 def test_route_feature_rejects_a_non_feature_column(binary_setup):
-    with pytest.raises(ValueError, match="not a feature column"):
+    with pytest.raises(TaskError, match="not a feature column"):
         _run(binary_setup, {"task": "route_feature", "route": {"feature": {"column": "zzz"}}}, "auc")
+
+
+# ------------------------------------------------------------------ review fixes (each failed before)
+
+SOURCE = "main.s.training_data"  # conftest.context_dict's source table
+
+
+def _with_ids(data, ids_train, ids_holdout):
+    """PreparedData carrying the original id_column values (``ids_train``/``ids_holdout``: a runtime
+    field; set as attributes while the runtime's PreparedData lacks it)."""
+    names = {f.name for f in dataclasses.fields(data)}
+    if {"ids_train", "ids_holdout"} <= names:
+        return dataclasses.replace(data, ids_train=np.asarray(ids_train), ids_holdout=np.asarray(ids_holdout))
+    out = dataclasses.replace(data)
+    object.__setattr__(out, "ids_train", np.asarray(ids_train))
+    object.__setattr__(out, "ids_holdout", np.asarray(ids_holdout))
+    return out
+
+
+def _route_on_id(setup, ids_train, ids_holdout, keys, *, tables=None, with_ids=True):
+    """route_external joined on the source's id column ``cust``; the routing table maps the given
+    ``keys`` of the rows of segments a and b to a region (segment c rows are missing)."""
+    data, pool, preds = setup
+    if with_ids:
+        data = _with_ids(data, ids_train, ids_holdout)
+    seg = pd.concat([data.X_train.seg, data.X_holdout.seg], ignore_index=True).to_numpy()
+    keys = np.asarray(keys, dtype=object)
+    routes = pd.DataFrame({"cust": keys[seg != "c"], "region": np.where(seg[seg != "c"] == "a", "north", "south")})
+    cfg = {"task": "route_external",
+           "route": {"external": {"table": "routes", "key": "cust", "column": "region", "min_size": 40}}}
+    ctx = fake_context(data, pool, preds, cfg, metric="auc", id_column="cust",
+                       tables={"routes": routes, **(tables or {})})
+    run_task(ctx)
+    return ctx, data
+
+
+def test_route_external_joins_a_string_id_column_on_its_values_and_serves_the_key(binary_setup):
+    data = binary_setup[0]
+    ids_tr = np.array([f"C-{r:05d}" for r in data.row_ids_train], dtype=object)
+    ids_ho = np.array([f"C-{r:05d}" for r in data.row_ids_holdout], dtype=object)
+    ctx, data = _route_on_id(binary_setup, ids_tr, ids_ho, np.concatenate([ids_tr, ids_ho]))
+    n_ab = int((data.X_train.seg != "c").sum())
+    assert f"route_external: {n_ab} of {len(data.y_train)} training rows found a route in routes" in ctx.logs
+    H = data.X_holdout.assign(cust=ids_ho)
+    rows_ab = (data.X_holdout.seg != "c").to_numpy()
+    for o in ctx.published:
+        assert o.predictor.extra_input_columns == ["cust"]  # the served model takes the key
+        restored = pickle.loads(pickle.dumps(o.predictor))
+        np.testing.assert_allclose(restored.predict_matrix(H), o.holdout, atol=1e-6)
+    routes = ctx.published[0].predictor.bundles[0].routes(H)
+    assert (routes[rows_ab] >= 0).all() and (routes[~rows_ab] == -1).all()
+    # served: the pyfunc passes the declared key through to the predictor (and requires it)
+    from obsrv.service_tasks import tracking
+
+    final = ctx.published[1]
+    served = tracking.ObsrvPyfunc(data.problem, data.classes, data.feature_columns,
+                                  extra_input_columns=final.predictor.extra_input_columns)
+    served.predictor = pickle.loads(pickle.dumps(final.predictor))
+    out = served.predict(None, H[["cust", *data.feature_columns]])
+    np.testing.assert_allclose(out[[c for c in out.columns if c.startswith("probability_")]].to_numpy(),
+                               final.holdout, atol=1e-6)
+    with pytest.raises(ValueError, match="missing input columns: cust"):
+        served.predict(None, data.X_holdout)
+
+
+def test_route_feature_finds_a_column_prepare_renamed(binary_setup):
+    data = binary_setup[0]
+    renamed = dataclasses.replace(
+        data, X_train=data.X_train.rename(columns={"seg": "seg_1"}),
+        X_holdout=data.X_holdout.rename(columns={"seg": "seg_1"}),
+        feature_columns=[c.replace("seg", "seg_1") for c in data.feature_columns],
+        categorical_columns=["seg_1"], original_names={"seg_1": "seg"})
+    ctx = fake_context(renamed, tasks._empty_pool(renamed), {}, TASK_CONFIGS["route_feature"], metric="auc")
+    run_task(ctx)
+    assert ctx.published[0].predictor.bundles[0].router.column == "seg_1"
+    assert any(n > 0 for n in ctx.published[0].params["routes_with_model_per_fold"])
+
+
+def test_route_external_on_a_non_integer_id_without_id_values_is_a_task_error(binary_setup):
+    data = binary_setup[0]
+    n = len(data.y_train) + len(data.y_holdout)
+    source = pd.DataFrame({"cust": [f"C-{i:05d}" for i in range(n)]})
+    with pytest.raises(TaskError, match=r"id_column 'cust'.*surrogate row numbers.*route.external.key"):
+        _route_on_id(binary_setup, None, None, source.cust, tables={SOURCE: source}, with_ids=False)
+
+
+def test_route_external_on_an_integer_id_without_id_values_joins_the_row_ids(binary_setup):
+    data = binary_setup[0]
+    n = len(data.y_train) + len(data.y_holdout)
+    source = pd.DataFrame({"cust": np.arange(n, dtype=np.int64)})  # prepare kept them as the row ids
+    keys = np.concatenate([data.row_ids_train, data.row_ids_holdout])
+    ctx, data = _route_on_id(binary_setup, None, None, keys, tables={SOURCE: source}, with_ids=False)
+    n_ab = int((data.X_train.seg != "c").sum())
+    assert f"route_external: {n_ab} of {len(data.y_train)} training rows found a route in routes" in ctx.logs
+    assert all(o.predictor.extra_input_columns == ["cust"] for o in ctx.published)
+
+
+def test_route_external_on_a_feature_needs_no_extra_input(binary_setup):
+    ctx = _run(binary_setup, TASK_CONFIGS["route_external"], "auc")
+    assert all(o.predictor.extra_input_columns == [] for o in ctx.published)
+
+
+@pytest.mark.parametrize("cfg, match", [
+    ({"task": "route_feature", "route": {"feature": {"column": "zzz"}}},
+     r"route.feature.column 'zzz' is not a feature column.*Set route.feature.column to one of: x0, "),
+    ({"task": "route_feature", "route": {"feature": {"column": "cust"}}},
+     r"'cust' is not a feature column: it is the source's id_column"),
+    ({"task": "route_external", "route": {"external": {"table": "routes", "key": "zzz", "column": "region"}}},
+     r"route.external.key 'zzz' is not a feature column.*declare it as the source's id_column"),
+    ({"task": "route_external", "route": {"external": {"table": "routes", "key": "seg", "column": "zone"}}},
+     r"routing table routes has no column 'zone' \(route.external.column\)"),
+])
+def test_user_errors_are_task_errors_that_say_what_to_change(binary_setup, cfg, match):
+    data, pool, preds = binary_setup
+    ctx = fake_context(data, pool, preds, cfg, metric="auc", id_column="cust", tables=ROUTES_TABLE)
+    with pytest.raises(TaskError, match=match):
+        run_task(ctx)
+
+
+def test_an_empty_pool_is_a_task_error(binary_setup):
+    data, pool, preds = binary_setup
+    empty = tasks._empty_pool(data)
+    ctx = fake_context(data, empty, {}, TASK_CONFIGS["stack_top_any"], metric="auc")
+    with pytest.raises(TaskError, match=r"empty candidate pool: none of its upstream tasks published.*depends_on"):
+        run_task(ctx)
+    nan_pool = dataclasses.replace(pool, oof=np.full_like(pool.oof, np.nan))
+    ctx = fake_context(data, nan_pool, preds, TASK_CONFIGS["vote_weight"], metric="auc")
+    with pytest.raises(TaskError, match=r"all 5 published models had non-finite predictions"):
+        run_task(ctx)
+
+
+def test_stack_blend_without_base_models_is_a_task_error(binary_setup):
+    data, pool, preds = binary_setup
+    only_ensembles = dataclasses.replace(pool, families=["stack_top_any"] * len(pool.models))
+    ctx = fake_context(data, only_ensembles, preds, TASK_CONFIGS["stack_blend"], metric="auc")
+    with pytest.raises(TaskError, match=r"stack_blend re-fits base models.*stack_top_any or stack_top_alg"):
+        run_task(ctx)
+
+
+def test_blend_split_is_whole_folds_latest_last():
+    folds = np.repeat(np.arange(5), 10)  # time folds: fold 4 is the latest block
+    mask, ids = tasks._blend_split(folds, 0.25, "time")
+    assert ids == [3, 4] and mask.tolist() == (folds >= 3).tolist()
+    assert tasks._blend_split(folds, 0.06, "group")[1] == [3, 4]  # at least 2 folds: the guard nests over them
+    assert tasks._blend_split(folds, 0.79, "kfold")[1] == [1, 2, 3, 4]  # at most K - 1: blend-train remains
+    with pytest.raises(TaskError, match=r"context.folds.* to 3 or more"):
+        tasks._blend_split(np.repeat(np.arange(2), 10), 0.25, "kfold")
+
+
+@pytest.fixture(scope="module")
+def group_noise_setup():
+    """Labels that depend on the group only (a random rate per group), features that identify the
+    group: a model that saw a group's rows predicts its other rows well, a model that did not is at
+    chance. Folds are group folds (GroupKFold-like), so the pool's OOF AUC is ~0.5."""
+    rng = np.random.default_rng(5)
+    n_groups, size = 60, 10
+    g = np.repeat(np.arange(n_groups), size)
+    centre = rng.normal(size=(n_groups, 3))
+    X = pd.DataFrame(centre[g] + 0.05 * rng.normal(size=(len(g), 3)), columns=["z0", "z1", "z2"])
+    rate = rng.choice([0.1, 0.9], size=n_groups)
+    y = (rng.random(len(g)) < rate[g]).astype(np.int64)
+    data = make_prepared(X, y, problem="classification", n_folds=4, seed=5)
+    group_fold = rng.permutation(np.arange(n_groups) % 4)
+    data = dataclasses.replace(data, folds=group_fold[g[data.row_ids_train]].astype(np.int64))
+    pool, preds = make_pool(data, [("knn", {"n_neighbors": 5}), ("extra_trees", {"n_estimators": 40})], "auc")
+    return data, pool, preds, g[data.row_ids_train]
+
+
+def test_stack_blend_keeps_groups_out_of_the_refit_members(group_noise_setup, monkeypatch):
+    """Group folds: no group may be on both sides of the blend split, or the re-fit members have
+    seen the blend rows' groups and the published OOF of the blend rows is optimistic."""
+    data, pool, preds, groups = group_noise_setup
+    assert 0.4 < roc_auc_score(data.y_train, pool.oof[0, :, 1]) < 0.6  # honest group-fold OOF
+    fitted_on: list[set[int]] = []
+    fit = ZooLearner.fit
+
+    def spy(self, X, y, w=None):
+        fitted_on.append(set(X.index))
+        return fit(self, X, y, w)
+
+    monkeypatch.setattr(ZooLearner, "fit", spy)
+    ctx = fake_context(data, pool, preds, {"task": "stack_blend", "stack": {"top_n": 2, "blend_fraction": 0.3}},
+                       metric="auc")
+    run_task(ctx)
+    blend_train = fitted_on[0]
+    assert all(s == blend_train for s in fitted_on)
+    train_groups = set(groups[sorted(blend_train)])
+    blend_rows = np.setdiff1d(np.arange(len(groups)), sorted(blend_train))
+    assert not train_groups & set(groups[blend_rows])
+    o = ctx.published[0]
+    assert sorted(o.params["blend_folds"]) == sorted(set(data.folds[blend_rows].tolist()))
+    auc = roc_auc_score(data.y_train[blend_rows], o.oof[blend_rows, 1])
+    assert auc < 0.62, f"blend-row OOF AUC {auc:.3f}: the re-fit members saw the blend rows' groups"
+
+
+def test_passthrough_encoder_is_fit_inside_the_nested_folds(binary_setup, monkeypatch):
+    """The passthrough encoding (medians, scales, top levels) of each nested fit comes from the
+    other folds only; the final combiner's encoder from all training rows."""
+    data = binary_setup[0]
+    fitted_on: list[frozenset[int]] = []
+    fit = FrameEncoder.fit
+
+    def spy(self, X):
+        fitted_on.append(frozenset(X.index))
+        return fit(self, X)
+
+    monkeypatch.setattr(FrameEncoder, "fit", spy)
+    ctx = _run(binary_setup, {"task": "stack_top_any", "stack": {"top_n": 3, "passthrough": True}}, "auc")
+    n = len(data.y_train)
+    others = [frozenset(np.flatnonzero(data.folds != f).tolist()) for f in range(data.n_folds)]
+    assert fitted_on[: data.n_folds] == others
+    assert set(fitted_on[data.n_folds:]) <= {frozenset(range(n))}
+    o = ctx.published[0]
+    if o.params["combiner"] == "stack":
+        from obsrv.service_tasks.ensembles.stacking import PassthroughCombiner
+
+        assert isinstance(o.predictor.combiner, PassthroughCombiner) and o.predictor.passthrough
+        np.testing.assert_allclose(o.predictor.predict_matrix(data.X_holdout), o.holdout, atol=1e-6)

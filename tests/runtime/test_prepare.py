@@ -128,3 +128,73 @@ def test_prepare_stage_writes_tables_and_loads_prepared_data(tmp_path) -> None:
     assert list(prep.X_train.columns) == prep.feature_columns
     names = job.store.list_tables("main", "lab")
     assert "training_data_prepared_wf1_prepare" in names and "training_data_meta_wf1_prepare" in names
+
+
+def test_all_missing_target_is_a_task_error() -> None:
+    df = synthetic("binary").assign(label=None)
+    with pytest.raises(TaskError, match="no non-missing values in target 'label'"):
+        _prep("binary", df=df)
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        lambda n: np.linspace(0.0, 1.0, n) ** 2,  # floats with fractions
+        lambda n: np.arange(n, dtype=np.int64) * 3 % 1001,  # integers, one value per row
+    ],
+    ids=["fractional", "mostly-unique"],
+)
+def test_continuous_target_with_classification_metrics_is_a_task_error(target) -> None:
+    df = synthetic("binary")
+    df["label"] = target(len(df))
+    with pytest.raises(TaskError, match=r"looks continuous.*`metric: regression: \["):
+        _prep("binary", df=df)
+
+
+def test_many_classes_and_integral_floats_are_still_classification() -> None:
+    df = synthetic("binary")
+    df["label"] = (np.arange(len(df)) % 60).astype("float64")  # 60 classes, 0.0..59.0, ~7 rows each
+    _, meta = _prep("binary", df=df, fold_type="kfold")
+    assert meta["classes"] == [float(i) for i in range(60)]
+
+
+def test_feature_names_become_identifiers_and_the_mapping_is_kept() -> None:
+    df = synthetic("binary").rename(columns={"x0": "x[0]", "x1": "x<1>", "x2": 'a:"b"', "count": "n {a,b}"})
+    df["x_0"] = 1.0  # already an identifier, and what "x[0]" would become
+    df["lbl"] = df["label"]
+    df = df.drop(columns=["label"]).rename(columns={"color": "colour name"})
+    prepared, meta = _prep("binary", df=df, source={"target": "lbl"})
+    names = meta["column_names"]
+    assert names == {"x_0_2": "x[0]", "x_1": "x<1>", "a_b": 'a:"b"', "n_a_b": "n {a,b}", "colour_name": "colour name"}
+    assert set(meta["feature_columns"]) == {"x_0_2", "x_1", "a_b", "n_a_b", "colour_name", "flag", "x_0"}
+    assert meta["categorical_columns"] == ["colour_name"]
+    assert set(meta["feature_columns"]) <= set(prepared.columns)
+    np.testing.assert_array_equal(
+        prepared.set_index(ROW_ID).sort_index()["x_0_2"].to_numpy(), df["x[0]"].to_numpy()
+    )
+
+
+def test_id_values_align_with_train_and_holdout_rows(tmp_path) -> None:
+    df = synthetic("binary")
+    df.insert(0, "key", [f"k{i:04d}" for i in range(len(df))])  # a non-integer id: surrogate row ids
+    job = make_job(tmp_path, "binary", df=df, mlflow=False, source={"id_column": "key"})
+    ctx = job.prepare()
+    prep = load_prepared(ctx.request, job.store)
+    assert "key" not in prep.feature_columns
+    by_key = df.set_index("key")
+    for ids, X in ((prep.ids_train, prep.X_train), (prep.ids_holdout, prep.X_holdout)):
+        assert ids is not None and len(ids) == len(X) and ids.dtype == object
+        np.testing.assert_array_equal(by_key.loc[ids, "x0"].to_numpy(), X["x0"].to_numpy())
+
+    job2 = make_job(tmp_path / "b", "binary", mlflow=False)
+    prep2 = load_prepared(job2.prepare().request, job2.store)
+    assert prep2.ids_train is None and prep2.ids_holdout is None
+
+
+def test_integer_id_values_are_the_row_ids(tmp_path) -> None:
+    df = synthetic("binary")
+    df.insert(0, "customer_id", np.arange(5000, 5000 + len(df), dtype=np.int64))
+    job = make_job(tmp_path, "binary", df=df, mlflow=False, source={"id_column": "customer_id"})
+    prep = load_prepared(job.prepare().request, job.store)
+    np.testing.assert_array_equal(prep.ids_train, prep.row_ids_train)
+    np.testing.assert_array_equal(prep.ids_holdout, prep.row_ids_holdout)

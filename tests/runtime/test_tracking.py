@@ -8,6 +8,7 @@ import sys
 import mlflow
 import numpy as np
 import pandas as pd
+import pytest
 
 from obsrv.service_tasks import tracking, zoo
 
@@ -62,3 +63,85 @@ def test_pickled_predictor_loads_without_obsrv(tmp_path) -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "(60, 2)"
+
+
+def test_class_columns_never_collide() -> None:
+    """Labels that sanitise to the same name ("a b", "a_b") fall back to the class index, in the
+    served output and in the prediction tables alike."""
+    from obsrv.service_tasks.context import proba_columns
+
+    p = np.array([[0.2, 0.5, 0.3], [0.6, 0.1, 0.3]])
+    out = tracking.output_frame(p, "classification", ["a b", "a_b", "c"])
+    assert list(out.columns) == ["prediction", "probability_0", "probability_1", "probability_2"]
+    np.testing.assert_allclose(out[["probability_0", "probability_1", "probability_2"]].to_numpy(), p)
+    assert out["prediction"].tolist() == ["a_b", "a b"]
+    assert proba_columns(["a b", "a_b", "c"]) == ["proba_0", "proba_1", "proba_2"]
+    assert tracking.class_columns(["no", "yes"]) == ["probability_no", "probability_yes"]
+
+
+class _KeyedPredictor:
+    """Reads a non-feature input column (as route_external reads its join key)."""
+
+    extra_input_columns = ["key"]
+
+    def predict_matrix(self, X: pd.DataFrame) -> np.ndarray:
+        assert list(X.columns) == ["a", "key"], list(X.columns)
+        p = (X["key"].to_numpy() % 2).astype(float) * 0.8 + 0.1
+        return np.column_stack([1 - p, p])
+
+
+class _SafeNamesPredictor:
+    """Trained on prepare's identifier-safe names; fails on anything else."""
+
+    def predict_matrix(self, X: pd.DataFrame) -> np.ndarray:
+        assert list(X.columns) == ["f_0", "a_b"], list(X.columns)
+        return X[["f_0"]].to_numpy(dtype=float)
+
+
+def _log_and_load(tmp_path, predictor, X, **kwargs):
+    tracking.configure("wpy", tmp_path)
+    with mlflow.start_run():
+        uri = tracking.log_pyfunc(predictor, X_example=X, **kwargs)
+    return mlflow.pyfunc.load_model(uri)
+
+
+def test_pyfunc_passes_extra_input_columns(tmp_path) -> None:
+    X = pd.DataFrame({"a": [0.1, 0.2, 0.3, 0.4], "key": np.array([10, 11, 12, 13], dtype=np.int64)})
+    model = _log_and_load(tmp_path, _KeyedPredictor(), X, problem="classification", classes=[0, 1],
+                          feature_columns=["a"])
+    assert model.metadata.signature.inputs.input_names() == ["a", "key"]
+    out = model.predict(pd.DataFrame({"key": np.array([3, 4], dtype=np.int64), "a": [1.0, 2.0]}))
+    assert out["prediction"].tolist() == [1, 0]
+    np.testing.assert_allclose(out["probability_1"], [0.9, 0.1])
+    wrapper = model.unwrap_python_model()
+    with pytest.raises(ValueError, match="missing input columns: key"):
+        wrapper.predict(None, pd.DataFrame({"a": [1.0]}))
+
+
+def test_pyfunc_accepts_original_column_names(tmp_path) -> None:
+    """prepare renames `f[0]` -> `f_0`; the served model takes the source names (and the model's)."""
+    X = pd.DataFrame({"f_0": [1.0, 2.0, 3.0], "a_b": [0.0, 1.0, 0.0]})
+    model = _log_and_load(tmp_path, _SafeNamesPredictor(), X, problem="regression", classes=[],
+                          input_names={"f_0": "f[0]", "a_b": "a:b"})
+    assert model.metadata.signature.inputs.input_names() == ["f[0]", "a:b"]
+    out = model.predict(pd.DataFrame({"a:b": [1.0, 1.0], "f[0]": [5.0, 6.0]}))
+    assert out["prediction"].tolist() == [5.0, 6.0]
+    wrapper = model.unwrap_python_model()
+    assert wrapper.predict(None, pd.DataFrame({"f_0": [7.0], "a_b": [0.0]}))["prediction"].tolist() == [7.0]
+    with pytest.raises(ValueError, match=r"missing input columns: a:b"):
+        wrapper.predict(None, pd.DataFrame({"f[0]": [7.0]}))
+
+
+def test_pyfunc_load_context_uses_load_predictor(tmp_path, monkeypatch) -> None:
+    seen = []
+    wrapper = tracking.ObsrvPyfunc("regression", [], ["a"])
+    # patch the globals the method actually sees (an in-process by-value unpickle of a logged model
+    # rebinds the class's methods to a copy of the module's globals)
+    monkeypatch.setitem(wrapper.load_context.__func__.__globals__, "load_predictor",
+                        lambda path: seen.append(path) or "loaded")
+
+    class Ctx:
+        artifacts = {"predictor": str(tmp_path / "predictor.pkl")}
+
+    wrapper.load_context(Ctx())
+    assert seen == [str(tmp_path / "predictor.pkl")] and wrapper.predictor == "loaded"

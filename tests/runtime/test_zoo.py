@@ -163,7 +163,8 @@ def test_subset_with_a_missing_class_and_single_class_fold() -> None:
 
 
 def test_gpu_only_when_placed_on_gpu_and_cuda_is_present(monkeypatch) -> None:
-    monkeypatch.setattr(zoo, "cuda_present", lambda: True)
+    monkeypatch.setattr(zoo, "cuda_device_count", lambda: 1)
+    monkeypatch.setattr(zoo, "lightgbm_gpu_supported", lambda: True)
     monkeypatch.setenv("OBSRV_COMPUTE", "gpu")
     assert zoo.default_device("xgboost") == "cuda" and zoo.default_device("linear") == "cpu"
     monkeypatch.delenv("OBSRV_COMPUTE")
@@ -171,9 +172,66 @@ def test_gpu_only_when_placed_on_gpu_and_cuda_is_present(monkeypatch) -> None:
     monkeypatch.setenv("OBSRV_COMPUTE", "cpu")
     assert zoo.default_device("xgboost") == "cpu"
     # asked for GPU on a machine without CUDA: falls back to the CPU instead of pretending
-    monkeypatch.setattr(zoo, "cuda_present", lambda: False)
+    monkeypatch.setattr(zoo, "cuda_device_count", lambda: 0)
     monkeypatch.setenv("OBSRV_COMPUTE", "gpu")
     assert zoo.default_device("xgboost") == "cpu"
+
+
+def test_lightgbm_goes_to_gpu_only_when_its_build_supports_it(monkeypatch) -> None:
+    """One placement rule for base tasks and boost: CUDA alone is not enough for lightgbm."""
+    monkeypatch.setattr(zoo, "cuda_device_count", lambda: 1)
+    monkeypatch.setattr(zoo, "lightgbm_gpu_supported", lambda: False)
+    monkeypatch.setenv("OBSRV_COMPUTE", "gpu")
+    assert zoo.default_device("lightgbm") == "cpu"
+    devices, notes = zoo.resolve_devices(["hist_gbm", "xgboost", "lightgbm", "catboost"])
+    assert devices == {"hist_gbm": "cpu", "xgboost": "cuda", "lightgbm": "cpu", "catboost": "cuda"}
+    assert "lightgbm: this build has no GPU support; fell back to CPU" in notes
+    devices, _ = zoo.resolve_devices(["lightgbm"], {}, cuda_count=lambda: 1, lightgbm_gpu=lambda: True)
+    assert devices == {"lightgbm": "cuda"}
+
+
+def test_resolve_devices_rules_and_notes() -> None:
+    all4 = ["hist_gbm", "xgboost", "lightgbm", "catboost"]
+    devices, notes = zoo.resolve_devices(all4, {"OBSRV_COMPUTE": "cpu"}, cuda_count=lambda: 1,
+                                         lightgbm_gpu=lambda: True)
+    assert set(devices.values()) == {"cpu"} and notes == ["running on CPU (placed on CPU compute)"]
+    devices, notes = zoo.resolve_devices(all4, {"OBSRV_COMPUTE": "gpu"}, cuda_count=lambda: 0)
+    assert set(devices.values()) == {"cpu"}
+    assert notes == ["OBSRV_COMPUTE=gpu but no CUDA device found; fell back to CPU"]
+    devices, notes = zoo.resolve_devices(all4, {}, cuda_count=lambda: 0)
+    assert notes == ["no CUDA device found; running on CPU"]
+
+    def never() -> int:
+        raise AssertionError("families without a GPU mode must not probe for CUDA")
+
+    devices, _ = zoo.resolve_devices(["linear", "knn"], {}, cuda_count=never)
+    assert devices == {"linear": "cpu", "knn": "cpu"}
+
+
+def test_lightgbm_gpu_probe_runs_once_and_needs_an_opencl_gpu(monkeypatch) -> None:
+    import lightgbm
+
+    calls = []
+    real = lightgbm.LGBMRegressor
+
+    class Spy(real):  # type: ignore[misc,valid-type]
+        def fit(self, *a, **kw):
+            calls.append((self.get_params().get("device_type"), self.get_params().get("gpu_platform_id")))
+            return super().fit(*a, **kw)
+
+    monkeypatch.setattr(lightgbm, "LGBMRegressor", Spy)
+    zoo._PROBED.clear()
+    try:
+        # only a CPU OpenCL driver (pocl): lightgbm's "gpu" would run on the CPU, 11x slower
+        monkeypatch.setattr(zoo, "opencl_gpu_platform", lambda: None)
+        assert zoo.lightgbm_gpu_supported() is False and calls == []
+        zoo._PROBED.clear()
+        monkeypatch.setattr(zoo, "opencl_gpu_platform", lambda: 1)
+        first = zoo.lightgbm_gpu_supported()
+        assert zoo.lightgbm_gpu_supported() == first
+        assert calls == [("gpu", 1)]  # probed once, on the GPU's platform
+    finally:
+        zoo._PROBED.clear()
 
 
 def test_unknown_family() -> None:
