@@ -191,3 +191,44 @@ def test_notebook_shim_tasks_get_the_same_argv_as_wheel_tasks() -> None:
     by_key = {t["task_key"]: t for t in wheel["tasks"]}
     for task in shimmed:
         assert LocalTask.from_compiled(task).argv == LocalTask.from_compiled(by_key[task["task_key"]]).argv
+
+
+CTRL_C_DRIVER = r"""
+import json, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[3])
+from test_scheduler import STAND_IN, make_job
+from obsrv.service_tasks.local_runner import LocalRunner, RunState
+
+tmp = Path(sys.argv[1])
+job = make_job(tmp / "journal.jsonl", [{"key": "a", "sleep": 60}, {"key": "b", "sleep": 60},
+                                        {"key": "c", "deps": ["a"]}])
+state = RunState(workflow_id="1", job_name="wf", job_digest="x")
+runner = LocalRunner(job, home=tmp / ".obsrv", workflow_id="1", state=state, budget_seconds=None, jobs=2,
+                     command=[sys.executable, "-c", STAND_IN])
+print("ready", flush=True)
+runner.run()
+print(json.dumps({k: v.state for k, v in runner.state.tasks.items()}), flush=True)
+"""
+
+
+def test_ctrl_c_stops_running_tasks_and_cancels_the_rest(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+
+    proc = subprocess.Popen([sys.executable, "-c", CTRL_C_DRIVER, str(tmp_path), "unused", str(Path(__file__).parent)],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    journal = tmp_path / "journal.jsonl"
+    deadline = time.time() + 20
+    while time.time() < deadline and (not journal.exists() or journal.read_text().count('"start"') < 2):
+        time.sleep(0.1)
+    started = time.time()
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=30)
+    assert time.time() - started < 15  # the 60 s tasks were stopped, not waited for
+    states = json.loads(out.strip().splitlines()[-1])
+    assert states == {"a": CANCELLED, "b": CANCELLED, "c": CANCELLED}
+    events = [json.loads(line) for line in journal.read_text().splitlines()]
+    assert not [e for e in events if e["event"] == "end"]  # killed, never finished
