@@ -494,7 +494,9 @@ def run_workflow(
             )
     else:
         state = RunState(workflow_id=workflow_id, job_name=job_name, job_digest=digest)
-    (run_dir / "job.yml").write_text(next(iter(compiled.files.values())))
+    # Keep exactly what ran (the job file; a notebook shim, if any, is not needed locally).
+    job_file = next(text for name, text in compiled.files.items() if name.endswith(".job.yml"))
+    (run_dir / "job.yml").write_text(job_file)
 
     keys = [t["task_key"] for t in job["tasks"]]
     for name, flag in ((only, "--only"), (from_task, "--from")):
