@@ -264,6 +264,11 @@ class LocalRunner:
     def _interrupt(self, signum: int, frame: Any) -> None:
         self._stop = True
 
+    @property
+    def stopped(self) -> bool:
+        """Ctrl-C ended the run."""
+        return self._stop
+
     def _all_terminal(self) -> bool:
         return not self._running and all(s.state in TERMINAL_STATES for s in self.state.tasks.values())
 
@@ -474,6 +479,10 @@ def run_workflow(
         raise RunError("--budget must be a positive number of seconds")
 
     job_name = str(job["name"])
+    keys = [t["task_key"] for t in job["tasks"]]
+    for name, flag in ((only, "--only"), (from_task, "--from")):
+        if name is not None and name not in keys:
+            raise RunError(f"{flag} {name!r}: no such task; tasks are {', '.join(keys)}")
     if resume and workflow_id is None:
         workflow_id = latest_workflow_id(runs_dir, job_name)
     continuing = workflow_id is not None and (runs_dir / workflow_id / "state.json").exists()
@@ -497,11 +506,6 @@ def run_workflow(
     # Keep exactly what ran (the job file; a notebook shim, if any, is not needed locally).
     job_file = next(text for name, text in compiled.files.items() if name.endswith(".job.yml"))
     (run_dir / "job.yml").write_text(job_file)
-
-    keys = [t["task_key"] for t in job["tasks"]]
-    for name, flag in ((only, "--only"), (from_task, "--from")):
-        if name is not None and name not in keys:
-            raise RunError(f"{flag} {name!r}: no such task; tasks are {', '.join(keys)}")
     tasks = {t["task_key"]: LocalTask.from_compiled(t) for t in job["tasks"]}
     rerun: set[str] = set()
     if only:
@@ -540,7 +544,7 @@ def run_workflow(
         ok = state.tasks[only].state == SUCCEEDED
     wall = time.time() - started
 
-    if runner._stop:
+    if runner.stopped:
         print(f"[obsrv] stopped. Resume with: obsrv run {spec_path} --resume", file=sys.stderr)
         return 130
     if not ok:

@@ -7,6 +7,7 @@ the tests check ordering, parallelism, retries, timeouts and failure propagation
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -232,3 +233,22 @@ def test_ctrl_c_stops_running_tasks_and_cancels_the_rest(tmp_path: Path) -> None
     assert states == {"a": CANCELLED, "b": CANCELLED, "c": CANCELLED}
     events = [json.loads(line) for line in journal.read_text().splitlines()]
     assert not [e for e in events if e["event"] == "end"]  # killed, never finished
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"only": "nope"}, "--only 'nope': no such task"),
+        ({"from_task": "evaluate"}, "add --resume or --workflow-id"),
+        ({"budget": 0}, "--budget must be a positive"),
+        ({"workflow_id": "bad-id!", "only": "prepare"}, "--workflow-id must be"),
+        ({"resume": True}, "nothing to resume"),
+    ],
+)
+def test_run_flags_are_checked_before_anything_runs(tmp_path: Path, kwargs: dict[str, Any], message: str) -> None:
+    from obsrv.service_tasks.local_runner import run_workflow
+
+    seed = Path(__file__).resolve().parents[2] / "examples" / "credit_risk.yaml"
+    with pytest.raises(RunError, match=re.escape(message)):
+        run_workflow(str(seed), workdir=str(tmp_path), live=False, **kwargs)
+    assert not list((tmp_path / ".obsrv" / "runs").glob("*/state.json"))  # nothing ran
