@@ -1,0 +1,64 @@
+"""The benchmark scripts' smoke modes (one dataset, one fold, tiny budget) still run end to end.
+
+They run the real obsrv code path (compile, local runner, one process per task), so they take
+tens of seconds each; the AutoML peers are never needed here (their rows say 'skipped').
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH = ROOT / "benchmarks"
+
+
+def _run(script: str, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, OBSRV_BENCH_NO_PEERS="1")
+    return subprocess.run(
+        [sys.executable, str(BENCH / script), "--smoke", "--out-dir", str(tmp_path), *extra],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.slow
+def test_quality_smoke(tmp_path: Path) -> None:
+    res = _run("quality.py", tmp_path)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    runs = pd.read_csv(tmp_path / "quality_smoke_runs.csv")
+    status = dict(zip(runs.method, runs.status))
+    # every method has a row; the baselines and obsrv's own rows produced predictions
+    for m in ("constant", "best_single", "sklearn_stacking", "obsrv_champion", "obsrv:vote_weight", "obsrv:stack_top_any"):
+        assert status.get(m) == "ok", (m, status, res.stdout[-3000:])
+    for peer in ("flaml", "autogluon", "h2o"):
+        assert status[peer].startswith("skipped"), status[peer]
+    ok = runs[runs.status == "ok"]
+    assert ok["auc"].between(0.0, 1.0).all()
+    assert (ok.loc[ok.method == "best_single", "auc"] > 0.6).all()  # credit_data is learnable
+    md = (tmp_path / "quality_smoke.md").read_text()
+    assert "## Headline" in md and "credit_data" in md and "skipped" in md
+    assert (tmp_path / "quality_smoke_rank.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_scale_smoke(tmp_path: Path) -> None:
+    res = _run("scale.py", tmp_path)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    md = (tmp_path / "scale_smoke.md").read_text()
+    assert "2,000 rows" in md and "Cost of ensembling" in md
+    assert "| prepare |" in md and "| vote_weight |" in md and "MB" in md
+
+
+@pytest.mark.parametrize("script", ["quality.py", "scale.py"])
+def test_help(script: str) -> None:
+    res = subprocess.run([sys.executable, str(BENCH / script), "--help"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and "--smoke" in res.stdout
