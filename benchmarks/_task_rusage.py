@@ -1,9 +1,10 @@
-"""Stand-in for the `obsrv-task` console script that runs the real entry point, then records the
-process's peak memory (its own and its children's, e.g. joblib workers) for scale.py.
+"""Wraps the `obsrv-task` entry point to record each task process's peak memory (its own and its
+children's, e.g. joblib workers) for scale.py.
 
-The local runner starts `[*command, *argv]` per task; scale.py points `command` here. The task
-itself is the installed `obsrv-task` entry point, untouched. Output: one JSON file per task in
-$OBSRV_BENCH_RUSAGE_DIR.
+scale.py gives the local runner a launcher that calls `run(argv)` here (forked warm, as `obsrv run`
+does by default) or, with `--cold`, starts this file as a script. The task itself is the installed
+`obsrv-task` entry point, untouched. Output: one JSON file per task in $OBSRV_BENCH_RUSAGE_DIR.
+A warm task's peak includes the libraries it shares with the fork server, as a cold one's does.
 """
 
 from __future__ import annotations
@@ -27,14 +28,14 @@ def _task_id(argv: list[str]) -> str:
     return "unknown"
 
 
-def _dump() -> None:
+def _dump(argv: list[str] | None = None) -> None:
     out = os.environ.get("OBSRV_BENCH_RUSAGE_DIR")
     if not out:
         return
     me = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     record = {
-        "task": _task_id(sys.argv[1:]),
+        "task": _task_id(sys.argv[1:] if argv is None else argv),
         "wall_s": time.perf_counter() - _T0,
         "maxrss_mb": me.ru_maxrss / 1024,  # Linux: KiB
         "children_maxrss_mb": kids.ru_maxrss / 1024,
@@ -42,6 +43,17 @@ def _dump() -> None:
     }
     Path(out).mkdir(parents=True, exist_ok=True)
     (Path(out) / f"{record['task']}.json").write_text(json.dumps(record))
+
+
+def run(argv: list[str]) -> int:
+    """The warm launcher's target: the real entry point, then the record."""
+    global _T0
+    _T0 = time.perf_counter()
+    ep = next(e for e in entry_points(group="console_scripts") if e.name == "obsrv-task")
+    try:
+        return int(ep.load()(argv) or 0)
+    finally:
+        _dump(argv)
 
 
 if __name__ == "__main__":

@@ -94,7 +94,8 @@ def load_table(frame: pd.DataFrame, home: Path, schema: str, table: str) -> None
 
 
 def run_workflow(spec: Path, workdir: Path, *, task_budget: float | None, workflow_id: str,
-                 jobs: int | None = None, quiet: bool = True) -> tuple[bool, float, dict[str, dict]]:
+                 jobs: int | None = None, quiet: bool = True, launcher: Any = None,
+                 time_limit: float | None = None) -> tuple[bool, float, dict[str, dict]]:
     """`obsrv run SPEC --budget B --workflow-id ID` in `workdir`; returns (ok, wall s, task states)."""
     from obsrv.service_tasks.local_runner import run_workflow as _run
 
@@ -108,7 +109,7 @@ def run_workflow(spec: Path, workdir: Path, *, task_budget: float | None, workfl
     with contextlib.redirect_stdout(sink) if quiet else contextlib.nullcontext():
         try:
             rc = _run(str(spec), workdir=str(workdir), budget=task_budget, workflow_id=workflow_id,
-                      jobs=jobs or C.cpu_count(), live=False)
+                      jobs=jobs or C.cpu_count(), live=False, launcher=launcher, time_limit=time_limit)
         except SystemExit as exc:  # pragma: no cover - defensive
             rc = int(exc.code or 1)
     wall = time.perf_counter() - t0
@@ -255,22 +256,20 @@ def run_quality_split(
     tasks = list(SMOKE_TASKS if smoke else QUALITY_TASKS)
     if ds.segment_column and not smoke:
         tasks.append({"task": "route_feature", "route": {"feature": {"column": ds.segment_column}}})
-    families = base_families()
-    if task_budget is None:
-        # Equal wall clock: the runner runs `cores` tasks at once; the base families and the
-        # searching ensemble tasks (boost, route_*) share the budget, less a fixed allowance for
-        # process start-up, prepare and evaluate.
-        searching = len(families) + sum(1 for t in tasks if t["task"] in ("boost",) or t["task"].startswith("route_"))
-        task_budget = max(1.0, (budget * 0.7) * C.cpu_count() / searching)
+    # Equal wall clock: `obsrv run --time-limit B` plans each search task's budget from the time
+    # left, so that the whole run (compile, every task, MLflow logging) fits B; an explicit
+    # --obsrv-task-budget replaces the plan with a fixed per-task budget.
+    time_limit = None if task_budget is not None else budget
     spec = write_spec(workdir / "spec.yaml", name=f"bench_{schema}", schema=schema, table=table,
                       n_classes=len(classes), tasks=tasks, holdout=holdout, seed=seed)
     load_table(train, home, schema, table)
     wf = f"q{int(time.time() * 1000) % 10**10}"
-    ok, wall, states = run_workflow(spec, workdir, task_budget=task_budget, workflow_id=wf)
+    ok, wall, states = run_workflow(spec, workdir, task_budget=task_budget, workflow_id=wf, time_limit=time_limit)
     for k, s in states.items():
         TASK_SECONDS.setdefault(k, []).append(float(s.get("seconds", 0.0)))
     failures = failed_tasks(states, workdir, wf)
-    log(f"obsrv run {'ok' if ok else 'with failures'} in {wall:.1f}s (task budget {task_budget:.1f}s)")
+    plan = f"time limit {time_limit:g}s" if time_limit is not None else f"task budget {task_budget:g}s"
+    log(f"obsrv run {'ok' if ok else 'with failures'} in {wall:.1f}s ({plan})")
 
     # obsrv sorts class labels; the benchmark's order puts the binary positive class last
     classes_obsrv = sorted(classes)

@@ -533,7 +533,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--max-rows", type=int, default=None, help="subsample each dataset (stratified)")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--obsrv-task-budget", type=float, default=None,
-                    help="OBSRV_TASK_BUDGET_SECONDS; default: derived from --budget so that the whole run fits it")
+                    help="a fixed OBSRV_TASK_BUDGET_SECONDS per search task instead of the default plan "
+                         "(`obsrv run --time-limit BUDGET`, which fits the whole run into --budget)")
     ap.add_argument("--obsrv-holdout", type=float, default=0.2, help="context.holdout of the generated spec")
     ap.add_argument("--out-dir", default=str(C.BENCH_DIR / "results"))
     ap.add_argument("--work-dir", default=None, help="scratch (default: a temp dir, removed at the end)")
@@ -600,12 +601,14 @@ def main(argv: list[str] | None = None) -> int:
                                            random_state=args.seed)
                 ds = C.Dataset(ds.name, keep.reset_index(drop=True), ds.segment_column)
             y = ds.frame[C.TARGET].to_numpy()
-            for split in C.outer_splits(y, args.folds, args.repeats)[: args.max_splits]:
+            for ordinal, split in enumerate(C.outer_splits(y, args.folds, args.repeats)[: args.max_splits]):
                 need = methods_needed(previous, name, split[0], split[1], methods)
                 if need:
-                    plan.append((need != methods, ds, split, need))
-        plan.sort(key=lambda p: not p[0])
-        for partial, ds, split, need in plan:
+                    plan.append((need != methods, ordinal, ds, split, need))
+        # Split-major: the first split of every dataset before the second of any, so a run cut
+        # short by --stop-after still covers every dataset.
+        plan.sort(key=lambda p: (not p[0], p[1]))
+        for partial, _, ds, split, need in plan:
             name = ds.name
             elapsed = time.time() - started
             estimate = float(np.mean(split_times)) * (0.6 if partial else 1.0) if split_times else 0.0

@@ -42,7 +42,7 @@ ENSEMBLES = [
 def run_size(n_rows: int, args: argparse.Namespace, work: Path) -> dict:
     import os
 
-    from obsrv.service_tasks import local_runner
+    from obsrv.service_tasks import launchers
 
     wd = work / f"n{n_rows}"
     wd.mkdir(parents=True, exist_ok=True)
@@ -58,13 +58,15 @@ def run_size(n_rows: int, args: argparse.Namespace, work: Path) -> dict:
                          tasks=ENSEMBLES[: args.ensembles], holdout=0.2, seed=args.seed, timeout_s=6 * 3600)
     rusage_dir = wd / "rusage"
     os.environ["OBSRV_BENCH_RUSAGE_DIR"] = str(rusage_dir)
-    original = local_runner.entry_point_command
-    local_runner.entry_point_command = lambda: [sys.executable, str(C.BENCH_DIR / "_task_rusage.py")]
+    if args.cold:
+        launcher = launchers.ColdLauncher([sys.executable, str(C.BENCH_DIR / "_task_rusage.py")])
+    else:
+        launcher = launchers.WarmLauncher(target="_task_rusage:run")
     try:
         wf = f"s{n_rows}"
-        ok, wall, states = OA.run_workflow(spec, wd, task_budget=args.stage_budget, workflow_id=wf, jobs=args.jobs)
+        ok, wall, states = OA.run_workflow(spec, wd, task_budget=args.stage_budget, workflow_id=wf, jobs=args.jobs,
+                                           launcher=launcher)
     finally:
-        local_runner.entry_point_command = original
         os.environ.pop("OBSRV_BENCH_RUSAGE_DIR", None)
     stages = {}
     for key, s in states.items():
@@ -210,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ensembles", type=int, default=len(ENSEMBLES), choices=range(1, len(ENSEMBLES) + 1),
                     help="how many of the ensemble tasks to put in the spec (the first is vote_weight)")
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--cold", action="store_true", help="a fresh interpreter per task (obsrv run --cold)")
     ap.add_argument("--out-dir", default=str(C.BENCH_DIR / "results"))
     ap.add_argument("--work-dir", default=None)
     ap.add_argument("--not-run", default="", help="text for the report: sizes left out and why")

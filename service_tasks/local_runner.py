@@ -19,18 +19,18 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import yaml
 
-ENTRY_POINT_NAME = "obsrv-task"
+from obsrv.service_tasks.launchers import Launcher, TaskProcess, kill_tree, make_launcher
+from obsrv.service_tasks.time_plan import SEARCHING_STAGES, TimePlan
+
 _REFERENCE = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}")
 
 # Terminal states; everything else is pending or running.
@@ -63,6 +63,12 @@ class LocalTask:
     max_retries: int
     min_retry_interval_millis: int
     retry_on_timeout: bool
+
+    @property
+    def stage(self) -> str:
+        """The `--stage` the task runs (prepare, base, evaluate or a task type)."""
+        argv = list(self.argv)
+        return argv[argv.index("--stage") + 1] if "--stage" in argv[:-1] else ""
 
     @classmethod
     def from_compiled(cls, task: dict[str, Any]) -> "LocalTask":
@@ -148,16 +154,6 @@ def job_references(job: dict[str, Any], workflow_id: str) -> dict[str, str]:
     return refs
 
 
-def entry_point_command() -> list[str]:
-    """argv prefix that runs the installed `obsrv-task` console-script entry point."""
-    matches = [ep for ep in entry_points(group="console_scripts") if ep.name == ENTRY_POINT_NAME]
-    if not matches:
-        raise RunError("the obsrv-task entry point is not installed; run `pip install -e .` first")
-    module, _, attr = matches[0].value.partition(":")
-    code = f"import sys; from {module} import {attr} as main; sys.exit(main())"
-    return [sys.executable, "-c", code]
-
-
 def new_workflow_id(runs_dir: Path) -> str:
     """A numeric id, like Databricks' job.run_id, unique within this OBSRV_HOME."""
     base = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S")
@@ -195,13 +191,13 @@ def downstream_of(tasks: dict[str, LocalTask], start: str) -> set[str]:
 
 @dataclass
 class _Running:
-    process: subprocess.Popen[bytes]
-    log: Any
+    process: TaskProcess
     deadline: float | None
+    budget: float | None  # the search budget it was given
 
 
 class LocalRunner:
-    """Schedules the compiled tasks as subprocesses, in dependency order, at most `jobs` at once."""
+    """Schedules the compiled tasks as processes, in dependency order, at most `jobs` at once."""
 
     def __init__(
         self,
@@ -214,6 +210,9 @@ class LocalRunner:
         jobs: int,
         on_change: Callable[[], None] = lambda: None,
         command: list[str] | None = None,
+        launcher: Launcher | None = None,
+        time_limit: float | None = None,
+        started_at: float | None = None,
     ) -> None:
         self.job = job
         self.home = home
@@ -227,10 +226,14 @@ class LocalRunner:
         self.log_dir = self.run_dir / "logs"
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.references = job_references(job, workflow_id)
-        # Tests swap in a stand-in task program; real runs use the installed entry point.
-        self.command = command or entry_point_command()
+        # Tests swap in a stand-in task program (`command`, cold) or target (`launcher`); real
+        # runs use the installed entry point, forked warm unless --cold.
+        self.launcher = launcher or make_launcher(cold=False, command=command)
         self._running: dict[str, _Running] = {}
         self._retry_at: dict[str, float] = {}
+        self.time_plan = TimePlan(time_limit, self.jobs) if time_limit is not None else None
+        # --time-limit counts from here, or from `started_at` (run_workflow: before compiling).
+        self._started_at = time.monotonic() if started_at is None else started_at
         self._stop = False
         for key in self.tasks:
             self.state.tasks.setdefault(key, TaskState())
@@ -241,6 +244,9 @@ class LocalRunner:
         """Run until every task is terminal; returns True when all succeeded."""
         sorter = graphlib.TopologicalSorter({k: set(t.depends_on) for k, t in self.tasks.items()})
         order = list(sorter.static_order())  # also rejects cycles, which the compiler already did
+        # Among ready tasks, searching ones first: they are the longest, and a late one (boost
+        # after seven quick stacks) would hold up evaluate at the end of the run.
+        order.sort(key=lambda k: self.tasks[k].stage not in SEARCHING_STAGES)
         previous = signal.signal(signal.SIGINT, self._interrupt)
         try:
             while not self._all_terminal():
@@ -307,29 +313,49 @@ class LocalRunner:
         env["OBSRV_HOME"] = str(self.home)
         env["OBSRV_COMPUTE"] = "gpu" if task.environment == "gpu" else "cpu"
         env["PYTHONUNBUFFERED"] = "1"
-        if self.budget_seconds is not None:
-            env["OBSRV_TASK_BUDGET_SECONDS"] = f"{self.budget_seconds:g}"
+        budget = self._search_budget(key)
+        if budget is not None:
+            env["OBSRV_TASK_BUDGET_SECONDS"] = f"{budget:.3g}"
         # Parallel tasks share the cores: give each its slice so that the libraries' thread pools
         # (OpenMP in lightgbm/xgboost/hist_gbm, joblib in sklearn) do not oversubscribe them.
         threads = str(max(1, (os.cpu_count() or 1) // self.jobs))
         env.setdefault("OBSRV_THREADS", threads)
         env.setdefault("OMP_NUM_THREADS", threads)
-        log = open(self.log_dir / f"{key}.log", "ab")
-        log.write(f"\n=== {key} attempt {task_state.attempts} ===\n".encode())
-        log.flush()
-        process = subprocess.Popen(
-            [*self.command, *argv],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            # Its own process group: Ctrl-C reaches only the runner, which then stops the
-            # children itself, and a timeout can kill the whole tree (joblib workers included).
-            start_new_session=True,
-        )
+        log_path = self.log_dir / f"{key}.log"
+        with open(log_path, "ab") as log:
+            log.write(f"\n=== {key} attempt {task_state.attempts} ===\n".encode())
+        try:
+            process = self.launcher.start(argv, env, log_path)
+        except Exception as exc:  # noqa: BLE001 - a task that cannot start fails like one that crashed
+            with open(log_path, "a") as log:
+                log.write(f"could not start the task process: {type(exc).__name__}: {exc}\n")
+            task_state.state = FAILED
+            task_state.message = f"could not start: {exc}"
+            self._save()
+            return
         deadline = time.monotonic() + task.timeout_seconds if task.timeout_seconds > 0 else None
-        self._running[key] = _Running(process, log, deadline)
+        self._running[key] = _Running(process, deadline, budget)
         self._save()
+
+    def _longest_chain_s(self, keys: set[str], plan: TimePlan) -> float:
+        """Expected seconds of the longest dependency path through `keys`."""
+        done: dict[str, float] = {}
+        for key in graphlib.TopologicalSorter({k: set(t.depends_on) for k, t in self.tasks.items()}).static_order():
+            before = max((done[d] for d in self.tasks[key].depends_on), default=0.0)
+            done[key] = before + (plan.expected(self.tasks[key].stage) if key in keys else 0.0)
+        return max(done.values(), default=0.0)
+
+    def _search_budget(self, key: str) -> float | None:
+        """OBSRV_TASK_BUDGET_SECONDS for a task starting now: --budget, capped by --time-limit's plan."""
+        plan = self.time_plan
+        if plan is None or self.tasks[key].stage not in SEARCHING_STAGES:
+            return self.budget_seconds
+        waiting = [k for k, s in self.state.tasks.items() if s.state in (PENDING, RETRY_WAIT) or k == key]
+        searching = [self.tasks[k].stage for k in waiting if self.tasks[k].stage in SEARCHING_STAGES]
+        other_keys = {k for k in waiting if self.tasks[k].stage not in SEARCHING_STAGES | {"prepare"}}
+        planned = plan.budget(time.monotonic() - self._started_at, searching,
+                              [self.tasks[k].stage for k in other_keys], self._longest_chain_s(other_keys, plan))
+        return planned if self.budget_seconds is None else min(planned, self.budget_seconds)
 
     def _reap(self) -> None:
         now = time.monotonic()
@@ -339,11 +365,13 @@ class LocalRunner:
             if code is None and not timed_out:
                 continue
             if timed_out:
-                self._kill(running.process)
-            running.log.close()
+                kill_tree(running.process)
             del self._running[key]
             task, task_state = self.tasks[key], self.state.tasks[key]
-            task_state.seconds += time.time() - (task_state.started or time.time())
+            wall = time.time() - (task_state.started or time.time())
+            task_state.seconds += wall
+            if self.time_plan is not None and code == 0:
+                self.time_plan.record(task.stage, wall, running.budget)
             if code == 0 and not timed_out:
                 task_state.state, task_state.message = SUCCEEDED, ""
             else:
@@ -358,21 +386,9 @@ class LocalRunner:
                     task_state.message = f"{outcome}; see {self.log_dir / (key + '.log')}"
             self._save()
 
-    @staticmethod
-    def _kill(process: subprocess.Popen[bytes]) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
     def _cancel_all(self) -> None:
         for key, running in list(self._running.items()):
-            self._kill(running.process)
-            running.log.close()
+            kill_tree(running.process)
             self.state.tasks[key].state = CANCELLED
             self.state.tasks[key].message = "stopped by Ctrl-C"
         self._running.clear()
@@ -466,10 +482,17 @@ def run_workflow(
     resume: bool = False,
     jobs: int | None = None,
     live: bool | None = None,
+    cold: bool = False,
+    launcher: Launcher | None = None,
+    time_limit: float | None = None,
 ) -> int:
-    """Compile `spec_path` and run it locally; returns the process exit code."""
+    """Compile `spec_path` and run it locally; returns the process exit code.
+
+    `cold` starts each task in a fresh interpreter; `launcher` (benchmarks, tests) replaces both.
+    """
     from obsrv.compiler.api import compile_file
 
+    clock = time.monotonic()
     compiled = compile_file(spec_path)
     job = compiled.job
     home = (Path(workdir) / ".obsrv").resolve()
@@ -477,6 +500,8 @@ def run_workflow(
     runs_dir.mkdir(parents=True, exist_ok=True)
     if budget is not None and budget <= 0:
         raise RunError("--budget must be a positive number of seconds")
+    if time_limit is not None and time_limit <= 0:
+        raise RunError("--time-limit must be a positive number of seconds")
 
     job_name = str(job["name"])
     keys = [t["task_key"] for t in job["tasks"]]
@@ -533,6 +558,9 @@ def run_workflow(
         state=state,
         budget_seconds=budget,
         jobs=jobs or os.cpu_count() or 1,
+        launcher=launcher or make_launcher(cold=cold),
+        time_limit=time_limit,
+        started_at=clock,
     )
     print(f"[obsrv] workflow {workflow_id}: {len(keys)} tasks, state in {run_dir}", flush=True)
     started = time.time()

@@ -153,7 +153,9 @@ def test_champion_is_registered_and_servable(all_tasks_run: Run, monkeypatch: py
 def test_resume_skips_done_tasks_and_a_rerun_reproduces_outputs(all_tasks_run: Run) -> None:
     run = all_tasks_run
     before = run.table("oof", "vote_weight").sort_values(["model", "row_id"]).reset_index(drop=True)
-    code = _run(ALL_TASKS, run.workdir, resume=True, from_task="vote_weight", budget=2, jobs=2)
+    # The first run forked its tasks warm; this one starts them in fresh interpreters (--cold), as
+    # Databricks does: the outputs must not depend on how the process started.
+    code = _run(ALL_TASKS, run.workdir, resume=True, from_task="vote_weight", budget=2, jobs=2, cold=True)
     assert code == 0
     state = RunState.load(run.home / "runs" / run.workflow_id / "state.json")
     assert state.tasks["prepare"].state == "skipped"

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from obsrv.service_tasks.launchers import ColdLauncher, Launcher, WarmLauncher
 from obsrv.service_tasks.local_runner import (
     CANCELLED,
     FAILED,
@@ -31,27 +32,14 @@ from obsrv.service_tasks.local_runner import (
     resolve_references,
 )
 
-STAND_IN = r"""
-import json, os, sys, time
-args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
-journal = args["--journal"]
-key = args["--task-id"]
-counter = os.path.join(os.path.dirname(journal), key + ".attempts")
-attempt = int(open(counter).read()) + 1 if os.path.exists(counter) else 1
-open(counter, "w").write(str(attempt))
-with open(journal, "a") as f:
-    f.write(json.dumps({"task": key, "event": "start", "t": time.time(), "run": args.get("--run"),
-                        "budget": os.environ.get("OBSRV_TASK_BUDGET_SECONDS"),
-                        "compute": os.environ.get("OBSRV_COMPUTE")}) + "\n")
-time.sleep(float(args.get("--sleep", "0.2")))
-behaviour = args.get("--behaviour", "ok")
-code = 0
-if behaviour == "fail" or (behaviour == "fail_once" and attempt == 1):
-    code = 3
-with open(journal, "a") as f:
-    f.write(json.dumps({"task": key, "event": "end", "t": time.time(), "code": code}) + "\n")
-sys.exit(code)
-"""
+STAND_IN = Path(__file__).with_name("stand_in_task.py")
+LAUNCHERS = ["cold", "warm"]
+
+
+def launcher(kind: str) -> Launcher:
+    if kind == "warm":
+        return WarmLauncher(target="stand_in_task:main", preload=())
+    return ColdLauncher([sys.executable, str(STAND_IN)])
 
 
 def make_job(journal: Path, tasks: list[dict[str, Any]]) -> dict[str, Any]:
@@ -59,6 +47,8 @@ def make_job(journal: Path, tasks: list[dict[str, Any]]) -> dict[str, Any]:
     for spec in tasks:
         argv = ["--task-id", spec["key"], "--journal", str(journal), "--run", "{{job.run_id}}"]
         argv += ["--sleep", str(spec.get("sleep", 0.2)), "--behaviour", spec.get("behaviour", "ok")]
+        if spec.get("stage"):
+            argv += ["--stage", spec["stage"]]
         task: dict[str, Any] = {
             "task_key": spec["key"],
             "environment_key": spec.get("env", "cpu"),
@@ -75,12 +65,13 @@ def make_job(journal: Path, tasks: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def run(tmp_path: Path, tasks: list[dict[str, Any]], jobs: int = 2, budget: float | None = None,
-        state: RunState | None = None) -> tuple[LocalRunner, list[dict[str, Any]], bool]:
+        state: RunState | None = None, kind: str = "cold",
+        time_limit: float | None = None) -> tuple[LocalRunner, list[dict[str, Any]], bool]:
     journal = tmp_path / "journal.jsonl"
     job = make_job(journal, tasks)
     state = state or RunState(workflow_id="123", job_name="wf", job_digest="x")
     runner = LocalRunner(job, home=tmp_path / ".obsrv", workflow_id="123", state=state, budget_seconds=budget,
-                         jobs=jobs, command=[sys.executable, "-c", STAND_IN])
+                         jobs=jobs, launcher=launcher(kind), time_limit=time_limit)
     ok = runner.run()
     events = [json.loads(line) for line in journal.read_text().splitlines()] if journal.exists() else []
     return runner, events, ok
@@ -90,13 +81,14 @@ def times(events: list[dict[str, Any]], task: str, event: str) -> list[float]:
     return [e["t"] for e in events if e["task"] == task and e["event"] == event]
 
 
-def test_dependencies_are_respected_and_independent_tasks_overlap(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", LAUNCHERS)
+def test_dependencies_are_respected_and_independent_tasks_overlap(tmp_path: Path, kind: str) -> None:
     runner, events, ok = run(tmp_path, [
         {"key": "prepare"},
         {"key": "a", "deps": ["prepare"], "sleep": 0.8},
         {"key": "b", "deps": ["prepare"], "sleep": 0.8},
         {"key": "final", "deps": ["a", "b"]},
-    ], budget=7)
+    ], budget=7, kind=kind)
     assert ok
     assert times(events, "a", "start")[0] >= times(events, "prepare", "end")[0]
     assert times(events, "final", "start")[0] >= max(times(events, "a", "end")[0], times(events, "b", "end")[0])
@@ -120,13 +112,14 @@ def test_parallelism_is_bounded_by_jobs(tmp_path: Path) -> None:
         assert start >= end
 
 
-def test_retry_then_success_and_failure_propagates(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", LAUNCHERS)
+def test_retry_then_success_and_failure_propagates(tmp_path: Path, kind: str) -> None:
     runner, events, ok = run(tmp_path, [
         {"key": "flaky", "behaviour": "fail_once", "retries": 1},
         {"key": "broken", "behaviour": "fail", "retries": 1},
         {"key": "after_broken", "deps": ["broken"]},
         {"key": "after_flaky", "deps": ["flaky"]},
-    ])
+    ], kind=kind)
     assert not ok
     states = {k: s.state for k, s in runner.state.tasks.items()}
     assert states == {"flaky": SUCCEEDED, "broken": FAILED, "after_broken": UPSTREAM_FAILED, "after_flaky": SUCCEEDED}
@@ -135,16 +128,56 @@ def test_retry_then_success_and_failure_propagates(tmp_path: Path) -> None:
     assert not times(events, "after_broken", "start")
 
 
-def test_timeout_kills_the_task_and_respects_retry_on_timeout(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", LAUNCHERS)
+def test_timeout_kills_the_task_and_respects_retry_on_timeout(tmp_path: Path, kind: str) -> None:
     started = time.time()
     runner, events, ok = run(tmp_path, [
         {"key": "slow", "sleep": 30, "timeout": 1, "retries": 2, "retry_on_timeout": False},
-    ])
+    ], kind=kind)
     assert not ok
     assert time.time() - started < 15
     assert runner.state.tasks["slow"].state == TIMED_OUT
     assert runner.state.tasks["slow"].attempts == 1
     assert not times(events, "slow", "end")  # killed before it finished
+
+
+@pytest.mark.parametrize("kind", LAUNCHERS)
+def test_each_task_is_its_own_process_group_with_its_env_and_log(tmp_path: Path, kind: str) -> None:
+    import os
+
+    runner, events, ok = run(tmp_path, [{"key": "a"}, {"key": "b", "deps": ["a"]},
+                                        {"key": "boom", "behaviour": "raise"}], jobs=2, kind=kind)
+    assert not ok
+    starts = {e["task"]: e for e in events if e["event"] == "start"}
+    assert starts["a"]["pid"] != starts["b"]["pid"] != os.getpid()
+    assert all(e["pgid"] == e["pid"] for e in starts.values())  # a group of its own: killable as a tree
+    assert {e["omp"] for e in starts.values()} == {str(max(1, (os.cpu_count() or 1) // 2))}
+    assert "stand-in b attempt 1 says hello" in (runner.log_dir / "b.log").read_text()
+    boom = (runner.log_dir / "boom.log").read_text()
+    assert "RuntimeError: stand-in crashed" in boom  # the traceback lands in the task's log
+    assert runner.state.tasks["boom"].state == FAILED and "exit code 1" in runner.state.tasks["boom"].message
+
+
+def test_time_limit_plans_budgets_for_search_tasks_only(tmp_path: Path) -> None:
+    tasks = [
+        {"key": "prepare", "stage": "prepare"},
+        {"key": "base_a", "stage": "base", "deps": ["prepare"], "sleep": 0.5},
+        {"key": "base_b", "stage": "base", "deps": ["prepare"], "sleep": 0.5},
+        {"key": "base_c", "stage": "base", "deps": ["prepare"]},
+        {"key": "vote", "stage": "vote_weight", "deps": ["base_a", "base_b", "base_c"]},
+    ]
+    _, events, ok = run(tmp_path / "plain", tasks, jobs=2, time_limit=40.0)
+    assert ok
+    budget = {e["task"]: e["budget"] for e in events if e["event"] == "start"}
+    assert budget["prepare"] is None and budget["vote"] is None  # nothing to search
+    first, last = float(budget["base_a"]), float(budget["base_c"])
+    # 3 searching tasks on 2 slots: the first two share ~40 s less the reserve for the rest (search
+    # overheads and the vote); the third starts later, when that reserve was learned to be smaller
+    assert 10.0 < first < 40.0 * 2 / 3
+    assert first < last < 40.0
+    # --budget caps the plan
+    _, events, ok = run(tmp_path / "capped", tasks, jobs=2, time_limit=40.0, budget=5.0)
+    assert ok and {e["budget"] for e in events if e["event"] == "start"} == {"5"}
 
 
 def test_resume_skips_tasks_that_succeeded(tmp_path: Path) -> None:
@@ -198,7 +231,7 @@ CTRL_C_DRIVER = r"""
 import json, sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[3])
-from test_scheduler import STAND_IN, make_job
+from test_scheduler import launcher, make_job
 from obsrv.service_tasks.local_runner import LocalRunner, RunState
 
 tmp = Path(sys.argv[1])
@@ -206,18 +239,19 @@ job = make_job(tmp / "journal.jsonl", [{"key": "a", "sleep": 60}, {"key": "b", "
                                         {"key": "c", "deps": ["a"]}])
 state = RunState(workflow_id="1", job_name="wf", job_digest="x")
 runner = LocalRunner(job, home=tmp / ".obsrv", workflow_id="1", state=state, budget_seconds=None, jobs=2,
-                     command=[sys.executable, "-c", STAND_IN])
+                     launcher=launcher(sys.argv[2]))
 print("ready", flush=True)
 runner.run()
 print(json.dumps({k: v.state for k, v in runner.state.tasks.items()}), flush=True)
 """
 
 
-def test_ctrl_c_stops_running_tasks_and_cancels_the_rest(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", LAUNCHERS)
+def test_ctrl_c_stops_running_tasks_and_cancels_the_rest(tmp_path: Path, kind: str) -> None:
     import signal
     import subprocess
 
-    proc = subprocess.Popen([sys.executable, "-c", CTRL_C_DRIVER, str(tmp_path), "unused", str(Path(__file__).parent)],
+    proc = subprocess.Popen([sys.executable, "-c", CTRL_C_DRIVER, str(tmp_path), kind, str(Path(__file__).parent)],
                             stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "ready"
@@ -241,6 +275,7 @@ def test_ctrl_c_stops_running_tasks_and_cancels_the_rest(tmp_path: Path) -> None
         ({"only": "nope"}, "--only 'nope': no such task"),
         ({"from_task": "evaluate"}, "add --resume or --workflow-id"),
         ({"budget": 0}, "--budget must be a positive"),
+        ({"time_limit": -5}, "--time-limit must be a positive"),
         ({"workflow_id": "bad-id!", "only": "prepare"}, "--workflow-id must be"),
         ({"resume": True}, "nothing to resume"),
     ],
@@ -252,3 +287,24 @@ def test_run_flags_are_checked_before_anything_runs(tmp_path: Path, kwargs: dict
     with pytest.raises(RunError, match=re.escape(message)):
         run_workflow(str(seed), workdir=str(tmp_path), live=False, **kwargs)
     assert not list((tmp_path / ".obsrv" / "runs").glob("*/state.json"))  # nothing ran
+
+
+def test_warm_launcher_does_not_rerun_the_callers_main_script(tmp_path: Path) -> None:
+    # multiprocessing would re-run an unguarded __main__ (here: a script read from stdin, which it
+    # cannot even find) in every task process; the warm launcher hands it a bare module instead.
+    import subprocess
+
+    script = f"""
+import sys
+from pathlib import Path
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from test_scheduler import launcher
+journal = Path({str(tmp_path)!r}) / "journal.jsonl"
+process = launcher("warm").start(["--task-id", "t", "--journal", str(journal), "--sleep", "0"], {{}},
+                                 Path({str(tmp_path)!r}) / "t.log")
+print("exit", process.wait(60))
+"""
+    res = subprocess.run([sys.executable, "-"], input=script, capture_output=True, text=True, timeout=120)
+    assert res.stdout.strip().splitlines()[-1] == "exit 0", res.stdout + res.stderr
+    assert "Traceback" not in res.stderr
+    assert "says hello" in (tmp_path / "t.log").read_text()
