@@ -603,8 +603,9 @@ def print_summary(job: dict[str, Any], home: Path, workflow_id: str, wall: float
     board = leaderboard_frame(job, home, workflow_id)
     if board is not None:
         metrics = [c for c in board.columns if c not in ("task_id", "kind", "model", "is_champion")]
+        ranked_by = next((f"out-of-fold {c[4:]}" for c in metrics if c.startswith("oof_")), "out-of-fold score")
         table = Table(
-            title=f"leaderboard, workflow {workflow_id}: holdout scores, ranked by oof_ (champion ★)",
+            title=f"leaderboard, workflow {workflow_id}: holdout scores, ranked by {ranked_by} (champion ★)",
             title_justify="left",
         )
         table.add_column("model")
