@@ -11,7 +11,7 @@ import argparse
 import sys
 
 RUN_EPILOG = """examples:
-  obsrv data demo && obsrv run examples/credit_risk.yaml --budget 60
+  obsrv data demo && obsrv run examples/credit_risk.yaml --time-limit 120
   obsrv run spec.yaml --workdir /tmp/ws --jobs 2
   obsrv run spec.yaml --time-limit 300            # plan the search budgets to finish in ~5 minutes
   obsrv run spec.yaml --resume                    # continue the latest run; finished tasks are skipped

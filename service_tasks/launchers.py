@@ -148,7 +148,7 @@ class WarmLauncher:
     name = "warm"
 
     def __init__(self, target: str | None = None, preload: tuple[str, ...] = (PRELOAD_MODULE,)) -> None:
-        if sys.platform == "win32" or "forkserver" not in multiprocessing.get_all_start_methods():
+        if not warm_supported():
             raise LaunchError("warm task start needs fork (Linux or macOS); use --cold")
         self.target = target or entry_point_target()
         self._context = multiprocessing.get_context("forkserver")
@@ -216,8 +216,13 @@ def _run_forked_task(target: str, argv: list[str], env: dict[str, str], log_path
     sys.exit(int(code or 0))
 
 
+def warm_supported() -> bool:
+    return sys.platform != "win32" and "forkserver" in multiprocessing.get_all_start_methods()
+
+
 def make_launcher(cold: bool, command: list[str] | None = None) -> Launcher:
-    """The runner's launcher: cold when asked (or when a stand-in command is given), else warm."""
-    if cold or command is not None:
+    """The runner's launcher: cold when asked, when a stand-in command is given, or where the
+    platform cannot fork (Windows; the run's first line says which launcher runs the tasks)."""
+    if cold or command is not None or not warm_supported():
         return ColdLauncher(command)
     return WarmLauncher()

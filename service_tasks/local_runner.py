@@ -562,7 +562,8 @@ def run_workflow(
         time_limit=time_limit,
         started_at=clock,
     )
-    print(f"[obsrv] workflow {workflow_id}: {len(keys)} tasks, state in {run_dir}", flush=True)
+    start = "warm start" if runner.launcher.name == "warm" else "a fresh interpreter per task"
+    print(f"[obsrv] workflow {workflow_id}: {len(keys)} tasks ({start}), state in {run_dir}", flush=True)
     started = time.time()
     use_live = sys.stdout.isatty() if live is None else live
     with _display(runner, use_live):

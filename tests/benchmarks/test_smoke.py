@@ -62,3 +62,13 @@ def test_scale_smoke(tmp_path: Path) -> None:
 def test_help(script: str) -> None:
     res = subprocess.run([sys.executable, str(BENCH / script), "--help"], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and "--smoke" in res.stdout
+
+
+@pytest.mark.slow
+def test_task_start_smoke(tmp_path: Path) -> None:
+    res = _run("task_start.py", tmp_path)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    md = (tmp_path / "task_start_smoke.md").read_text()
+    for task in ("prepare", "base_linear", "route_cluster", "evaluate", "**whole run**"):
+        assert f"| {task} |" in md, md
+    assert "cold / warm" in md
