@@ -12,8 +12,8 @@ and stderr, and the compiled argv. They differ in where the process comes from:
   runs the same entry point with the same argv. Still one fresh process per task, so no state leaks
   from one task to the next; only the import cost is shared. The server holds no state of its own
   beyond imported modules; the only threads in it are the libraries' own (OpenBLAS, jemalloc),
-  which install fork handlers. Measured on the demo workflow:
-  see `benchmarks/results/scale.md` and the README's "Local runs".
+  which install fork handlers. Measured side by side on the demo workflow (2.14x faster run):
+  `benchmarks/task_start.py`, `benchmarks/results/task_start.md`.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Protocol
 
 ENTRY_POINT_NAME = "obsrv-task"
-ENTRY_POINT_TARGET = "obsrv.service_tasks.entry:main"
 PRELOAD_MODULE = "obsrv.service_tasks.preload"
 
 
@@ -54,8 +53,6 @@ class Launcher(Protocol):
     name: str
 
     def start(self, argv: list[str], env: dict[str, str], log_path: Path) -> TaskProcess: ...
-
-    def close(self) -> None: ...
 
 
 def kill_tree(process: TaskProcess, grace_seconds: float = 5.0) -> None:
@@ -112,9 +109,6 @@ class ColdLauncher:
                 start_new_session=True,
             )
 
-    def close(self) -> None:
-        return None
-
 
 # ---------------------------------------------------------------------------------------- warm
 
@@ -152,7 +146,8 @@ class WarmLauncher:
             raise LaunchError("warm task start needs fork (Linux or macOS); use --cold")
         self.target = target or entry_point_target()
         self._context = multiprocessing.get_context("forkserver")
-        # The forkserver is one per runner process; the preload applies when it first starts.
+        # The forkserver is one per runner process (it exits with it); the preload applies when it
+        # first starts.
         self._context.set_forkserver_preload(list(preload))
 
     def start(self, argv: list[str], env: dict[str, str], log_path: Path) -> TaskProcess:
@@ -165,10 +160,6 @@ class WarmLauncher:
         with _main_module_hidden():
             process.start()
         return _WarmProcess(process)
-
-    def close(self) -> None:
-        # The forkserver exits with the runner process; nothing is held per run.
-        return None
 
 
 @contextlib.contextmanager

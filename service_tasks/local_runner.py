@@ -315,7 +315,7 @@ class LocalRunner:
         env["PYTHONUNBUFFERED"] = "1"
         budget = self._search_budget(key)
         if budget is not None:
-            env["OBSRV_TASK_BUDGET_SECONDS"] = f"{budget:.3g}"
+            env["OBSRV_TASK_BUDGET_SECONDS"] = f"{budget:g}"
         # Parallel tasks share the cores: give each its slice so that the libraries' thread pools
         # (OpenMP in lightgbm/xgboost/hist_gbm, joblib in sklearn) do not oversubscribe them.
         threads = str(max(1, (os.cpu_count() or 1) // self.jobs))
