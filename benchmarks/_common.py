@@ -323,3 +323,8 @@ def fmt_mean_sd(values: list[float] | np.ndarray, digits: int = 4) -> str:
     if len(v) == 1:
         return f"{v[0]:.{digits}f}"
     return f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}"
+
+
+def markdown_list_section(title: str, items: list[str]) -> list[str]:
+    """A report section: blank line, `## title`, blank line, one bullet per item (nothing if empty)."""
+    return ["", f"## {title}", "", *(f"- {item}" for item in items)] if items else []

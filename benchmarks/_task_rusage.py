@@ -45,20 +45,23 @@ def _dump(argv: list[str] | None = None) -> None:
     (Path(out) / f"{record['task']}.json").write_text(json.dumps(record))
 
 
+def _entry_point():
+    """The installed `obsrv-task` console script's function."""
+    return next(e for e in entry_points(group="console_scripts") if e.name == "obsrv-task").load()
+
+
 def run(argv: list[str]) -> int:
     """The warm launcher's target: the real entry point, then the record."""
     global _T0
     _T0 = time.perf_counter()
-    ep = next(e for e in entry_points(group="console_scripts") if e.name == "obsrv-task")
     try:
-        return int(ep.load()(argv) or 0)
+        return int(_entry_point()(argv) or 0)
     finally:
         _dump(argv)
 
 
 if __name__ == "__main__":
     atexit.register(_dump)
-    ep = next(e for e in entry_points(group="console_scripts") if e.name == "obsrv-task")
-    main = ep.load()
+    main = _entry_point()
     sys.argv = ["obsrv-task", *sys.argv[1:]]
     sys.exit(main())

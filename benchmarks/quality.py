@@ -482,12 +482,7 @@ def render_report(runs: pd.DataFrame, meta: dict, out_md: Path, out_png: Path) -
         w("## Discussion")
         w("")
         w(meta["discussion"].strip())
-    if meta.get("notes"):
-        w("")
-        w("## Notes")
-        w("")
-        for n in meta["notes"]:
-            w(f"- {n}")
+    lines.extend(C.markdown_list_section("Notes", meta.get("notes") or []))
     out_md.write_text("\n".join(lines) + "\n")
     rank_chart(agg, out_png, f"obsrv quality benchmark — mean rank ({len(datasets)} datasets)")
 

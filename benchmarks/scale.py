@@ -193,12 +193,7 @@ def render(results: list[dict], summary: dict, meta: dict, path: Path) -> None:
         for n, f in fails.items():
             for k, v in f.items():
                 w(f"- {n:,} rows, {k}: {v}")
-    if meta.get("notes"):
-        w("")
-        w("## Notes")
-        w("")
-        for n in meta["notes"]:
-            w(f"- {n}")
+    L.extend(C.markdown_list_section("Notes", meta.get("notes") or []))
     path.write_text("\n".join(L) + "\n")
 
 

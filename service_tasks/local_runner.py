@@ -222,6 +222,9 @@ class LocalRunner:
         self.jobs = max(1, jobs)
         self.on_change = on_change
         self.tasks = {t["task_key"]: LocalTask.from_compiled(t) for t in job["tasks"]}
+        # Also rejects cycles, which the compiler already did.
+        sorter = graphlib.TopologicalSorter({k: set(t.depends_on) for k, t in self.tasks.items()})
+        self._topological_order = tuple(sorter.static_order())
         self.run_dir = home / "runs" / workflow_id
         self.log_dir = self.run_dir / "logs"
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -242,8 +245,7 @@ class LocalRunner:
 
     def run(self) -> bool:
         """Run until every task is terminal; returns True when all succeeded."""
-        sorter = graphlib.TopologicalSorter({k: set(t.depends_on) for k, t in self.tasks.items()})
-        order = list(sorter.static_order())  # also rejects cycles, which the compiler already did
+        order = list(self._topological_order)
         # Among ready tasks, searching ones first: they are the longest, and a late one (boost
         # after seven quick stacks) would hold up evaluate at the end of the run.
         order.sort(key=lambda k: self.tasks[k].stage not in SEARCHING_STAGES)
@@ -340,7 +342,7 @@ class LocalRunner:
     def _longest_chain_s(self, keys: set[str], plan: TimePlan) -> float:
         """Expected seconds of the longest dependency path through `keys`."""
         done: dict[str, float] = {}
-        for key in graphlib.TopologicalSorter({k: set(t.depends_on) for k, t in self.tasks.items()}).static_order():
+        for key in self._topological_order:
             before = max((done[d] for d in self.tasks[key].depends_on), default=0.0)
             done[key] = before + (plan.expected(self.tasks[key].stage) if key in keys else 0.0)
         return max(done.values(), default=0.0)
