@@ -149,6 +149,8 @@ class RuntimeContext:
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(MODEL_COLUMNS))
 
     def predictors(self, model_names: list[str]) -> dict[str, Predictor]:
+        """Packed (``tracking.PackedPredictor``, compressed bytes): a member is unpickled only for
+        the moment it predicts, so an ensemble over large fold bags never holds them all at once."""
         rows = self.model_rows(sorted({n.split("/", 1)[0] for n in model_names}))
         by_name = {r["model"]: r for _, r in rows.iterrows()}
         self.setup_mlflow()
@@ -156,7 +158,8 @@ class RuntimeContext:
         for name in model_names:
             if name not in by_name:
                 raise TaskError(f"No published model named {name!r} in workflow {self.request.workflow_id}.")
-            out[name] = tracking.load_model_predictor(str(by_name[name]["model_uri"]))
+            blob = tracking.load_model_blob(str(by_name[name]["model_uri"]))
+            out[name] = tracking.PackedPredictor(blob, name, keep_loaded=False)
         return out
 
     # ---------------------------------------------------------------------------------- publish

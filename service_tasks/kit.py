@@ -118,7 +118,7 @@ class TaskContext(Protocol):
         ...
 
     def predictors(self, model_names: list[str]) -> dict[str, Predictor]:
-        """The fitted predictors of published models (loaded from MLflow)."""
+        """The fitted predictors of published models (from MLflow; may be packed: unpickled on use)."""
         ...
 
     def read_table(self, name: str) -> pd.DataFrame:

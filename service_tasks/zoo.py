@@ -23,6 +23,10 @@ The gradient-boosting families (hist_gbm internally; xgboost, lightgbm and catbo
 10% inner split of each fold's training rows) use early stopping, so the number of trees is
 learned, never taken from the OOF fold.
 
+Large tables (``resource_caps``): a forest config's ``n_estimators`` is lowered when the estimated
+fold bag would exceed its memory share, and kNN fold models fit on a seeded sample of at most
+50,000 rows; both are logged, and the forest cap shows in the published config.
+
 `fit_family` is the public entry point the ensemble tasks reuse (per-route models, boost).
 """
 
@@ -42,6 +46,7 @@ import numpy as np
 import pandas as pd
 
 from obsrv.service_tasks import metrics as M
+from obsrv.service_tasks.resource_caps import KNN_MAX_FIT_ROWS, cap_forest_trees
 
 Problem = Literal["classification", "regression"]
 FAMILIES = ("linear", "random_forest", "extra_trees", "hist_gbm", "xgboost", "lightgbm", "catboost", "knn")
@@ -329,6 +334,13 @@ class FamilyModel:
 
     # --- fit / predict
     def fit(self, X: pd.DataFrame, y: np.ndarray, w: np.ndarray | None) -> "FamilyModel":
+        if self.family == "knn" and len(X) > KNN_MAX_FIT_ROWS:
+            # a seeded sample, drawn before the classes are read so that re-expansion covers a
+            # class the sample happens to miss
+            keep = np.sort(np.random.default_rng(self.seed + 104729).choice(len(X), KNN_MAX_FIT_ROWS, replace=False))
+            X, y = X.iloc[keep], np.asarray(y)[keep]
+            w = None if w is None else np.asarray(w)[keep]
+        self.fit_rows_ = len(X)
         frame = self._frame(X, fit=True)
         if self.problem == "classification":
             # a fold (or a route) may miss some classes: fit on the present ones, re-expand later
@@ -831,6 +843,10 @@ def search_family(
     y = np.asarray(y)
     w = None if w is None else np.asarray(w, dtype=np.float64)
     scored = np.asarray(folds) >= 0
+    ids = np.unique(np.asarray(folds)[scored])
+    n_folds = len(ids)
+    n_fit_rows = max((int((np.asarray(folds) != f).sum()) for f in ids), default=len(y))  # a fold model's rows
+    k_out = n_classes if problem == "classification" else 1
     configs_left = 1 if params is not None else (max_trials or 10_000)
     start = time.perf_counter()
     slowest = 0.0
@@ -844,6 +860,7 @@ def search_family(
         cfg = dict(params) if params is not None else (
             default_params(family, problem) if i == 0 else sample_params(family, problem, rng)
         )
+        cfg, capped = cap_forest_trees(family, cfg, n_train=n_fit_rows, n_values=k_out, n_folds=n_folds)
         key = repr(sorted(cfg.items()))
         i += 1
         if key in seen:
@@ -852,6 +869,8 @@ def search_family(
             continue
         seen.add(key)
         configs_left -= 1
+        if capped and log:
+            log(capped)
         t0 = time.perf_counter()
         try:
             bag, oof, hold = cross_fit(

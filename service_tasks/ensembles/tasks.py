@@ -22,6 +22,7 @@ from obsrv.service_tasks import metrics
 from obsrv.service_tasks.base import search_metric
 from obsrv.service_tasks.errors import TaskError
 from obsrv.service_tasks.kit import ModelOutput, PredictionSet, PreparedData, TaskContext
+from obsrv.service_tasks.tracking import PackedPredictor
 from pydantic import TypeAdapter
 
 from .base import MetricLoss, best_of_family, fold_ids, nested_oof, strength_order
@@ -247,7 +248,9 @@ def _member_configs(job: Job, idx: list[int]) -> list[dict[str, Any] | None]:
     loaded = job.ctx.predictors(job.names(idx))
     out: list[dict[str, Any] | None] = []
     for n in job.names(idx):
-        params = getattr(loaded[n], "params", None)
+        member = loaded[n]
+        # a packed member is unpickled here one at a time, read and dropped
+        params = getattr(member.load() if isinstance(member, PackedPredictor) else member, "params", None)
         out.append(dict(params) if isinstance(params, dict) else None)
     return out
 

@@ -94,7 +94,7 @@ def test_route_external_on_a_string_id_column_is_served_with_the_key(tmp_path: P
     out = served.predict(rows.drop(columns=["label"]))
     proba = out[[c for c in out.columns if c.startswith("probability_")]].to_numpy()
     np.testing.assert_allclose(proba, hold.holdout[final], atol=1e-6)
-    routed = ctx.predictors(["route_external/routed"])["route_external/routed"]
+    routed = ctx.predictors(["route_external/routed"])["route_external/routed"].load()
     matched = routed.bundles[0].routes(prep.X_holdout.assign(cust=prep.ids_holdout)) >= 0
     in_table = np.isin(prep.ids_holdout, routes["cust"])
     assert (matched == in_table).all() and matched.any()

@@ -145,3 +145,45 @@ def test_pyfunc_load_context_uses_load_predictor(tmp_path, monkeypatch) -> None:
 
     wrapper.load_context(Ctx())
     assert seen == [str(tmp_path / "predictor.pkl")] and wrapper.predictor == "loaded"
+
+
+def _bag(family: str, seed: int, X: pd.DataFrame, y: np.ndarray) -> zoo.FoldBag:
+    return zoo.fit_family(family, X, y, np.arange(len(X)) % 3, problem="classification", n_classes=2,
+                          budget_seconds=0, seed=seed, params={"n_estimators": 20}).predictor
+
+
+def test_packed_members_load_one_at_a_time_and_the_served_ensemble_keeps_them(tmp_path) -> None:
+    """Ensemble tasks hold members as compressed bytes: unpickled only while predicting at logging
+    time, pickled as those bytes (not the objects), and kept once loaded by the served model."""
+    import pickle
+
+    from obsrv.service_tasks.ensembles.predictors import CombinedPredictor
+    from obsrv.service_tasks.ensembles.voting import SoftVote
+
+    rng = np.random.default_rng(1)
+    X = pd.DataFrame({"a": rng.normal(size=90), "b": rng.normal(size=90)})
+    y = (X["a"] + 0.3 * rng.normal(size=90) > 0).astype(int).to_numpy()
+    bags = [_bag("random_forest", 0, X, y), _bag("lightgbm", 1, X, y)]
+    packed = []
+    for i, bag in enumerate(bags):
+        tracking.dump_predictor(bag, tmp_path / f"m{i}.pkl")
+        blob = (tmp_path / f"m{i}.pkl").read_bytes()
+        packed.append(tracking.PackedPredictor(blob, f"m{i}", keep_loaded=False))
+    np.testing.assert_allclose(packed[0].predict_matrix(X), bags[0].predict_matrix(X))
+    assert packed[0]._loaded is None  # dropped after predicting
+    state_size = len(pickle.dumps(packed[0]))
+    assert state_size < len(packed[0].blob) + 1_000  # pickled as its bytes
+    assert state_size < len(pickle.dumps(bags[0])) / 2  # ...which are far smaller than the object
+
+    ensemble = CombinedPredictor(packed, SoftVote(np.array([0.5, 0.5])), member_names=["m0", "m1"])
+    expected = np.mean([b.predict_matrix(X) for b in bags], axis=0)
+    np.testing.assert_allclose(ensemble.predict_matrix(X), expected)
+    assert all(p._loaded is None for p in packed)
+    tracking.dump_predictor(ensemble, tmp_path / "ensemble.pkl")
+    served = tracking.load_predictor(tmp_path / "ensemble.pkl")
+    assert all(m.keep_loaded and m._loaded is None for m in served.members)
+    np.testing.assert_allclose(served.predict_matrix(X), expected)
+    first = [m._loaded for m in served.members]
+    assert all(f is not None for f in first)
+    served.predict_matrix(X)
+    assert [m._loaded for m in served.members] == first  # unpickled once, then kept
