@@ -299,11 +299,15 @@ class PackedPredictor:
 
 
 def _loads(blob: bytes) -> Any:
+    """Unpickle streaming from the compressed bytes: never a full uncompressed copy beside the object."""
     import gzip
+    import io
 
     import cloudpickle
 
-    return cloudpickle.loads(gzip.decompress(blob) if blob[:2] == b"\x1f\x8b" else blob)
+    raw = io.BytesIO(blob)
+    with (gzip.GzipFile(fileobj=raw, mode="rb") if blob[:2] == b"\x1f\x8b" else raw) as fh:
+        return cloudpickle.load(fh)
 
 
 def log_pyfunc(
