@@ -137,7 +137,9 @@ def render(results: list[dict], summary: dict, meta: dict, path: Path) -> None:
     w(f"- **command**: `{meta['command']}`")
     w(f"- **setup**: synthetic binary data (`make_classification`, {meta['features']} float features); the spec has "
       f"the 8 base families and {n_ens} ensemble tasks ({', '.join(t['task'] for t in ens)}); "
-      f"`OBSRV_TASK_BUDGET_SECONDS={meta['stage_budget']:g}` (the fixed budget per stage); the local runner runs "
+      f"`OBSRV_TASK_BUDGET_SECONDS={meta['stage_budget']:g}` (the fixed budget per stage"
+      + ("; 0 = each family's default config trained to the end, no search" if not meta["stage_budget"] else "")
+      + "); the local runner runs "
       f"{meta['jobs']} task(s) at a time, each task using every core. Wall time per stage is the runner's figure "
       "(process start to exit, imports included); peak memory is the largest resident set of the stage's process "
       "or of any of its child processes (`getrusage` ru_maxrss).")
@@ -201,7 +203,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="10000,100000,1000000")
     ap.add_argument("--features", type=int, default=30)
-    ap.add_argument("--stage-budget", type=float, default=30.0, help="OBSRV_TASK_BUDGET_SECONDS per stage")
+    ap.add_argument("--stage-budget", type=float, default=0.0,
+                    help="OBSRV_TASK_BUDGET_SECONDS per stage; 0 (default): every family trains its default config "
+                         "to the end, without search (the cost of the data). Above 0 the budget also bounds the "
+                         "default config: boosters and forests stop when it is spent")
     ap.add_argument("--jobs", type=int, default=1,
                     help="tasks run at once by the local runner (1 = clean per-stage figures)")
     ap.add_argument("--ensembles", type=int, default=len(ENSEMBLES), choices=range(1, len(ENSEMBLES) + 1),

@@ -59,6 +59,7 @@ def run_base(ctx: RuntimeContext) -> list[ModelOutput]:
         device=device,
         keep=KEEP,
         log=ctx.log,
+        time_bound=True,  # the budget holds for the default config too (obsrv run --time-limit)
     )
     trials = fits[0].trials
     ctx.log(f"{family}: {len(trials)} trials in {time.perf_counter() - t0:.1f}s")

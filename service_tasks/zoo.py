@@ -23,6 +23,11 @@ The gradient-boosting families (hist_gbm internally; xgboost, lightgbm and catbo
 10% inner split of each fold's training rows) use early stopping, so the number of trees is
 learned, never taken from the OOF fold.
 
+Budgets (``time_limits``): the base tasks and ``boost`` search with ``time_bound``, so every config,
+the default one included, trains within the task's budget: each fold model gets an even share of
+the time left, and boosters and forests stop adding rounds or trees when it is spent (never fewer
+than 10). hist_gbm, kNN and linear fits have no such hook and run to the end.
+
 Large tables (``resource_caps``): a forest config's ``n_estimators`` is lowered when the estimated
 fold bag would exceed its memory share, and kNN fold models fit on a seeded sample of at most
 50,000 rows; both are logged, and the forest cap shows in the published config.
@@ -46,6 +51,7 @@ import numpy as np
 import pandas as pd
 
 from obsrv.service_tasks import metrics as M
+from obsrv.service_tasks import time_limits
 from obsrv.service_tasks.resource_caps import KNN_MAX_FIT_ROWS, cap_forest_trees
 
 Problem = Literal["classification", "regression"]
@@ -53,6 +59,7 @@ FAMILIES = ("linear", "random_forest", "extra_trees", "hist_gbm", "xgboost", "li
 GPU_CAPABLE = ("xgboost", "lightgbm", "catboost")
 MISSING = "__missing__"
 MAX_LEVELS = 100  # categorical levels kept per column (the rest become "unknown")
+FIT_SHARE_PREDICT = 0.15  # of a fold's time share, kept for its OOF and holdout predictions
 
 
 
@@ -265,6 +272,11 @@ class _ConstantModel:
 class FamilyModel:
     """One fitted fold model: its preprocessing plus the estimator."""
 
+    time_limit_s: float | None = None
+    """Training time limit (``time_limits``: boosters and forests stop early and keep what they have)."""
+    stopped_at_: int | None = None
+    """Rounds or trees trained when the time limit stopped the fit (None: it ran to the end)."""
+
     def __init__(
         self,
         family: str,
@@ -354,6 +366,8 @@ class FamilyModel:
         with self._threads():
             if self.family in ("xgboost", "lightgbm", "catboost"):
                 self._fit_booster(frame, y, w)
+            elif self.family in ("random_forest", "extra_trees") and self.time_limit_s is not None:
+                self.stopped_at_ = time_limits.grow_forest(self.estimator_, frame, y, fit_kwargs, self.time_limit_s)
             else:
                 self.estimator_.fit(frame, y, **fit_kwargs)
         return self
@@ -383,6 +397,7 @@ class FamilyModel:
         X_tr, y_tr = frame.iloc[tr], y[tr]
         w_tr = None if w is None else w[tr]
         est = self.estimator_
+        limit = self.time_limit_s
         if self.family == "xgboost":
             kwargs: dict[str, Any] = {"sample_weight": w_tr, "verbose": False}
             if len(val):
@@ -390,23 +405,37 @@ class FamilyModel:
                 kwargs["sample_weight_eval_set"] = None if w is None else [w[val]]
             else:
                 est.set_params(early_stopping_rounds=None)
+            stop = time_limits.xgboost_callback(limit) if limit is not None else None
+            est.set_params(callbacks=[stop] if stop else None)
             est.fit(X_tr, y_tr, **kwargs)
-            est.set_params(device="cpu")  # serve anywhere
+            est.set_params(device="cpu", callbacks=None)  # serve anywhere; the callback is spent
+            self.stopped_at_ = stop.clock.stopped_at if stop else None
         elif self.family == "lightgbm":
             import lightgbm as lgb
 
             kwargs = {"sample_weight": w_tr}
+            callbacks = []
             if len(val):
                 kwargs["eval_set"] = [(frame.iloc[val], y[val])]
                 kwargs["eval_sample_weight"] = None if w is None else [w[val]]
-                kwargs["callbacks"] = [lgb.early_stopping(50, verbose=False)]
+                callbacks.append(lgb.early_stopping(50, verbose=False))
+            if limit is not None:
+                callbacks.append(time_limits.lightgbm_callback(limit))
+            if callbacks:
+                kwargs["callbacks"] = callbacks
             est.fit(X_tr, y_tr, **kwargs)
+            self.stopped_at_ = callbacks[-1].clock.stopped_at if limit is not None else None
         else:  # catboost
             kwargs = {"sample_weight": w_tr}
             if len(val):
                 kwargs["eval_set"] = (frame.iloc[val], y[val])
                 kwargs["early_stopping_rounds"] = 50
+            # CatBoost runs user callbacks on the CPU only; on a GPU the fit runs to the end
+            cb_stop = time_limits.CatBoostStopAtLimit(limit) if limit is not None and self.device == "cpu" else None
+            if cb_stop:
+                kwargs["callbacks"] = [cb_stop]
             est.fit(X_tr, y_tr, **kwargs)
+            self.stopped_at_ = cb_stop.clock.stopped_at if cb_stop else None
 
     def predict_matrix(self, X: pd.DataFrame) -> np.ndarray:
         frame = self._frame(X, fit=False)
@@ -762,8 +791,13 @@ def cross_fit(
     categorical_columns: list[str] | None = None,
     n_jobs: int | None = None,
     device: str = "cpu",
+    deadline: float | None = None,
 ) -> tuple[FoldBag, np.ndarray, np.ndarray | None]:
-    """Fit one config on every fold: (fold bag, OOF matrix, averaged holdout matrix or None)."""
+    """Fit one config on every fold: (fold bag, OOF matrix, averaged holdout matrix or None).
+
+    ``deadline`` (a ``time.perf_counter()`` value): the time left is shared evenly by the folds
+    still to fit, and each fold model trains within its share (``time_limits``).
+    """
     numeric, categorical = _split_columns(X, categorical_columns)
     k_out = n_classes if problem == "classification" else 1
     folds = np.asarray(folds)
@@ -774,7 +808,7 @@ def cross_fit(
     models: list[Any] = []
     hold_sum = None if X_holdout is None else np.zeros((len(X_holdout), k_out))
     y = np.asarray(y)
-    for f in fold_ids:
+    for done, f in enumerate(fold_ids):
         test = folds == f
         train = ~test
         y_tr = y[train]
@@ -794,6 +828,10 @@ def cross_fit(
                 n_jobs=threads_for(family, int(train.sum()), n_jobs),
                 device=device,
             )
+            if deadline is not None:
+                # training only: the share leaves FIT_SHARE_PREDICT of it for predicting the fold
+                share = (deadline - time.perf_counter()) / (len(fold_ids) - done)
+                model.time_limit_s = max(0.0, share * (1.0 - FIT_SHARE_PREDICT))
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 model.fit(X.loc[train], y_tr, w_tr)
@@ -825,11 +863,15 @@ def search_family(
     keep: int = 2,
     params: dict[str, Any] | None = None,
     log: Callable[[str], None] | None = None,
+    time_bound: bool = False,
 ) -> list[FamilyFit]:
     """Seeded random search under a time budget; the best `keep` fits, best first.
 
-    The default config runs first whatever the budget. A further trial starts only when the time
-    used plus the slowest trial so far stays within `budget_seconds`. The config sequence is fixed by
+    The default config runs first. With `time_bound` (and a budget above 0) every trial, the default
+    one included, trains within the budget: boosters and forests stop early at their fold's share of
+    the time left (`cross_fit`'s deadline); without it the default config runs to the end whatever
+    the budget. A further trial starts only when the time used plus the slowest trial so far stays
+    within `budget_seconds`. The config sequence is fixed by
     `seed`; how many configs run depends on the machine, unless `max_trials` (or env
     `OBSRV_MAX_TRIALS`) caps it. The best fit carries the whole trial list in `.trials`.
     """
@@ -849,6 +891,7 @@ def search_family(
     k_out = n_classes if problem == "classification" else 1
     configs_left = 1 if params is not None else (max_trials or 10_000)
     start = time.perf_counter()
+    deadline = start + budget_seconds if time_bound and budget_seconds > 0 else None
     slowest = 0.0
     trials: list[dict[str, Any]] = []
     kept: list[tuple[float, int, FamilyFit]] = []
@@ -876,6 +919,7 @@ def search_family(
             bag, oof, hold = cross_fit(
                 family, cfg, X, y, folds, w, problem=problem, n_classes=n_classes, seed=seed,
                 X_holdout=X_holdout, categorical_columns=categorical_columns, n_jobs=n_jobs, device=device,
+                deadline=deadline,
             )
         except Exception as exc:  # noqa: BLE001
             if device != "cpu":
@@ -885,6 +929,7 @@ def search_family(
                 bag, oof, hold = cross_fit(
                     family, cfg, X, y, folds, w, problem=problem, n_classes=n_classes, seed=seed,
                     X_holdout=X_holdout, categorical_columns=categorical_columns, n_jobs=n_jobs, device=device,
+                    deadline=deadline,
                 )
             elif len(trials) == 0:
                 raise
@@ -895,9 +940,13 @@ def search_family(
         seconds = time.perf_counter() - t0
         slowest = max(slowest, seconds)
         value = M.score(metric, y[scored], oof[scored], problem=problem, weights=None if w is None else w[scored])
-        trials.append({"trial": len(trials), "params": cfg, "oof_" + metric: value, "seconds": round(seconds, 3)})
+        stopped = [m.stopped_at_ for m in bag.models_ if getattr(m, "stopped_at_", None) is not None]
+        trials.append({"trial": len(trials), "params": cfg, "oof_" + metric: value, "seconds": round(seconds, 3)}
+                      | ({"stopped_at_time_limit": stopped} if stopped else {}))
         if log:
-            log(f"{family} trial {len(trials) - 1}: oof {metric}={value:.5f} in {seconds:.1f}s {cfg}")
+            log(f"{family} trial {len(trials) - 1}: oof {metric}={value:.5f} in {seconds:.1f}s {cfg}"
+                + (f"; time limit reached in {len(stopped)} of {len(bag.models_)} folds "
+                   f"(after {min(stopped)}-{max(stopped)} rounds/trees)" if stopped else ""))
         fit = FamilyFit(bag, oof, cfg, value, hold, metric, seconds, device)
         loss = M.loss(metric, y[scored], oof[scored], problem=problem, weights=None if w is None else w[scored])
         kept.append((loss, len(trials), fit))
@@ -926,6 +975,7 @@ def fit_family(
     n_jobs: int | None = None,
     device: str | None = None,
     max_trials: int | None = None,
+    time_bound: bool = False,
 ) -> FamilyFit:
     """Train one zoo family on any (X, y, folds) subset; the best config found.
 
@@ -965,6 +1015,9 @@ def fit_family(
         fall back to the CPU.
     max_trials : int, default None
         Cap on the configs tried (reproducible searches).
+    time_bound : bool, default False
+        Train every config, the default one included, within ``budget_seconds`` (boosters and
+        forests stop early); otherwise the default config runs to the end.
 
     Returns
     -------
@@ -975,5 +1028,5 @@ def fit_family(
     return search_family(
         family, X, y, folds, w, problem=problem, n_classes=n_classes, budget_seconds=budget_seconds,
         seed=seed, metric=metric, X_holdout=X_holdout, categorical_columns=categorical_columns,
-        n_jobs=n_jobs, device=device, max_trials=max_trials, keep=1, params=params,
+        n_jobs=n_jobs, device=device, max_trials=max_trials, keep=1, params=params, time_bound=time_bound,
     )[0]

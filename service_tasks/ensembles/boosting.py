@@ -4,7 +4,8 @@ boosters by greedy selection.
 Why this shape: the four libraries make different errors (level-wise vs leaf-wise trees, ordered
 target statistics in CatBoost), so a convex GES blend of their tuned versions is a cheap, reliable
 gain. Tuning is the runtime zoo's seeded random search (``zoo.search_family``: default config
-first, then random configs while the time budget lasts, capped at ``trials``), scored on the
+first, then random configs while the time budget lasts, capped at ``trials``; every fit, the
+default one included, stops at its share of the budget), scored on the
 shared-fold OOF like every base model; its boosters early-stop on an inner split of each fold's
 training rows, never on the held fold.
 
@@ -97,6 +98,7 @@ def boost(
             ALGORITHM_FAMILY[a], X, y, folds, w, problem=problem, n_classes=max(n_outputs, 1),
             budget_seconds=per_algo, seed=seed, metric=objective, X_holdout=X_holdout,
             categorical_columns=categorical_columns, device=device.devices.get(a, "cpu"), max_trials=trials,
+            time_bound=True,
         )
         log(f"{a}: {len(fit.trials)} trial(s) in {time.perf_counter() - t0:.1f}s on {fit.device}; best oof "
             f"{objective}={fit.score:.5f} {fit.params}")

@@ -82,9 +82,15 @@ def test_search_logs_the_cap_and_trains_and_publishes_the_capped_forest(monkeypa
     assert any("random_forest: n_estimators 150 -> 8" in line for line in lines)
 
 
+def _cap_knn(monkeypatch, rows: int) -> None:
+    # patch the globals FamilyModel.fit actually reads: an in-process by-value unpickle of a logged
+    # model (other tests) rebinds the class's methods to a copy of the module's globals
+    monkeypatch.setitem(zoo.FamilyModel.fit.__globals__, "KNN_MAX_FIT_ROWS", rows)
+
+
 def test_knn_fits_on_a_bounded_seeded_sample(monkeypatch) -> None:
     X, y, folds = _binary(900)
-    monkeypatch.setattr(zoo, "KNN_MAX_FIT_ROWS", 200)
+    _cap_knn(monkeypatch, 200)
     a = zoo.fit_family("knn", X, y, folds, problem="classification", n_classes=2, budget_seconds=0, seed=0)
     b = zoo.fit_family("knn", X, y, folds, problem="classification", n_classes=2, budget_seconds=0, seed=0)
     assert [m.fit_rows_ for m in a.predictor.models_] == [200, 200, 200]
@@ -99,7 +105,7 @@ def test_knn_sample_missing_a_class_still_predicts_every_class(monkeypatch) -> N
     y = y.copy()
     y[:] = 0
     y[:2] = 1  # a class so rare the sample will likely miss it
-    monkeypatch.setattr(zoo, "KNN_MAX_FIT_ROWS", 50)
+    _cap_knn(monkeypatch, 50)
     fit = zoo.fit_family("knn", X, y, folds, problem="classification", n_classes=2, budget_seconds=0, seed=0)
     assert fit.oof.shape == (900, 2) and np.isfinite(fit.oof).all()
     np.testing.assert_allclose(fit.oof.sum(axis=1), 1.0)

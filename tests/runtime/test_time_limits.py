@@ -1,0 +1,112 @@
+"""Time-bound fits: boosters and forests stop at their share of the budget and keep what they have."""
+
+from __future__ import annotations
+
+import pickle
+import time
+
+import numpy as np
+import pytest
+
+from obsrv.service_tasks import time_limits, zoo
+
+from runtime_helpers import synthetic
+
+SLOW = {  # enough rounds/trees to take far longer than the limits below, were they not stopped
+    "xgboost": {"n_estimators": 5000, "learning_rate": 0.001, "max_depth": 6},
+    "lightgbm": {"n_estimators": 5000, "learning_rate": 0.001, "num_leaves": 63},
+    "catboost": {"iterations": 5000, "learning_rate": 0.001, "depth": 6},
+    "random_forest": {"n_estimators": 3000, "min_samples_leaf": 1},
+    "extra_trees": {"n_estimators": 3000, "min_samples_leaf": 1},
+}
+
+
+def _multiclass(n: int = 1500):
+    df = synthetic("multiclass", n=n, seed=2)
+    y = df.pop("label").to_numpy().astype(np.int64)
+    return df, y, np.arange(n) % 3
+
+
+def _model(family: str, limit: float | None) -> zoo.FamilyModel:
+    X, y, _ = _multiclass()
+    numeric, categorical = zoo._split_columns(X, None)
+    m = zoo.FamilyModel(family, SLOW[family], problem="classification", n_classes=3, numeric=numeric,
+                        categorical=categorical, seed=0, n_jobs=2)
+    m.time_limit_s = limit
+    return m.fit(X, y, None)
+
+
+@pytest.mark.parametrize("family", list(SLOW))
+def test_a_fit_stops_at_its_limit_and_keeps_a_working_model(family: str) -> None:
+    m = _model(family, 0.5)
+    wanted = SLOW[family].get("n_estimators", SLOW[family].get("iterations"))
+    # stopped by the clock (no timing assertion: a loaded CI machine only changes where it stops)
+    assert m.stopped_at_ is not None and time_limits.MIN_ROUNDS <= m.stopped_at_ < wanted
+    if family in ("random_forest", "extra_trees"):
+        assert len(m.estimator_[-1].estimators_) == m.stopped_at_
+    X, y, _ = _multiclass()
+    p = m.predict_matrix(X)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-6)
+    prior = np.tile(np.bincount(y, minlength=3) / len(y), (len(y), 1))
+    assert zoo.M.score("logloss", y, p, problem="classification") < zoo.M.score(
+        "logloss", y, prior, problem="classification")  # the rounds it kept learned something
+    restored = pickle.loads(pickle.dumps(m))  # the spent callback is not part of the served model
+    np.testing.assert_allclose(restored.predict_matrix(X), p)
+
+
+def test_without_a_limit_nothing_stops_early() -> None:
+    X, y, _ = _multiclass(300)
+    numeric, categorical = zoo._split_columns(X, None)
+    m = zoo.FamilyModel("lightgbm", {"n_estimators": 30}, problem="classification", n_classes=3,
+                        numeric=numeric, categorical=categorical, seed=0, n_jobs=2)
+    m.fit(X, y, None)
+    assert m.stopped_at_ is None
+
+
+@pytest.mark.parametrize("family", ["random_forest", "extra_trees"])
+def test_a_forest_grown_in_chunks_equals_the_one_shot_forest(family: str) -> None:
+    X, y, _ = _multiclass(400)
+    numeric, categorical = zoo._split_columns(X, None)
+
+    def fit(limit: float | None) -> zoo.FamilyModel:
+        m = zoo.FamilyModel(family, {"n_estimators": 57}, problem="classification", n_classes=3, numeric=numeric,
+                            categorical=categorical, seed=3, n_jobs=2)
+        m.time_limit_s = limit
+        return m.fit(X, y, None)
+
+    grown, one_shot = fit(3600.0), fit(None)
+    assert grown.stopped_at_ is None and len(grown.estimator_[-1].estimators_) == 57
+    np.testing.assert_allclose(grown.predict_matrix(X), one_shot.predict_matrix(X))
+
+
+def test_time_bound_search_keeps_the_default_config_within_the_budget() -> None:
+    X, y, folds = _multiclass(3000)
+    slow = {"iterations": 5000, "learning_rate": 0.001, "depth": 6}
+    fit = zoo.fit_family("catboost", X, y, folds, problem="classification", n_classes=3, budget_seconds=3.0,
+                         seed=0, params=slow, time_bound=True)
+    stopped = fit.trials[0]["stopped_at_time_limit"]
+    assert len(stopped) == 3 and min(stopped) >= time_limits.MIN_ROUNDS and max(stopped) < 5000
+    assert all(m.estimator_.tree_count_ <= s + 1 for m, s in zip(fit.predictor.models_, stopped))
+    assert np.isfinite(fit.oof).all() and fit.holdout is None
+    # the same search without time_bound runs the default config to the end
+    unbounded = zoo.fit_family("catboost", X, y, folds, problem="classification", n_classes=3,
+                               budget_seconds=3.0, seed=0, params={**slow, "iterations": 60})
+    assert "stopped_at_time_limit" not in unbounded.trials[0]
+
+
+def test_fold_shares_split_the_time_left_evenly(monkeypatch) -> None:
+    X, y, folds = _multiclass(300)
+    limits: list[float] = []
+    real_fit = zoo.FamilyModel.fit
+
+    def spy(self, X, y, w):  # noqa: ANN001
+        limits.append(self.time_limit_s)
+        return real_fit(self, X, y, w)
+
+    monkeypatch.setattr(zoo.FamilyModel, "fit", spy)
+    deadline = time.perf_counter() + 30.0
+    zoo.cross_fit("lightgbm", {"n_estimators": 20}, X, y, folds, problem="classification", n_classes=3, seed=0,
+                  deadline=deadline)
+    share = 30.0 / 3 * (1 - zoo.FIT_SHARE_PREDICT)
+    assert limits[0] == pytest.approx(share, rel=0.05)
+    assert all(lim >= share * 0.95 for lim in limits)  # fast folds leave more for the later ones
