@@ -58,16 +58,22 @@ def run_size(n_rows: int, args: argparse.Namespace, work: Path) -> dict:
                          tasks=ENSEMBLES[: args.ensembles], holdout=0.2, seed=args.seed, timeout_s=6 * 3600)
     rusage_dir = wd / "rusage"
     os.environ["OBSRV_BENCH_RUSAGE_DIR"] = str(rusage_dir)
+    # 0 = no search: obsrv run's --budget must be positive, so the 0 reaches the tasks through the
+    # variable it sets (every task's budget is min(its share of the timeout, this))
+    task_budget = args.stage_budget if args.stage_budget > 0 else None
+    if task_budget is None:
+        os.environ["OBSRV_TASK_BUDGET_SECONDS"] = "0"
     if args.cold:
         launcher = launchers.ColdLauncher([sys.executable, str(C.BENCH_DIR / "_task_rusage.py")])
     else:
         launcher = launchers.WarmLauncher(target="_task_rusage:run")
     try:
         wf = f"s{n_rows}"
-        ok, wall, states = OA.run_workflow(spec, wd, task_budget=args.stage_budget, workflow_id=wf, jobs=args.jobs,
+        ok, wall, states = OA.run_workflow(spec, wd, task_budget=task_budget, workflow_id=wf, jobs=args.jobs,
                                            launcher=launcher)
     finally:
         os.environ.pop("OBSRV_BENCH_RUSAGE_DIR", None)
+        os.environ.pop("OBSRV_TASK_BUDGET_SECONDS", None)
     stages = {}
     for key, s in states.items():
         r = rusage_dir / f"{key}.json"

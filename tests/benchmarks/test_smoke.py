@@ -6,6 +6,7 @@ tens of seconds each; the AutoML peers are never needed here (their rows say 'sk
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -46,6 +47,11 @@ def test_quality_smoke(tmp_path: Path) -> None:
     assert (ok.loc[ok.method == "best_single", "auc"] > 0.6).all()  # credit_data is learnable
     md = (tmp_path / "quality_smoke.md").read_text()
     assert "## Headline" in md and "credit_data" in md and "skipped" in md
+    # the run's task times travel with its champion row (resume-safe) and make the per-task table
+    seconds = json.loads(runs.loc[runs.method == "obsrv_champion", "notes"].iloc[0])["task_seconds"]
+    assert {"prepare", "base_linear", "vote_weight", "evaluate"} <= set(seconds)
+    assert all(v > 0 for v in seconds.values())
+    assert "## obsrv: time per task" in md and "| evaluate |" in md
     assert (tmp_path / "quality_smoke_rank.png").stat().st_size > 1000
 
 
@@ -56,6 +62,18 @@ def test_scale_smoke(tmp_path: Path) -> None:
     md = (tmp_path / "scale_smoke.md").read_text()
     assert "2,000 rows" in md and "Cost of ensembling" in md
     assert "| prepare |" in md and "| vote_weight |" in md and "MB" in md
+
+
+def test_quality_task_seconds_average_exactly_the_rows_in_the_report() -> None:
+    sys.path.insert(0, str(BENCH))
+    import quality
+
+    runs = pd.DataFrame({
+        "method": ["obsrv_champion", "obsrv_champion", "best_single"],
+        "notes": [json.dumps({"task_seconds": {"a": 1.0, "b": 4.0}}), json.dumps({"task_seconds": {"a": 3.0}}),
+                  json.dumps({"task_seconds": {"a": 100.0}})],
+    })
+    assert quality.obsrv_task_seconds(runs) == {"a": 2.0, "b": 4.0}
 
 
 @pytest.mark.parametrize("script", ["quality.py", "scale.py"])
