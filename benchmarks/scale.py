@@ -61,6 +61,7 @@ def run_size(n_rows: int, args: argparse.Namespace, work: Path) -> dict:
     # 0 = no search: obsrv run's --budget must be positive, so the 0 reaches the tasks through the
     # variable it sets (every task's budget is min(its share of the timeout, this))
     task_budget = args.stage_budget if args.stage_budget > 0 else None
+    users_budget = os.environ.get("OBSRV_TASK_BUDGET_SECONDS")
     if task_budget is None:
         os.environ["OBSRV_TASK_BUDGET_SECONDS"] = "0"
     if args.cold:
@@ -73,7 +74,10 @@ def run_size(n_rows: int, args: argparse.Namespace, work: Path) -> dict:
                                            launcher=launcher)
     finally:
         os.environ.pop("OBSRV_BENCH_RUSAGE_DIR", None)
-        os.environ.pop("OBSRV_TASK_BUDGET_SECONDS", None)
+        if users_budget is None:
+            os.environ.pop("OBSRV_TASK_BUDGET_SECONDS", None)
+        else:
+            os.environ["OBSRV_TASK_BUDGET_SECONDS"] = users_budget
     stages = {}
     for key, s in states.items():
         r = rusage_dir / f"{key}.json"

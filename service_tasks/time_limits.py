@@ -7,7 +7,8 @@ keeps what it has trained when it runs out: boosters stop adding rounds (a train
 forests stop adding trees (grown in chunks with ``warm_start``). At least ``MIN_ROUNDS`` rounds or
 trees are always trained, so a model is never empty.
 
-sklearn's HistGradientBoosting, kNN and the linear models have no such hook and run to the end.
+sklearn's HistGradientBoosting, kNN and the linear models have no such hook and run to the end, and
+so does CatBoost on a GPU (it runs user callbacks on the CPU only).
 """
 
 from __future__ import annotations
@@ -47,13 +48,19 @@ def xgboost_callback(limit_s: float) -> Any:
     return _StopAtLimit()
 
 
-def lightgbm_callback(limit_s: float) -> Any:
+def lightgbm_callback(limit_s: float, early_stopping: Any = None) -> Any:
+    """``early_stopping``: the fit's ``lgb.early_stopping`` callback, if any. LightGBM predicts with
+    the iteration an EarlyStopException names, so stopping for time must name the best iteration
+    early stopping has seen so far, not the current one (up to its patience in rounds past it)."""
     import lightgbm as lgb
 
     clock = _Clock(limit_s)
 
     def stop_at_limit(env: Any) -> None:
         if clock.out_of_time(env.iteration + 1):
+            best = getattr(early_stopping, "best_iter", None)
+            if best:
+                raise lgb.callback.EarlyStopException(best[0], early_stopping.best_score_list[0])
             raise lgb.callback.EarlyStopException(env.iteration, env.evaluation_result_list)
 
     stop_at_limit.clock = clock  # type: ignore[attr-defined]

@@ -26,7 +26,8 @@ learned, never taken from the OOF fold.
 Budgets (``time_limits``): the base tasks and ``boost`` search with ``time_bound``, so every config,
 the default one included, trains within the task's budget: each fold model gets an even share of
 the time left, and boosters and forests stop adding rounds or trees when it is spent (never fewer
-than 10). hist_gbm, kNN and linear fits have no such hook and run to the end.
+than 10). hist_gbm, kNN and linear fits (and CatBoost on a GPU) have no such hook and run to the
+end. With ``OBSRV_MAX_TRIALS`` set (reproducible runs) nothing depends on the clock: no time bound.
 
 Large tables (``resource_caps``): a forest config's ``n_estimators`` is lowered when the estimated
 fold bag would exceed its memory share, and kNN fold models fit on a seeded sample of at most
@@ -415,12 +416,14 @@ class FamilyModel:
 
             kwargs = {"sample_weight": w_tr}
             callbacks = []
+            early = None
             if len(val):
                 kwargs["eval_set"] = [(frame.iloc[val], y[val])]
                 kwargs["eval_sample_weight"] = None if w is None else [w[val]]
-                callbacks.append(lgb.early_stopping(50, verbose=False))
+                early = lgb.early_stopping(50, verbose=False)
+                callbacks.append(early)
             if limit is not None:
-                callbacks.append(time_limits.lightgbm_callback(limit))
+                callbacks.append(time_limits.lightgbm_callback(limit, early))
             if callbacks:
                 kwargs["callbacks"] = callbacks
             est.fit(X_tr, y_tr, **kwargs)
@@ -873,7 +876,8 @@ def search_family(
     the budget. A further trial starts only when the time used plus the slowest trial so far stays
     within `budget_seconds`. The config sequence is fixed by
     `seed`; how many configs run depends on the machine, unless `max_trials` (or env
-    `OBSRV_MAX_TRIALS`) caps it. The best fit carries the whole trial list in `.trials`.
+    `OBSRV_MAX_TRIALS`) caps it; the env variable also turns `time_bound` off, so that a run with it
+    does not depend on the clock at all. The best fit carries the whole trial list in `.trials`.
     """
     if family not in FAMILIES:
         raise ValueError(f"unknown model family {family!r}; expected one of {', '.join(FAMILIES)}")
@@ -891,7 +895,9 @@ def search_family(
     k_out = n_classes if problem == "classification" else 1
     configs_left = 1 if params is not None else (max_trials or 10_000)
     start = time.perf_counter()
-    deadline = start + budget_seconds if time_bound and budget_seconds > 0 else None
+    # OBSRV_MAX_TRIALS asks for a reproducible run: nothing may then depend on the clock
+    reproducible = bool(os.environ.get("OBSRV_MAX_TRIALS"))
+    deadline = start + budget_seconds if time_bound and budget_seconds > 0 and not reproducible else None
     slowest = 0.0
     trials: list[dict[str, Any]] = []
     kept: list[tuple[float, int, FamilyFit]] = []
@@ -903,7 +909,7 @@ def search_family(
         cfg = dict(params) if params is not None else (
             default_params(family, problem) if i == 0 else sample_params(family, problem, rng)
         )
-        cfg, capped = cap_forest_trees(family, cfg, n_train=n_fit_rows, n_values=k_out, n_folds=n_folds)
+        cfg, capped = cap_forest_trees(family, cfg, n_train=n_fit_rows, n_values=k_out, n_folds=max(n_folds, 1))
         key = repr(sorted(cfg.items()))
         i += 1
         if key in seen:
@@ -914,6 +920,8 @@ def search_family(
         configs_left -= 1
         if capped and log:
             log(capped)
+        if family == "knn" and n_fit_rows > KNN_MAX_FIT_ROWS and i == 1 and log:
+            log(f"knn: fold models fit on a seeded sample of {KNN_MAX_FIT_ROWS:,} of their {n_fit_rows:,} rows")
         t0 = time.perf_counter()
         try:
             bag, oof, hold = cross_fit(
@@ -926,10 +934,12 @@ def search_family(
                 if log:
                     log(f"{family}: {device} training failed ({type(exc).__name__}: {exc}); using the CPU")
                 device = "cpu"
+                # the failed attempt may have spent the trial's time: the retry gets it afresh
+                retry_deadline = None if deadline is None else time.perf_counter() + max(deadline - t0, 1.0)
                 bag, oof, hold = cross_fit(
                     family, cfg, X, y, folds, w, problem=problem, n_classes=n_classes, seed=seed,
                     X_holdout=X_holdout, categorical_columns=categorical_columns, n_jobs=n_jobs, device=device,
-                    deadline=deadline,
+                    deadline=retry_deadline,
                 )
             elif len(trials) == 0:
                 raise
@@ -1014,7 +1024,8 @@ def fit_family(
         Default: CUDA for xgboost/lightgbm/catboost when a GPU is visible, else CPU; GPU failures
         fall back to the CPU.
     max_trials : int, default None
-        Cap on the configs tried (reproducible searches).
+        Cap on the configs tried. Env ``OBSRV_MAX_TRIALS`` caps them too and also turns the time
+        bound off, so that nothing depends on the clock (reproducible runs).
     time_bound : bool, default False
         Train every config, the default one included, within ``budget_seconds`` (boosters and
         forests stop early); otherwise the default config runs to the end.

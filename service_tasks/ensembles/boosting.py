@@ -4,8 +4,9 @@ boosters by greedy selection.
 Why this shape: the four libraries make different errors (level-wise vs leaf-wise trees, ordered
 target statistics in CatBoost), so a convex GES blend of their tuned versions is a cheap, reliable
 gain. Tuning is the runtime zoo's seeded random search (``zoo.search_family``: default config
-first, then random configs while the time budget lasts, capped at ``trials``; every fit, the
-default one included, stops at its share of the budget), scored on the
+first, then random configs while the time budget lasts, capped at ``trials``; xgboost, lightgbm
+and CPU catboost fits, the default one included, stop at their share of the budget, sklearn's GBM
+runs to the end), scored on the
 shared-fold OOF like every base model; its boosters early-stop on an inner split of each fold's
 training rows, never on the held fold.
 

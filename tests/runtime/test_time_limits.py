@@ -110,3 +110,52 @@ def test_fold_shares_split_the_time_left_evenly(monkeypatch) -> None:
     share = 30.0 / 3 * (1 - zoo.FIT_SHARE_PREDICT)
     assert limits[0] == pytest.approx(share, rel=0.05)
     assert all(lim >= share * 0.95 for lim in limits)  # fast folds leave more for the later ones
+
+
+def test_lightgbm_stopped_for_time_keeps_the_best_iteration_early_stopping_saw() -> None:
+    import lightgbm as lgb
+
+    class Early:  # what lgb.early_stopping exposes: the best iteration so far, per metric
+        best_iter = [7]
+        best_score_list = [[("valid_0", "multi_logloss", 0.5, False)]]
+
+    class Env:
+        iteration = 30
+        evaluation_result_list = [("valid_0", "multi_logloss", 0.6, False)]
+
+    stop = time_limits.lightgbm_callback(0.0, Early())
+    with pytest.raises(lgb.callback.EarlyStopException) as caught:
+        stop(Env())
+    assert caught.value.best_iteration == 7 and tuple(caught.value.best_score[0])[:4] == Early.best_score_list[0][0]
+    without = time_limits.lightgbm_callback(0.0)  # no validation split: the current iteration
+    with pytest.raises(lgb.callback.EarlyStopException) as caught:
+        without(Env())
+    assert caught.value.best_iteration == 30
+
+
+def test_obsrv_max_trials_turns_the_time_bound_off(monkeypatch) -> None:
+    X, y, folds = _multiclass(600)
+    monkeypatch.setenv("OBSRV_MAX_TRIALS", "1")
+    fit = zoo.fit_family("lightgbm", X, y, folds, problem="classification", n_classes=3, budget_seconds=0.01,
+                         seed=0, params={"n_estimators": 40}, time_bound=True)
+    assert "stopped_at_time_limit" not in fit.trials[0]
+    assert all(m.estimator_.n_estimators == 40 and m.stopped_at_ is None for m in fit.predictor.models_)
+
+
+def test_a_cpu_retry_after_a_failed_gpu_fit_gets_the_trials_time_afresh(monkeypatch) -> None:
+    X, y, folds = _multiclass(300)
+    seen: list[tuple[str, float]] = []
+    real = zoo.cross_fit
+
+    def flaky(*args, device: str = "cpu", deadline: float | None = None, **kwargs):  # noqa: ANN002, ANN003
+        seen.append((device, deadline - time.perf_counter()))
+        if device != "cpu":
+            time.sleep(1.2)  # a slow failure spends the whole 1 s budget
+            raise RuntimeError("no CUDA here")
+        return real(*args, device=device, deadline=deadline, **kwargs)
+
+    monkeypatch.setattr(zoo, "cross_fit", flaky)
+    zoo.fit_family("xgboost", X, y, folds, problem="classification", n_classes=3, budget_seconds=1.0, seed=0,
+                   device="cuda", params={"n_estimators": 20}, time_bound=True)
+    assert [d for d, _ in seen] == ["cuda", "cpu"]
+    assert seen[1][1] > 0.9  # not the ~-0.2 s the failed attempt left
