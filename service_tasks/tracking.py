@@ -253,14 +253,23 @@ def dump_predictor(predictor: Any, path: Path) -> None:
 
 def load_predictor(path: Path | str) -> Any:
     """Load a predictor written by `dump_predictor` (gzip or plain pickle)."""
+    with open(path, "rb") as raw:
+        return _load_stream(raw)
+
+
+def _load_stream(raw: Any) -> Any:
+    """Unpickle a seekable binary stream holding a gzip or plain pickle, decompressing as it reads:
+    never a full uncompressed copy beside the object."""
     import gzip
 
     import cloudpickle
 
-    with open(path, "rb") as raw:
-        gz = raw.read(2) == b"\x1f\x8b"
-    with (gzip.open(path, "rb") if gz else open(path, "rb")) as fh:
-        return cloudpickle.load(fh)
+    gz = raw.read(2) == b"\x1f\x8b"
+    raw.seek(0)
+    if gz:
+        with gzip.GzipFile(fileobj=raw, mode="rb") as fh:
+            return cloudpickle.load(fh)
+    return cloudpickle.load(raw)
 
 
 class PackedPredictor:
@@ -299,15 +308,9 @@ class PackedPredictor:
 
 
 def _loads(blob: bytes) -> Any:
-    """Unpickle streaming from the compressed bytes: never a full uncompressed copy beside the object."""
-    import gzip
     import io
 
-    import cloudpickle
-
-    raw = io.BytesIO(blob)
-    with (gzip.GzipFile(fileobj=raw, mode="rb") if blob[:2] == b"\x1f\x8b" else raw) as fh:
-        return cloudpickle.load(fh)
+    return _load_stream(io.BytesIO(blob))
 
 
 def log_pyfunc(

@@ -39,6 +39,7 @@ fold bag would exceed its memory share, and kNN fold models fit on a seeded samp
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import subprocess
@@ -923,12 +924,12 @@ def search_family(
         if family == "knn" and n_fit_rows > KNN_MAX_FIT_ROWS and i == 1 and log:
             log(f"knn: fold models fit on a seeded sample of {KNN_MAX_FIT_ROWS:,} of their {n_fit_rows:,} rows")
         t0 = time.perf_counter()
+        fit_config = functools.partial(
+            cross_fit, family, cfg, X, y, folds, w, problem=problem, n_classes=n_classes, seed=seed,
+            X_holdout=X_holdout, categorical_columns=categorical_columns, n_jobs=n_jobs,
+        )
         try:
-            bag, oof, hold = cross_fit(
-                family, cfg, X, y, folds, w, problem=problem, n_classes=n_classes, seed=seed,
-                X_holdout=X_holdout, categorical_columns=categorical_columns, n_jobs=n_jobs, device=device,
-                deadline=deadline,
-            )
+            bag, oof, hold = fit_config(device=device, deadline=deadline)
         except Exception as exc:  # noqa: BLE001
             if device != "cpu":
                 if log:
@@ -936,11 +937,7 @@ def search_family(
                 device = "cpu"
                 # the failed attempt may have spent the trial's time: the retry gets it afresh
                 retry_deadline = None if deadline is None else time.perf_counter() + max(deadline - t0, 1.0)
-                bag, oof, hold = cross_fit(
-                    family, cfg, X, y, folds, w, problem=problem, n_classes=n_classes, seed=seed,
-                    X_holdout=X_holdout, categorical_columns=categorical_columns, n_jobs=n_jobs, device=device,
-                    deadline=retry_deadline,
-                )
+                bag, oof, hold = fit_config(device=device, deadline=retry_deadline)
             elif len(trials) == 0:
                 raise
             else:
