@@ -361,6 +361,8 @@ class FamilyModel:
             self.classes_ = np.unique(np.asarray(y, dtype=np.int64))
             y = np.searchsorted(self.classes_, np.asarray(y, dtype=np.int64))
         self.estimator_ = _BUILD[self.family](self, frame)
+        if self.family == "hist_gbm" and not _stratified_holdout_possible(y, self.problem, HIST_GBM_VALIDATION):
+            self.estimator_.set_params(est__early_stopping=False)
         fit_kwargs: dict[str, Any] = {}
         if w is not None and self.family != "knn":
             key = "est__sample_weight" if _PREP[self.family] in ("dense", "ordinal") else "sample_weight"
@@ -569,6 +571,22 @@ def _build_forest(kind: str) -> Callable[[FamilyModel, pd.DataFrame], Any]:
     return build
 
 
+HIST_GBM_VALIDATION = 0.1  # share of a hist_gbm fit's rows held out for its early stopping
+
+
+def _stratified_holdout_possible(y: np.ndarray, problem: str, fraction: float) -> bool:
+    """Whether sklearn can hold out a stratified ``fraction`` of these rows, as HistGradientBoosting's
+    early stopping does for classification. It refuses when a class has a single row, or when either
+    part is too small to hold one row of every class: a route (or a fold of a rare class) can
+    have such a class, and hist_gbm then trains without early stopping instead of failing."""
+    if problem != "classification":
+        return True
+    counts = np.bincount(np.asarray(y, dtype=np.int64))
+    counts = counts[counts > 0]
+    n, n_val = len(y), int(np.ceil(fraction * len(y)))
+    return bool(counts.min() >= 2 and n_val >= len(counts) and n - n_val >= len(counts))
+
+
 def _build_hist_gbm(model: FamilyModel, frame: pd.DataFrame) -> Any:
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
@@ -577,7 +595,7 @@ def _build_hist_gbm(model: FamilyModel, frame: pd.DataFrame) -> Any:
     est = cls(
         categorical_features=cat_mask if any(cat_mask) else None,
         early_stopping=len(frame) >= 100,
-        validation_fraction=0.1,
+        validation_fraction=HIST_GBM_VALIDATION,
         n_iter_no_change=20,
         random_state=model.seed,
         **model.params,

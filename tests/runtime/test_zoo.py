@@ -162,6 +162,34 @@ def test_subset_with_a_missing_class_and_single_class_fold() -> None:
     assert np.isfinite(fit.oof).all()
 
 
+def test_hist_gbm_with_a_single_row_class_trains_without_early_stopping() -> None:
+    """A route of 100+ rows where one class has a single row: sklearn's stratified early-stopping
+    split refuses it, so hist_gbm must turn early stopping off, not fail the task (hpc_data,
+    route_feature, in the quality benchmark)."""
+    X, y, _ = _data("multiclass", n=150)
+    y = np.where(y == 2, 0, y)
+    y[7] = 2  # class 2: one row
+    numeric, categorical = zoo._split_columns(X, None)
+
+    def fit(labels: np.ndarray) -> zoo.FamilyModel:
+        return zoo.FamilyModel("hist_gbm", {"max_iter": 30}, problem="classification", n_classes=3, numeric=numeric,
+                               categorical=categorical, seed=0, n_jobs=1).fit(X, labels, None)
+
+    model = fit(y)
+    assert model.estimator_.get_params()["est__early_stopping"] is False
+    proba = model.predict_matrix(X)
+    assert proba.shape == (150, 3) and np.isfinite(proba).all()
+    y[8] = 2  # with every class on two or more rows, early stopping stays on
+    assert fit(y).estimator_.get_params()["est__early_stopping"] is True
+
+
+@pytest.mark.parametrize(("counts", "ok"), [([50, 50], True), ([99, 1], False), ([2] * 6, False), ([20] * 6, True)])
+def test_stratified_holdout_possible(counts: list[int], ok: bool) -> None:
+    y = np.repeat(np.arange(len(counts)), counts)
+    assert zoo._stratified_holdout_possible(y, "classification", 0.1) is ok
+    assert zoo._stratified_holdout_possible(y.astype(float), "regression", 0.1) is True
+
+
 def test_gpu_only_when_placed_on_gpu_and_cuda_is_present(monkeypatch) -> None:
     monkeypatch.setattr(zoo, "cuda_device_count", lambda: 1)
     monkeypatch.setattr(zoo, "lightgbm_gpu_supported", lambda: True)
