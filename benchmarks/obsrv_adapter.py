@@ -191,13 +191,11 @@ def _columns(prefix: str, classes: list[str]) -> list[str]:
         return [prefix + re.sub(r"[^0-9A-Za-z_]", "_", str(c)) for c in classes]
 
 
-def prepared_labels(home: Path, schema: str, table: str, workflow_id: str) -> pd.Series | None:
+def read_prepared(home: Path, schema: str, table: str, workflow_id: str) -> pd.DataFrame | None:
+    """The prepare task's table (row ids, folds with −1 = obsrv's own holdout, target, features)."""
     store = _store(home)
     name = _out_table(schema, table, "prepared", workflow_id, "prepare")
-    if not store.exists(name):
-        return None
-    df = store.read(name)
-    return df.set_index("obsrv_row_id")[C.TARGET]
+    return store.read(name) if store.exists(name) else None
 
 
 def load_model(uri: str, home: Path) -> Any:
@@ -274,7 +272,11 @@ def run_quality_split(
     task_ids = sorted(states)
     models = read_models(home, schema, table, wf, task_ids)
     board = read_leaderboard(home, schema, table, wf)
-    labels = prepared_labels(home, schema, table, wf)
+    prepared = read_prepared(home, schema, table, wf)
+    labels = None if prepared is None else prepared.set_index("obsrv_row_id")[C.TARGET]
+    # how obsrv split the outer-train rows: its CV folds train, its own holdout only reports
+    rows_used = {} if prepared is None else {"obsrv_train_rows": int((prepared["obsrv_fold"] >= 0).sum()),
+                                             "obsrv_holdout_rows": int((prepared["obsrv_fold"] < 0).sum())}
     results: list[Any] = []
     X_te = test.drop(columns=[C.TARGET])
     cidx = {c: i for i, c in enumerate(classes)}
@@ -321,7 +323,8 @@ def run_quality_split(
         # the run's task times travel with its row, so a report re-rendered after --resume (or after
         # obsrv is re-run on some splits) averages exactly the runs whose rows it shows
         seconds = {k: round(float(v.get("seconds", 0.0)), 2) for k, v in sorted(states.items())}
-        results.append(predict_row("obsrv_champion", row, {"champion": champ_name, "task_seconds": seconds}))
+        results.append(predict_row("obsrv_champion", row, {"champion": champ_name, "task_seconds": seconds,
+                                                           **rows_used}))
     else:
         results.append(to_result("obsrv_champion", status="failed: no champion on the leaderboard"
                                  + (f" ({'; '.join(failures)})" if failures else "")))

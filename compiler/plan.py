@@ -50,6 +50,12 @@ _DESCRIPTIONS = {
     "base": "obsrv base models: tune and cross-validate the {family} family",
     "evaluate": "obsrv evaluate: score every model on the holdout, write the leaderboard, register the champion",
 }
+# `context.holdout: 0`: nothing is held out, and evaluate scores the out-of-fold predictions
+_NO_HOLDOUT_DESCRIPTIONS = {
+    "prepare": "obsrv prepare: sample the source, assign the shared folds (no holdout)",
+    "evaluate": "obsrv evaluate: score every model out-of-fold (no holdout), write the leaderboard, register the "
+    "champion",
+}
 
 
 @dataclass(frozen=True)
@@ -208,8 +214,9 @@ def build_plan(spec: S.SpecFile, *, source: str) -> JobPlan:
     """The whole job for one validated spec. `source` is the spec path shown in the header."""
     ctx = spec.obsrv.context
     context_dump = ctx.model_dump(mode="json", by_alias=True)
+    descriptions = {**_DESCRIPTIONS, **(_NO_HOLDOUT_DESCRIPTIONS if ctx.holdout == 0 else {})}
     tasks: list[TaskPlan] = [
-        _make_task(ctx, context_dump, "prepare", "prepare", (), "cpu", {}, (), _DESCRIPTIONS["prepare"])
+        _make_task(ctx, context_dump, "prepare", "prepare", (), "cpu", {}, (), descriptions["prepare"])
     ]
     base_keys = tuple(f"{S.RESERVED_TASK_PREFIX}{family}" for family in S.MODEL_FAMILIES)
     for family, key in zip(S.MODEL_FAMILIES, base_keys):
@@ -257,7 +264,7 @@ def build_plan(spec: S.SpecFile, *, source: str) -> JobPlan:
             "cpu",
             {},
             tuple(sorted(everything)),
-            _DESCRIPTIONS["evaluate"],
+            descriptions["evaluate"],
         )
     )
     notifications = ctx.notifications

@@ -367,7 +367,13 @@ class Context(StrictModel):
     ] = Field(default="stratified", description="How the one shared fold plan is assigned.")
     folds: int = Field(default=5, ge=2, le=20, description="Number of CV folds shared by every model.")
     holdout: float = Field(
-        default=0.2, gt=0.0, lt=0.9, description="Fraction held out for the final leaderboard."
+        default=0.2,
+        ge=0.0,
+        lt=0.9,
+        description=(
+            "Fraction held out for the final leaderboard. 0 keeps no holdout: every row trains, and the "
+            "leaderboard reports out-of-fold scores (optimistic for the champion, which is chosen on them)."
+        ),
     )
     seed: int = Field(default=42, ge=0, description="Seed for sampling, folds and every model.")
     source: Source = Field(description="The training table and its special columns.")

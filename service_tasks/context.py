@@ -220,7 +220,9 @@ class RuntimeContext:
         metrics: dict[str, float] = {}
         for m in self.metric_names:
             metrics[f"oof_{m}"] = M.score(m, prep.y_train, o.oof, problem=prep.problem, weights=prep.w_train)
-            metrics[f"holdout_{m}"] = M.score(m, prep.y_holdout, o.holdout, problem=prep.problem, weights=prep.w_holdout)
+            if len(prep.y_holdout):  # none with context.holdout: 0
+                metrics[f"holdout_{m}"] = M.score(m, prep.y_holdout, o.holdout, problem=prep.problem,
+                                                  weights=prep.w_holdout)
         for k, v in o.metrics.items():
             metrics[tracking.safe_metric_name(k)] = float(v)
         metrics = {k: v for k, v in metrics.items() if v is not None and np.isfinite(v)}

@@ -8,6 +8,10 @@ the primary metric on its out-of-fold predictions (`oof_<primary>`): choosing it
 would make the holdout figure of the champion optimistic, since the best of many noisy holdout
 scores is biased upward. The holdout stays an untouched estimate. The champion is registered (`<context.name>` locally, `catalog.schema.<context.name>` in
 Unity Catalog) with the alias `champion`.
+
+With `context.holdout: 0` there is no holdout: every row trains, and the leaderboard reports the
+out-of-fold scores instead (column `scored_on` = `oof`). The champion is chosen on those same
+scores, so its figure is optimistic; the report says so.
 """
 
 from __future__ import annotations
@@ -61,6 +65,12 @@ def champion_threshold_tags(primary: str, thresholds: dict[str, float]) -> dict[
     }
 
 
+def scored_rows(ctx: RuntimeContext) -> str:
+    """What the leaderboard's metric columns score: ``holdout``, or ``oof`` when the spec keeps no
+    holdout (``context.holdout: 0``)."""
+    return "holdout" if len(ctx.prepared.y_holdout) else "oof"
+
+
 def run_evaluate(ctx: RuntimeContext) -> pd.DataFrame:
     req = ctx.request
     prep = ctx.prepared
@@ -69,18 +79,21 @@ def run_evaluate(ctx: RuntimeContext) -> pd.DataFrame:
     cands = candidate_models(ctx)
     preds = ctx.predictions(sorted(set(cands["task_id"])))
     index = {name: i for i, name in enumerate(preds.models)}
-    records, thresholds, holdouts = [], {}, {}
+    scored_on = scored_rows(ctx)
+    y_eval, w_eval = (prep.y_holdout, prep.w_holdout) if scored_on == "holdout" else (prep.y_train, prep.w_train)
+    records, thresholds, scored_preds = [], {}, {}
     for _, row in cands.iterrows():
         i = index[row["model"]]
-        oof, hold = preds.oof[i], preds.holdout[i]
+        oof = preds.oof[i]
+        scored = preds.holdout[i] if scored_on == "holdout" else oof
         th = thresholds_from_oof(metrics, prep.y_train, oof, prep.w_train)
-        scores = M.score_all(metrics, prep.y_holdout, hold, problem=prep.problem, weights=prep.w_holdout, thresholds=th)
+        scores = M.score_all(metrics, y_eval, scored, problem=prep.problem, weights=w_eval, thresholds=th)
         selection = M.score(primary, prep.y_train, oof, problem=prep.problem, weights=prep.w_train,
                             threshold=th.get(primary))
         records.append({"task_id": row["task_id"], "kind": row["kind"], "model": row["model"], **scores,
                         f"oof_{primary}": selection})
         thresholds[row["model"]] = th
-        holdouts[row["model"]] = hold
+        scored_preds[row["model"]] = scored
     board = pd.DataFrame(records)
     ascending = not M.greater_is_better(primary)
     # Ranked (and the champion chosen) on OOF; the holdout columns only report.
@@ -89,12 +102,13 @@ def run_evaluate(ctx: RuntimeContext) -> pd.DataFrame:
     board = board.drop(columns="_o").reset_index(drop=True)
     board["is_champion"] = False
     board.loc[0, "is_champion"] = True
+    board["scored_on"] = scored_on
     champion = str(board.loc[0, "model"])
     name = leaderboard_table(req.catalog, req.schema, req.context.source.table, req.workflow_id)
     ctx.store.write(name, board)
     ctx.log(f"leaderboard -> {name}; champion {champion} ({primary}={board.loc[0, primary]:.5f})")
 
-    report = render_report(ctx, board, holdouts, thresholds)
+    report = render_report(ctx, board, scored_preds, thresholds)
     out_dir = ctx.home / "runs" / req.workflow_id
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "report.html").write_text(report, encoding="utf-8")
@@ -130,7 +144,7 @@ def _log_and_register(
         top = board.iloc[0]
         tracking._retry(
             lambda: mlflow.log_metrics(
-                {f"champion_holdout_{m}": float(top[m]) for m in ctx.metric_names if np.isfinite(top[m])}
+                {f"champion_{top['scored_on']}_{m}": float(top[m]) for m in ctx.metric_names if np.isfinite(top[m])}
             )
         )
         tracking._retry(lambda: mlflow.log_params({"champion": champion, "n_models": len(board)}))
@@ -151,6 +165,18 @@ def _log_and_register(
 # ------------------------------------------------------------------------------------- report
 
 
+def _scores_paragraph(scored_on: str, primary: str) -> str:
+    """What the leaderboard's figures are, for the report (``primary`` is HTML-escaped)."""
+    if scored_on == "holdout":
+        return ("Scores on the holdout. Thresholds for accuracy/f1/precision/recall are tuned on each model's "
+                "out-of-fold predictions, never on the holdout. The champion (highlighted) is the best by "
+                f"out-of-fold {primary} (column oof_{primary}), so the holdout figures stay an unbiased estimate.")
+    return ("No holdout (context.holdout: 0): every row trained, and these are out-of-fold scores (ensembles: "
+            "nested out-of-fold). Thresholds for accuracy/f1/precision/recall are tuned on the same predictions. "
+            f"The champion (highlighted) is the best by out-of-fold {primary}, chosen on these very scores, so "
+            "its figures are optimistic; keep a holdout (e.g. context.holdout: 0.2) for an unbiased estimate.")
+
+
 def _png(fig: Any) -> str:
     import matplotlib.pyplot as plt
 
@@ -160,7 +186,7 @@ def _png(fig: Any) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _plots(ctx: RuntimeContext, board: pd.DataFrame, holdouts: dict[str, np.ndarray]) -> list[tuple[str, str]]:
+def _plots(ctx: RuntimeContext, board: pd.DataFrame, scored_preds: dict[str, np.ndarray]) -> list[tuple[str, str]]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -168,43 +194,45 @@ def _plots(ctx: RuntimeContext, board: pd.DataFrame, holdouts: dict[str, np.ndar
     from sklearn.metrics import roc_curve
 
     prep = ctx.prepared
+    where = scored_rows(ctx)
+    y, w = (prep.y_holdout, prep.w_holdout) if where == "holdout" else (prep.y_train, prep.w_train)
     top = board["model"].tolist()[:8]
     plots = []
     if prep.problem == "classification":
         fig, ax = plt.subplots(figsize=(6, 5))
         for model in top:
-            p = holdouts[model]
+            p = scored_preds[model]
             if p.shape[1] == 2:
-                fpr, tpr, _ = roc_curve(prep.y_holdout, p[:, 1], sample_weight=prep.w_holdout)
+                fpr, tpr, _ = roc_curve(y, p[:, 1], sample_weight=w)
                 label = model
             else:  # multiclass: micro-average one-vs-rest
-                onehot = np.eye(p.shape[1])[prep.y_holdout]
-                w = None if prep.w_holdout is None else np.repeat(prep.w_holdout, p.shape[1])
-                fpr, tpr, _ = roc_curve(onehot.ravel(), p.ravel(), sample_weight=w)
+                onehot = np.eye(p.shape[1])[y]
+                wk = None if w is None else np.repeat(w, p.shape[1])
+                fpr, tpr, _ = roc_curve(onehot.ravel(), p.ravel(), sample_weight=wk)
                 label = f"{model} (micro-avg)"
             ax.plot(fpr, tpr, lw=1.2, label=label)
         ax.plot([0, 1], [0, 1], "k--", lw=0.8)
-        ax.set(xlabel="false positive rate", ylabel="true positive rate", title="Holdout ROC curves")
+        ax.set(xlabel="false positive rate", ylabel="true positive rate", title=f"ROC curves ({where})")
         ax.legend(fontsize=7, loc="lower right")
-        plots.append(("ROC curves (holdout)", _png(fig)))
+        plots.append((f"ROC curves ({where})", _png(fig)))
     else:
         champ = top[0]
-        pred = holdouts[champ][:, 0]
-        resid = prep.y_holdout - pred
+        pred = scored_preds[champ][:, 0]
+        resid = y - pred
         fig, axes = plt.subplots(1, 2, figsize=(10, 4))
         axes[0].scatter(pred, resid, s=8, alpha=0.6)
         axes[0].axhline(0, color="k", lw=0.8)
         axes[0].set(xlabel="predicted", ylabel="residual", title=f"Residuals: {champ}")
         axes[1].hist(resid, bins=40)
         axes[1].set(xlabel="residual", title="Residual distribution")
-        plots.append(("Residuals of the champion (holdout)", _png(fig)))
+        plots.append((f"Residuals of the champion ({where})", _png(fig)))
     return plots
 
 
 def render_report(
     ctx: RuntimeContext,
     board: pd.DataFrame,
-    holdouts: dict[str, np.ndarray],
+    scored_preds: dict[str, np.ndarray],
     thresholds: dict[str, dict[str, float]],
 ) -> str:
     req = ctx.request
@@ -221,7 +249,7 @@ def render_report(
         body.append(f"<tr{style}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     figures = "".join(
         f"<h2>{html.escape(title)}</h2><img src='{src}' alt='{html.escape(title)}'/>"
-        for title, src in _plots(ctx, board, holdouts)
+        for title, src in _plots(ctx, board, scored_preds)
     )
     summary = {
         "workflow": req.workflow_id,
@@ -243,10 +271,7 @@ tr.champ {{ background: #e8f5e9; font-weight: 600; }}
 </style></head><body>
 <h1>{html.escape(req.context.name)}: leaderboard</h1>
 <table>{info}</table>
-<p>Scores on the holdout. Thresholds for accuracy/f1/precision/recall are tuned on each model's
-out-of-fold predictions, never on the holdout. The champion (highlighted) is the best by
-out-of-fold {html.escape(ctx.primary_metric)} (column oof_{html.escape(ctx.primary_metric)}), so the
-holdout figures stay an unbiased estimate.</p>
+<p>{_scores_paragraph(scored_rows(ctx), html.escape(ctx.primary_metric))}</p>
 <table><tr>{head}</tr>{''.join(body)}</table>
 {figures}
 </body></html>

@@ -9,7 +9,7 @@ columns) and K == 1 for regression. Class targets are encoded as int indices int
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Callable, Literal, Protocol
 
 import numpy as np
 import pandas as pd
@@ -32,9 +32,23 @@ class TaskRequest:
     budget_seconds: float  # cap for hyperparameter search in this task
 
 
+def predict_rows(n_rows: int, n_outputs: int, predict: Callable[[], np.ndarray]) -> np.ndarray:
+    """``predict()``, or an empty ``(0, n_outputs)`` matrix when there are no rows to predict.
+
+    Why: with ``context.holdout: 0`` the holdout has no rows, and sklearn estimators (and the
+    combiners built on them) refuse zero-row input instead of returning an empty matrix.
+    """
+    if n_rows == 0:
+        return np.zeros((0, n_outputs), dtype=np.float64)
+    return predict()
+
+
 @dataclass(frozen=True)
 class PreparedData:
-    """The prepared table split into train (with the ONE shared fold plan) and holdout."""
+    """The prepared table split into train (with the ONE shared fold plan) and holdout.
+
+    The holdout is empty (zero rows) when the spec sets ``context.holdout: 0``: every row trains,
+    and the leaderboard scores out-of-fold predictions instead."""
 
     problem: Literal["classification", "regression"]
     classes: list[Any]  # original labels, sorted; [] for regression

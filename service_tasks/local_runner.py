@@ -605,10 +605,13 @@ def print_summary(job: dict[str, Any], home: Path, workflow_id: str, wall: float
     console = Console() if sys.stdout.isatty() else Console(width=140)
     board = leaderboard_frame(job, home, workflow_id)
     if board is not None:
-        metrics = [c for c in board.columns if c not in ("task_id", "kind", "model", "is_champion")]
+        metrics = [c for c in board.columns if c not in ("task_id", "kind", "model", "is_champion", "scored_on")]
         ranked_by = next((f"out-of-fold {c[4:]}" for c in metrics if c.startswith("oof_")), "out-of-fold score")
+        # boards written before `scored_on` existed always scored the holdout
+        scored = "out-of-fold scores (no holdout)" if ("scored_on" in board.columns and not board.empty
+                                                     and board["scored_on"].iloc[0] == "oof") else "holdout scores"
         table = Table(
-            title=f"leaderboard, workflow {workflow_id}: holdout scores, ranked by {ranked_by} (champion ★)",
+            title=f"leaderboard, workflow {workflow_id}: {scored}, ranked by {ranked_by} (champion ★)",
             title_justify="left",
         )
         table.add_column("model")

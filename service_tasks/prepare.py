@@ -70,9 +70,14 @@ def run_prepare(request: TaskRequest, store: TableStore, log: Any = print) -> di
     store.write(prepared_table(request), prepared)
     store.write(meta_table(request), pd.DataFrame({"payload": [json.dumps(meta, sort_keys=True)]}))
     n_hold = int((prepared[FOLD] == HOLDOUT_FOLD).sum())
+    if n_hold == 0 and context.fold_type == "time":
+        log("WARNING: fold_type time with context.holdout: 0: each fold's models train on later folds too, so "
+            "no leaderboard figure is forward-looking. Keep a holdout (the latest rows) for one.")
     log(
         f"prepared {len(prepared)} rows: {len(prepared) - n_hold} train in {context.folds} "
-        f"{context.fold_type} folds, {n_hold} holdout -> {prepared_table(request)}"
+        f"{context.fold_type} folds, "
+        + (f"{n_hold} holdout" if n_hold else "no holdout (context.holdout: 0; the leaderboard scores OOF)")
+        + f" -> {prepared_table(request)}"
     )
     return meta
 
@@ -301,6 +306,8 @@ def _sample(df: pd.DataFrame, context: Context, log: Any) -> pd.DataFrame:
 
 def _holdout_mask(df: pd.DataFrame, context: Context) -> np.ndarray:
     n = len(df)
+    if context.holdout == 0:  # every row trains; evaluate scores out-of-fold predictions
+        return np.zeros(n, dtype=bool)
     n_hold = int(round(context.holdout * n))
     n_hold = min(max(n_hold, 1), n - 1)
     mask = np.zeros(n, dtype=bool)

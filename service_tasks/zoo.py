@@ -858,7 +858,7 @@ def cross_fit(
                 warnings.simplefilter("ignore")
                 model.fit(X.loc[train], y_tr, w_tr)
         oof[test] = model.predict_matrix(X.loc[test])
-        if hold_sum is not None and X_holdout is not None:
+        if hold_sum is not None and X_holdout is not None and len(X_holdout):  # empty: holdout 0
             hold_sum += model.predict_matrix(X_holdout)
         models.append(model)
     holdout = None if hold_sum is None else hold_sum / len(models)

@@ -26,6 +26,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import pandas as pd
 from obsrv.service_tasks import zoo
+from obsrv.service_tasks.kit import predict_rows
 
 from .base import LossFn, Problem, nested_oof
 from .greedy import GreedySelection
@@ -108,5 +109,5 @@ def boost(
     H = np.stack([b.fit.holdout if b.fit.holdout is not None else np.zeros((0, P.shape[2])) for b in boosters])
     sel = GreedySelection(loss, rounds).fit(P, y, w)
     oof = nested_oof(lambda: GreedySelection(loss, rounds), P, y, folds, w) if len(boosters) > 1 else P[0]
-    return BoostResult(boosters, sel, oof, sel.predict(H),
+    return BoostResult(boosters, sel, oof, predict_rows(H.shape[1], P.shape[2], lambda: sel.predict(H)),
                        {b.algorithm: float(x) for b, x in zip(boosters, sel.weights_)})

@@ -21,7 +21,7 @@ from obsrv.compiler import spec
 from obsrv.service_tasks import metrics
 from obsrv.service_tasks.base import search_metric
 from obsrv.service_tasks.errors import TaskError
-from obsrv.service_tasks.kit import ModelOutput, PredictionSet, PreparedData, TaskContext
+from obsrv.service_tasks.kit import ModelOutput, PredictionSet, PreparedData, TaskContext, predict_rows
 from obsrv.service_tasks.tracking import PackedPredictor
 from pydantic import TypeAdapter
 
@@ -74,6 +74,11 @@ class Job:
 
     def stack(self, idx: list[int]) -> tuple[np.ndarray, np.ndarray]:
         return self.pool.oof[idx], self.pool.holdout[idx]
+
+    def on_holdout(self, predict: Callable[[], np.ndarray]) -> np.ndarray:
+        """``predict()`` for the holdout rows; empty without calling it when there are none
+        (``context.holdout: 0``), since sklearn and the combiners refuse zero-row input."""
+        return predict_rows(len(self.data.y_holdout), self.k, predict)
 
     def names(self, idx: list[int]) -> list[str]:
         return [self.pool.models[i] for i in idx]
@@ -174,7 +179,7 @@ def _stack(job: Job, idx: list[int], meta: str, *, passthrough: bool = False, cl
     elif not classwise and meta == "linear":
         inner = res.combiner.inner if passthrough else res.combiner  # type: ignore[attr-defined]
         params["coefficients"] = dict(zip(names, map(float, inner.coef_)))
-    holdout = res.combiner.predict(H, extra_h)
+    holdout = job.on_holdout(lambda: res.combiner.predict(H, extra_h))
     out = ModelOutput(
         name="stack", family=job.task.task, predictor=_predictor(job, idx, res.combiner, passthrough),
         oof=res.oof, holdout=holdout, params=params,
@@ -298,7 +303,6 @@ def stack_blend(ctx: TaskContext) -> None:
         members.append(m)
         B.append(m.predict_matrix(X.loc[blend]))
     Bm = np.stack(B)
-    Hm = np.stack([m.predict_matrix(d.X_holdout) for m in members])
     factory = MetaFactory(p.meta_learner, d.problem, job.k, job.seed)
     wb = None if d.w_train is None else d.w_train[blend]
     res = dynamic_stack(factory, Bm, d.y_train[blend], d.folds[blend], job.loss, w=wb,
@@ -306,6 +310,8 @@ def stack_blend(ctx: TaskContext) -> None:
     oof = np.empty(job.pool.oof.shape[1:])
     oof[blend] = res.oof
     oof[~blend] = res.combiner.predict(job.pool.oof[idx][:, ~blend])
+    holdout = job.on_holdout(
+        lambda: res.combiner.predict(np.stack([m.predict_matrix(d.X_holdout) for m in members])))
     names = job.names(idx)
     notes = [res.note] if res.note else ["stacking kept over greedy selection on nested blend-row OOF"]
     params = {"members": names, "refit_families": [job.pool.families[i] for i in idx], "refit_configs": configs,
@@ -313,7 +319,7 @@ def stack_blend(ctx: TaskContext) -> None:
               "blend_folds": blend_folds,
               "meta_learner": p.meta_learner, "combiner": res.used}
     predictor = CombinedPredictor(list(members), res.combiner, False, [f"{n} (re-fit)" for n in names])
-    _publish(job, [ModelOutput("stack", "stack_blend", predictor, oof, res.combiner.predict(Hm),
+    _publish(job, [ModelOutput("stack", "stack_blend", predictor, oof, holdout,
                                params=params, notes=notes)])
 
 
@@ -327,7 +333,8 @@ def vote_top_alg(ctx: TaskContext) -> None:
     P, H = job.stack(idx)
     vote = SoftVote()
     _publish(job, [ModelOutput("vote", "vote_top_alg", _predictor(job, idx, vote), vote.predict(P),
-                               vote.predict(H), params={"members": job.names(idx), "mode": "soft"})])
+                               job.on_holdout(lambda: vote.predict(H)),
+                               params={"members": job.names(idx), "mode": "soft"})])
 
 
 def vote_mix(ctx: TaskContext) -> None:
@@ -342,7 +349,8 @@ def vote_mix(ctx: TaskContext) -> None:
     vote = make_vote(p.mode, d.problem).fit(P, d.y_train, d.w_train)
     oof = nested_oof(lambda: make_vote(p.mode, d.problem), P, d.y_train, d.folds, d.w_train) \
         if p.mode == "rank" else vote.predict(P)
-    _publish(job, [ModelOutput("vote", "vote_mix", _predictor(job, idx, vote), oof, vote.predict(H),
+    _publish(job, [ModelOutput("vote", "vote_mix", _predictor(job, idx, vote), oof,
+                               job.on_holdout(lambda: vote.predict(H)),
                                params={"members": job.names(idx), "mode": p.mode})])
 
 
@@ -361,7 +369,8 @@ def vote_weight(ctx: TaskContext) -> None:
     names = job.names(idx)
     params = {"members": names, "weights": dict(zip(names, map(float, ges.weights_))),
               "rounds": p.rounds, "best_round": ges.best_round_ + 1}
-    _publish(job, [ModelOutput("vote", "vote_weight", _predictor(job, idx, ges), oof, ges.predict(H),
+    _publish(job, [ModelOutput("vote", "vote_weight", _predictor(job, idx, ges), oof,
+                               job.on_holdout(lambda: ges.predict(H)),
                                params=params, metrics=_weights_metrics(names, ges.weights_))])
 
 
@@ -480,7 +489,8 @@ def route_cluster(ctx: TaskContext) -> None:
     full = make().fit(d.X_train)
     table = pd.DataFrame({
         "obsrv_row_id": np.concatenate([d.row_ids_train, d.row_ids_holdout]).astype(np.int64),
-        "cluster": np.concatenate([full.predict(d.X_train), full.predict(d.X_holdout)]).astype(np.int32),
+        "cluster": np.concatenate([full.predict(d.X_train),
+                                   full.predict(d.X_holdout) if len(d.X_holdout) else np.zeros(0)]).astype(np.int32),
     })
     name = ctx.write_table("clustered", table)
     ctx.log(f"wrote {name}: cluster sizes {np.bincount(table['cluster']).tolist()}")

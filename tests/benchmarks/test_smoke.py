@@ -56,6 +56,23 @@ def test_quality_smoke(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_holdout_ab_smoke(tmp_path: Path) -> None:
+    res = _run("holdout_ab.py", tmp_path)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    runs = pd.read_csv(tmp_path / "holdout_ab_smoke_runs.csv")
+    assert (runs.status == "ok").all(), runs[["method", "holdout", "status"]]
+    assert sorted(runs.holdout.unique()) == [0.0, 0.2]
+    assert set(runs.method) == {"obsrv_champion", "best_single"}
+    champ = runs[runs.method == "obsrv_champion"].set_index("holdout")["notes"].map(json.loads)
+    # 480 outer-train rows of the 600-row smoke sample: obsrv keeps 20 % back, or none
+    assert champ[0.2]["obsrv_train_rows"] == 384 and champ[0.2]["obsrv_holdout_rows"] == 96
+    assert champ[0.0]["obsrv_train_rows"] == 480 and champ[0.0]["obsrv_holdout_rows"] == 0
+    assert (runs["auc"] > 0.6).all()  # credit_data is learnable in both arms
+    md = (tmp_path / "holdout_ab_smoke.md").read_text()
+    assert "holdout 0 vs 0.2" in md and "| credit_data | obsrv_champion |" in md
+
+
+@pytest.mark.slow
 def test_scale_smoke(tmp_path: Path) -> None:
     res = _run("scale.py", tmp_path)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
@@ -76,7 +93,7 @@ def test_quality_task_seconds_average_exactly_the_rows_in_the_report() -> None:
     assert quality.obsrv_task_seconds(runs) == {"a": 2.0, "b": 4.0}
 
 
-@pytest.mark.parametrize("script", ["quality.py", "scale.py"])
+@pytest.mark.parametrize("script", ["quality.py", "scale.py", "holdout_ab.py"])
 def test_help(script: str) -> None:
     res = subprocess.run([sys.executable, str(BENCH / script), "--help"], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and "--smoke" in res.stdout

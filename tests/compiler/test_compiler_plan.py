@@ -92,6 +92,14 @@ def test_default_timeout(stage: str, job_timeout: int, expected: int) -> None:
     assert default_timeout(stage, job_timeout) == expected
 
 
+def test_descriptions_say_when_there_is_no_holdout() -> None:
+    with_holdout = plan_for({}, [{"task": "vote_mix"}])
+    assert "on the holdout" in with_holdout.task("evaluate").description
+    none = plan_for({"holdout": 0}, [{"task": "vote_mix"}])
+    assert "out-of-fold (no holdout)" in none.task("evaluate").description
+    assert "(no holdout)" in none.task("prepare").description and "holdout" not in none.task("base_linear").description
+
+
 def test_job_level_settings() -> None:
     plan = plan_for(
         {

@@ -165,6 +165,57 @@ def test_resume_skips_done_tasks_and_a_rerun_reproduces_outputs(all_tasks_run: R
     pd.testing.assert_frame_equal(before, after)
 
 
+def test_holdout_zero_trains_on_every_row_and_scores_out_of_fold(
+    demo_workdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`context.holdout: 0` through every task type: every row trains, the holdout tables are empty,
+    the leaderboard scores OOF (and says so), and the champion still serves."""
+    text = ALL_TASKS.read_text()
+    assert "    folds: 3\n" in text
+    spec = tmp_path / "no_holdout.yaml"
+    spec.write_text(text.replace("    folds: 3\n", "    folds: 3\n    holdout: 0\n"))
+    workdir = tmp_path / "run"
+    shutil.copytree(demo_workdir / ".obsrv", workdir / ".obsrv")
+    code = _run(spec, workdir, budget=1, jobs=2)
+    run = Run(spec, workdir, code)
+    failed = {k: s.message for k, s in run.state.tasks.items() if s.state != "succeeded"}
+    assert code == 0 and not failed, failed
+    assert "out-of-fold scores (no holdout)" in capsys.readouterr().out
+
+    prepared = run.table("prepared", "prepare")
+    assert len(prepared) == 1200 and (prepared["obsrv_fold"] >= 0).all()
+    for task_id in run.task_ids:
+        if task_id in ("prepare", "evaluate"):
+            continue
+        assert run.table("holdout", task_id).empty, task_id
+        oof = run.table("oof", task_id)
+        for model, rows in oof.groupby("model"):
+            assert set(rows["row_id"]) == set(prepared["obsrv_row_id"]), (task_id, model)
+
+    board = run.leaderboard()
+    assert (board["scored_on"] == "oof").all()
+    assert set(TASK_TYPES) <= set(board["task_id"])
+    np.testing.assert_allclose(board["auc"], board["oof_auc"])  # the figures are the OOF ones
+    assert board["auc"].between(0.65, 0.99).all(), board[["model", "auc"]]
+    report = (run.home / "runs" / run.workflow_id / "report.html").read_text()
+    assert "No holdout (context.holdout: 0)" in report and "ROC curves (oof)" in report
+
+    import mlflow
+
+    uri = f"sqlite:///{run.home / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    evaluate_run = mlflow.search_runs(search_all_experiments=True, filter_string="tags.`obsrv.kind` = 'evaluate'")
+    assert "metrics.champion_oof_auc" in evaluate_run.columns
+    assert "metrics.champion_holdout_auc" not in evaluate_run.columns
+    model = mlflow.pyfunc.load_model("models:/e2e_all_tasks@champion")
+    source = run.store.read(TableName("main", "credit_risk", "training_data")).head(25)
+    out = model.predict(source.drop(columns=["default_label"]))
+    assert list(out.columns) == ["prediction", "probability_0", "probability_1"]
+
+
 def test_seed_example_runs_unchanged(demo_workdir: Path, tmp_path: Path) -> None:
     if SHARED_SEED.exists():
         assert SEED.read_text() == SHARED_SEED.read_text(), "examples/credit_risk.yaml must match the seed"

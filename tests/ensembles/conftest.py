@@ -162,6 +162,15 @@ def binary_setup() -> tuple[PreparedData, PredictionSet, dict[str, Any]]:
 
 
 @pytest.fixture(scope="session")
+def binary_no_holdout_setup() -> tuple[PreparedData, PredictionSet, dict[str, Any]]:
+    """As binary_setup with ``context.holdout: 0``: every row trains, the holdout is empty."""
+    X, y = binary_frame()
+    data = make_prepared(X, y, problem="classification", holdout=0.0)
+    pool, preds = make_pool(data, FAMILIES, "auc")
+    return data, pool, preds
+
+
+@pytest.fixture(scope="session")
 def multiclass_setup() -> tuple[PreparedData, PredictionSet, dict[str, Any]]:
     rng = np.random.default_rng(1)
     n = 600

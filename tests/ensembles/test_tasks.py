@@ -93,6 +93,23 @@ def test_binary_task_outputs(binary_setup, name):
         assert any("stacking" in line for line in ctx.logs)
 
 
+@pytest.mark.parametrize("name", list(TASK_CONFIGS))
+def test_every_task_runs_without_a_holdout(binary_no_holdout_setup, name):
+    """``context.holdout: 0``: each task trains on every row, publishes an empty holdout matrix and a
+    predictor that still serves (here: on training rows)."""
+    data = binary_no_holdout_setup[0]
+    assert len(data.y_holdout) == 0 and len(data.X_holdout) == 0
+    ctx = _run(binary_no_holdout_setup, TASK_CONFIGS[name], "auc")
+    assert ctx.published
+    for o in ctx.published:
+        assert o.oof.shape == (len(data.y_train), 2) and o.holdout.shape == (0, 2)
+        assert np.isfinite(o.oof).all()
+        assert roc_auc_score(data.y_train, o.oof[:, 1]) > 0.7, o.name
+        served = pickle.loads(pickle.dumps(o.predictor)).predict_matrix(data.X_train.head(20))
+        assert served.shape == (20, 2)
+        np.testing.assert_allclose(served.sum(axis=1), 1.0, atol=1e-6)
+
+
 @pytest.mark.both_route_families
 def test_route_cluster_writes_the_clustered_table(binary_setup):
     ctx = _run(binary_setup, TASK_CONFIGS["route_cluster"], "auc")

@@ -8,7 +8,7 @@ import pytest
 
 from obsrv.compiler.spec import Context
 from obsrv.service_tasks.errors import TaskError
-from obsrv.service_tasks.prepare import FOLD, ROW_ID, load_prepared, prepare_frame
+from obsrv.service_tasks.prepare import FOLD, ROW_ID, load_prepared, prepare_frame, prepared_from_frame
 
 from runtime_helpers import SOURCE, context_for, make_job, synthetic
 
@@ -84,6 +84,30 @@ def test_time_folds_are_ordered_blocks_and_holdout_is_latest() -> None:
     assert hold["day"].min() > train["day"].max()
     spans = train.groupby(FOLD)["day"].agg(["min", "max"]).sort_index()
     assert (spans["min"].to_numpy()[1:] > spans["max"].to_numpy()[:-1]).all()
+
+
+@pytest.mark.parametrize(
+    ("fold_type", "column"),
+    [("stratified", None), ("kfold", None), ("group", "store"), ("time", "day")],
+)
+def test_holdout_zero_keeps_every_row_for_training(fold_type: str, column: str | None) -> None:
+    """`context.holdout: 0`: no row is held out, every row gets a fold of the one plan."""
+    df = synthetic("binary")
+    df["store"] = np.arange(len(df)) % 20
+    df["day"] = pd.date_range("2024-01-01", periods=len(df), freq="D")
+    source = {"group_column": column} if fold_type == "group" else {"time_column": column} if column else {}
+    prepared, meta = _prep("binary", df=df, holdout=0, fold_type=fold_type, folds=4, source=source)
+    assert meta["n_holdout"] == 0 and meta["n_train"] == len(df) == len(prepared)
+    assert sorted(prepared[FOLD].unique()) == [0, 1, 2, 3]
+    data = prepared_from_frame(prepared, meta)
+    assert len(data.y_holdout) == 0 and len(data.X_holdout) == 0
+    assert list(data.X_holdout.columns) == list(data.X_train.columns)
+
+
+def test_holdout_bounds_in_the_spec() -> None:
+    assert Context.model_validate(context_for("binary", holdout=0)).holdout == 0.0
+    with pytest.raises(ValueError, match="greater than or equal to 0"):
+        Context.model_validate(context_for("binary", holdout=-0.1))
 
 
 @pytest.mark.parametrize(

@@ -103,11 +103,36 @@ def test_predictions_align_with_prepared_rows(binary_job: Job) -> None:
     np.testing.assert_allclose(predictor.predict_matrix(prep.X_holdout), preds.holdout[1], rtol=1e-6)
 
 
+def test_no_holdout_publishes_empty_holdouts_and_scores_oof(tmp_path) -> None:
+    """`context.holdout: 0` through the real stages and stores: zero-row holdout tables written and
+    read back, no holdout metrics logged, and a leaderboard of OOF scores."""
+    job = make_job(tmp_path, "binary", holdout=0)
+    job.prepare()
+    for family in ("linear", "lightgbm"):
+        job.base(family)
+    job.evaluate(["base_linear", "base_lightgbm"])
+    hold = _table(job, "holdout", "base_linear")
+    assert hold.empty and list(hold.columns) == ["model", "row_id", "fold", "proba_no", "proba_yes"]
+    ctx = job.ctx(job.request("vote_mix", "vote_mix", upstream=["base_linear", "base_lightgbm"]))
+    preds = ctx.predictions()
+    assert preds.oof.shape == (2, 400, 2) and preds.holdout.shape == (2, 0, 2)
+    board = _board(job)
+    assert (board["scored_on"] == "oof").all()
+    np.testing.assert_allclose(board["auc"], board["oof_auc"])
+    assert board["auc"].between(0.7, 0.99).all()
+    _use(job)
+    run = mlflow.get_run(_table(job, "models", "base_linear")["mlflow_run_id"].iloc[0])
+    assert "oof_auc" in run.data.metrics and not any(k.startswith("holdout_") for k in run.data.metrics)
+    report = (job.home / "runs" / job.workflow_id / "report.html").read_text()
+    assert "No holdout (context.holdout: 0)" in report
+
+
 def test_leaderboard_and_champion(binary_job: Job) -> None:
     _use(binary_job)
     board = _board(binary_job)
     assert list(board.columns) == ["task_id", "kind", "model", "auc", "accuracy", "f1", "logloss", "oof_auc",
-                                   "is_champion"]
+                                   "is_champion", "scored_on"]
+    assert (board["scored_on"] == "holdout").all()
     assert board["is_champion"].sum() == 1
     champ = board.loc[board["is_champion"]].iloc[0]
     # chosen on OOF, so the holdout columns stay an unbiased estimate
@@ -145,7 +170,8 @@ def test_multiclass_pyfunc_and_leaderboard(multiclass_job: Job) -> None:
 def test_regression_pyfunc_and_leaderboard(regression_job: Job) -> None:
     _use(regression_job)
     board = _board(regression_job)
-    assert list(board.columns) == ["task_id", "kind", "model", "rmse", "mae", "r2", "oof_rmse", "is_champion"]
+    assert list(board.columns) == ["task_id", "kind", "model", "rmse", "mae", "r2", "oof_rmse", "is_champion",
+                                   "scored_on"]
     champ = board.loc[board["is_champion"]].iloc[0]
     assert champ["oof_rmse"] == board["oof_rmse"].min()
     model = mlflow.pyfunc.load_model("models:/lab_job@champion")
