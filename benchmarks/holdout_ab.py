@@ -59,7 +59,9 @@ def quality_args(args: argparse.Namespace, holdout: float) -> argparse.Namespace
     return qa
 
 
-def run(args: argparse.Namespace, work: Path) -> pd.DataFrame:
+def run(args: argparse.Namespace, work: Path, raw_csv: Path | None = None) -> pd.DataFrame:
+    """Both arms on every planned split; the rows so far go to ``raw_csv`` after each split, so a
+    run cut short keeps what it measured."""
     arms = [float(h) for h in args.holdouts.split(",")]
     if len(arms) != 2 or arms[0] == arms[1]:
         raise SystemExit(f"--holdouts takes two different values, got {args.holdouts!r}")
@@ -80,6 +82,9 @@ def run(args: argparse.Namespace, work: Path) -> pd.DataFrame:
         for h in order:
             got = Q.run_split(ds, split, quality_args(args, h), {"obsrv"}, work / f"holdout_{h:g}")
             rows += [dict(r, holdout=h) for r in got if r["method"] in METHODS]
+        print(f"[holdout_ab] {i + 1}/{len(plan)} splits done", flush=True)
+        if raw_csv is not None:
+            pd.DataFrame(rows).to_csv(raw_csv, index=False)
     return pd.DataFrame(rows)
 
 
@@ -172,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     work_ctx = tempfile.TemporaryDirectory(prefix="obsrv_holdout_ab_") if args.work_dir is None else None
     try:
-        runs = run(args, Path(work_ctx.name if work_ctx else args.work_dir))
+        runs = run(args, Path(work_ctx.name if work_ctx else args.work_dir), out_dir / f"{stem}_runs.csv")
     finally:
         if work_ctx is not None:
             work_ctx.cleanup()

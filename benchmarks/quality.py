@@ -507,6 +507,13 @@ def method_group(method: str) -> str:
     return method
 
 
+def has_rows(previous: pd.DataFrame | None, dataset: str, repeat: int, fold: int) -> bool:
+    """Whether the raw CSV already holds rows of this (dataset, outer split)."""
+    if previous is None:
+        return False
+    return bool(((previous["dataset"] == dataset) & (previous["repeat"] == repeat) & (previous["fold"] == fold)).any())
+
+
 def methods_needed(previous: pd.DataFrame | None, dataset: str, repeat: int, fold: int, methods: set[str]) -> set[str]:
     if previous is None:
         return set(methods)
@@ -609,7 +616,9 @@ def main(argv: list[str] | None = None) -> int:
             for ordinal, split in enumerate(C.outer_splits(y, args.folds, args.repeats)[: args.max_splits]):
                 need = methods_needed(previous, name, split[0], split[1], methods)
                 if need:
-                    plan.append((need != methods, ordinal, ds, split, need))
+                    # a split with rows already (a failed method to redo) is partial: its old rows of
+                    # the redone methods are replaced, never kept beside the new ones
+                    plan.append((has_rows(previous, name, split[0], split[1]), ordinal, ds, split, need))
         # Split-major: the first split of every dataset before the second of any, so a run cut
         # short by --stop-after still covers every dataset.
         plan.sort(key=lambda p: (not p[0], p[1]))

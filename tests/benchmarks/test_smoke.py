@@ -72,6 +72,37 @@ def test_holdout_ab_smoke(tmp_path: Path) -> None:
     assert "holdout 0 vs 0.2" in md and "| credit_data | obsrv_champion |" in md
 
 
+def test_resume_replaces_the_rows_of_a_redone_method(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--resume --methods obsrv` after obsrv failed on a split: the failed run's obsrv rows are
+    replaced by the new run's, never kept beside them (each method one row per split)."""
+    sys.path.insert(0, str(BENCH))
+    import quality as Q
+
+    def row(method: str, status: str, auc: float, seconds: float) -> dict:
+        notes = json.dumps({"task_seconds": {"prepare": seconds}} if method == "obsrv_champion" else {})
+        return {"method": method, "status": status, "dataset": "credit_data", "repeat": 0, "fold": 0,
+                "n_classes": 2, "auc": auc, "notes": notes}
+
+    old = [row(m, s, a, 9.0) for m, s, a in [("constant", "ok", 0.5), ("best_single", "ok", 0.80),
+                                              ("obsrv:vote_weight", "ok", 0.81),
+                                              ("obsrv_champion", "failed: no champion on the leaderboard", float("nan"))]]
+    pd.DataFrame(old).to_csv(tmp_path / "quality_runs.csv", index=False)
+    new = [row(m, "ok", a, 2.0) for m, a in [("best_single", 0.82), ("obsrv_champion", 0.84), ("obsrv:vote_weight", 0.84)]]
+    calls = []
+    monkeypatch.setattr(Q, "run_split", lambda ds, split, args, need, work: calls.append(set(need)) or list(new))
+    monkeypatch.setattr(Q, "render_report", lambda *a, **k: None)
+    assert Q.main(["--resume", "--datasets", "credit_data", "--max-splits", "1", "--methods", "obsrv",
+                   "--out-dir", str(tmp_path), "--work-dir", str(tmp_path / "work")]) == 0
+    assert calls == [{"obsrv"}]
+    runs = pd.read_csv(tmp_path / "quality_runs.csv")
+    assert sorted(runs.method) == ["best_single", "constant", "obsrv:vote_weight", "obsrv_champion"]
+    assert (runs.status == "ok").all()
+    assert runs.set_index("method")["auc"].to_dict() == {"constant": 0.5, "best_single": 0.82,
+                                                         "obsrv:vote_weight": 0.84, "obsrv_champion": 0.84}
+    # the per-task times come from the new run's champion row only, never the replaced one
+    assert json.loads((tmp_path / "quality_meta.json").read_text())["obsrv_tasks"] == {"prepare": 2.0}
+
+
 @pytest.mark.slow
 def test_scale_smoke(tmp_path: Path) -> None:
     res = _run("scale.py", tmp_path)
