@@ -271,6 +271,12 @@ def machine_info() -> dict[str, str]:
     }
 
 
+def machine_label(info: dict[str, str] | None = None) -> str:
+    """One line naming a machine: CPU, cores and memory (this machine's unless ``info`` is given)."""
+    m = info or machine_info()
+    return f"{m['cpu']}, {m['cores']} cores, {m['memory']}"
+
+
 def versions(names: list[str]) -> dict[str, str]:
     out = {}
     for n in names:

@@ -182,9 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         if work_ctx is not None:
             work_ctx.cleanup()
     runs.to_csv(out_dir / f"{stem}_runs.csv", index=False)
-    machine = C.machine_info()
     meta = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "git": C.git_revision(),
-            "machine": f"{machine['cpu']}, {machine['cores']} cores, {machine['memory']}", "command": command.strip(),
+            "machine": C.machine_label(), "command": command.strip(),
             "wall_s": time.time() - started, "budget": args.budget}
     print(render(runs, meta, out_dir / f"{stem}.md"))
     return 0

@@ -343,6 +343,8 @@ def render_report(runs: pd.DataFrame, meta: dict, out_md: Path, out_png: Path) -
     w(f"- **date**: {meta['date']}; **wall time**: {meta['wall_s'] / 60:.1f} min; git `{meta['git']}`")
     w(f"- **machine**: {meta['machine']['cpu']}, {meta['machine']['cores']} cores, {meta['machine']['memory']}; "
       f"{meta['machine']['platform']}; Python {meta['machine']['python']}")
+    if "machine" in runs and runs["machine"].nunique() > 1:
+        w(f"- **machines**: {machines_line(runs)}")
     w(f"- **versions (obsrv env)**: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()))
     if meta.get("peer_versions"):
         w(f"- **versions (peers venv)**: " + ", ".join(f"{k} {v}" for k, v in meta["peer_versions"].items()))
@@ -488,6 +490,21 @@ def render_report(runs: pd.DataFrame, meta: dict, out_md: Path, out_png: Path) -
     rank_chart(agg, out_png, f"obsrv quality benchmark — mean rank ({len(datasets)} datasets)")
 
 
+def machines_line(runs: pd.DataFrame) -> str:
+    """How many dataset-splits ran on each machine, and whether any split mixes machines (a method
+    redone elsewhere), which would make that split's comparison unlike for like."""
+    keys = ["dataset", "repeat", "fold"]
+    per = runs.drop_duplicates([*keys, "machine"]).groupby("machine", sort=False).size()
+    mixed = runs.groupby(keys)["machine"].nunique()
+    mixed = mixed[mixed > 1]
+    text = "; ".join(f"{m}: {n} dataset-splits" for m, n in per.items()) + ". "
+    if mixed.empty:
+        return text + ("Every method of a split ran on the same machine, so each paired comparison is like for "
+                       "like; fit times differ between machines.")
+    return text + "Methods of these splits ran on different machines: " + ", ".join(
+        f"{d} r{r}f{f}" for d, r, f in mixed.index) + "."
+
+
 def obsrv_task_seconds(runs: pd.DataFrame) -> dict[str, float]:
     """Mean seconds per obsrv task over the splits whose obsrv_champion row records them."""
     per_task: dict[str, list[float]] = {}
@@ -594,7 +611,11 @@ def main(argv: list[str] | None = None) -> int:
     datasets = [d for d in args.datasets.split(",") if d]
     previous = pd.read_csv(raw_csv) if args.resume and raw_csv.exists() else None
     prev_meta = json.loads(meta_json.read_text()) if args.resume and meta_json.exists() else {}
+    if previous is not None and "machine" not in previous:
+        # rows from before the column existed ran on the machine their run's meta names
+        previous["machine"] = C.machine_label(prev_meta["machine"]) if prev_meta.get("machine") else "unknown"
     rows: list[dict] = [] if previous is None else previous.to_dict("records")
+    here = C.machine_label()
     work_ctx = tempfile.TemporaryDirectory(prefix="obsrv_quality_") if args.work_dir is None else None
     work = Path(work_ctx.name if work_ctx else args.work_dir)
     started = time.time()
@@ -635,7 +656,8 @@ def main(argv: list[str] | None = None) -> int:
                 rows = [r for r in rows if not (r["dataset"] == name and r["repeat"] == split[0]
                                                 and r["fold"] == split[1] and method_group(r["method"]) in need)]
             t_split = time.time()
-            rows.extend(run_split(ds, split, args, need, work))
+            # each row names its machine: a protocol spread over sessions may land on other hardware
+            rows.extend(dict(r, machine=here) for r in run_split(ds, split, args, need, work))
             if not partial:
                 split_times.append(time.time() - t_split)
             runs = pd.DataFrame(rows)

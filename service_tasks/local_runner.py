@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterator
 import yaml
 
 from obsrv.service_tasks.launchers import Launcher, TaskProcess, kill_tree, make_launcher
-from obsrv.service_tasks.time_plan import SEARCHING_STAGES, TimePlan
+from obsrv.service_tasks.time_plan import BUDGETED_STAGES, TimePlan
 
 _REFERENCE = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}")
 
@@ -193,7 +193,7 @@ def downstream_of(tasks: dict[str, LocalTask], start: str) -> set[str]:
 class _Running:
     process: TaskProcess
     deadline: float | None
-    budget: float | None  # the search budget it was given
+    budget: float | None  # the budget it was given (search, or bounded fits)
 
 
 class LocalRunner:
@@ -246,9 +246,9 @@ class LocalRunner:
     def run(self) -> bool:
         """Run until every task is terminal; returns True when all succeeded."""
         order = list(self._topological_order)
-        # Among ready tasks, searching ones first: they are the longest, and a late one (boost
+        # Among ready tasks, budgeted ones first: they are the longest, and a late one (boost
         # after seven quick stacks) would hold up evaluate at the end of the run.
-        order.sort(key=lambda k: self.tasks[k].stage not in SEARCHING_STAGES)
+        order.sort(key=lambda k: self.tasks[k].stage not in BUDGETED_STAGES)
         previous = signal.signal(signal.SIGINT, self._interrupt)
         try:
             while not self._all_terminal():
@@ -315,7 +315,7 @@ class LocalRunner:
         env["OBSRV_HOME"] = str(self.home)
         env["OBSRV_COMPUTE"] = "gpu" if task.environment == "gpu" else "cpu"
         env["PYTHONUNBUFFERED"] = "1"
-        budget = self._search_budget(key)
+        budget = self._task_budget(key)
         if budget is not None:
             env["OBSRV_TASK_BUDGET_SECONDS"] = f"{budget:g}"
         # Parallel tasks share the cores: give each its slice so that the libraries' thread pools
@@ -347,15 +347,15 @@ class LocalRunner:
             done[key] = before + (plan.expected(self.tasks[key].stage) if key in keys else 0.0)
         return max(done.values(), default=0.0)
 
-    def _search_budget(self, key: str) -> float | None:
+    def _task_budget(self, key: str) -> float | None:
         """OBSRV_TASK_BUDGET_SECONDS for a task starting now: --budget, capped by --time-limit's plan."""
         plan = self.time_plan
-        if plan is None or self.tasks[key].stage not in SEARCHING_STAGES:
+        if plan is None or self.tasks[key].stage not in BUDGETED_STAGES:
             return self.budget_seconds
         waiting = [k for k, s in self.state.tasks.items() if s.state in (PENDING, RETRY_WAIT) or k == key]
-        searching = [self.tasks[k].stage for k in waiting if self.tasks[k].stage in SEARCHING_STAGES]
-        other_keys = {k for k in waiting if self.tasks[k].stage not in SEARCHING_STAGES | {"prepare"}}
-        planned = plan.budget(time.monotonic() - self._started_at, searching,
+        budgeted = [self.tasks[k].stage for k in waiting if self.tasks[k].stage in BUDGETED_STAGES]
+        other_keys = {k for k in waiting if self.tasks[k].stage not in BUDGETED_STAGES | {"prepare"}}
+        planned = plan.budget(time.monotonic() - self._started_at, budgeted,
                               [self.tasks[k].stage for k in other_keys], self._longest_chain_s(other_keys, plan))
         return planned if self.budget_seconds is None else min(planned, self.budget_seconds)
 

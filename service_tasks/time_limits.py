@@ -7,18 +7,47 @@ keeps what it has trained when it runs out: boosters stop adding rounds (a train
 forests stop adding trees (grown in chunks with ``warm_start``). At least ``MIN_ROUNDS`` rounds or
 trees are always trained, so a model is never empty.
 
-sklearn's HistGradientBoosting, kNN and the linear models have no such hook and run to the end, and
+sklearn's HistGradientBoosting has no callback either; it is grown in chunks of iterations with
+``warm_start`` like the forests. kNN and the linear models have no such hook and run to the end, and
 so does CatBoost on a GPU (it runs user callbacks on the CPU only).
 """
 
 from __future__ import annotations
 
+import os
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 MIN_ROUNDS = 10
+BOUNDED_FAMILIES = frozenset({"xgboost", "lightgbm", "catboost", "random_forest", "extra_trees", "hist_gbm"})
+"""The zoo families whose fits stop at a time limit (CatBoost on the CPU only)."""
+
+
+def task_deadline(start: float, budget_seconds: float) -> float | None:
+    """The ``time.perf_counter()`` at which a task's bounded fits must end, or None for no bound.
+
+    No bound for a budget of 0 (train the default configs to the end) or when ``OBSRV_MAX_TRIALS``
+    asks for a reproducible run, in which nothing may depend on the clock."""
+    if budget_seconds <= 0 or os.environ.get("OBSRV_MAX_TRIALS"):
+        return None
+    return start + budget_seconds
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """One deadline shared by the fits still to run: each gets an even share of the time left."""
+
+    at: float  # time.perf_counter() value
+
+    def share(self, fits_left: int) -> float:
+        return max(0.0, self.at - time.perf_counter()) / max(fits_left, 1)
+
+    def split(self, parts_left: int) -> "Deadline":
+        """The deadline of the next of ``parts_left`` equal parts of the time left."""
+        return Deadline(time.perf_counter() + self.share(parts_left))
 
 
 class _Clock:
@@ -106,4 +135,37 @@ def grow_forest(pipeline: Any, frame: Any, y: np.ndarray, fit_kwargs: dict[str, 
         est.fit(X, y, **est_kwargs)
         per_tree = max(per_tree, (time.perf_counter() - t0) / (n - before))
     est.set_params(warm_start=False)
+    return clock.stopped_at
+
+
+def grow_hist_gbm(pipeline: Any, frame: Any, y: np.ndarray, fit_kwargs: dict[str, Any], limit_s: float) -> int | None:
+    """Fit a preprocessing + HistGradientBoosting pipeline, adding iterations in chunks while the
+    time lasts.
+
+    Each chunk continues the same model (``warm_start``: the same validation split and early-stopping
+    history), so a model that early stopping or ``max_iter`` ends before the limit equals the one-shot
+    fit. Chunks double in size, because every warm start re-predicts the training rows with the trees
+    so far. Returns the iteration count when the limit stopped it early, else None.
+    """
+    est = pipeline[-1]
+    wanted = int(est.max_iter)
+    clock = _Clock(limit_s)
+    est.set_params(warm_start=True, max_iter=min(wanted, MIN_ROUNDS))
+    pipeline.fit(frame, y, **fit_kwargs)
+    X = pipeline[:-1].transform(frame)  # encode once for the later chunks
+    est_kwargs = {k.split("__", 1)[1]: v for k, v in fit_kwargs.items()}
+    per_iter = (time.perf_counter() - clock.start) / max(int(est.n_iter_), 1)
+    # n_iter_ below max_iter: early stopping ended the fit, and more chunks would add nothing
+    while int(est.n_iter_) == int(est.max_iter) < wanted:
+        room = int((limit_s - (time.perf_counter() - clock.start)) / max(per_iter, 1e-6))
+        if room < 1:
+            clock.stopped_at = int(est.n_iter_)
+            break
+        before = int(est.n_iter_)
+        n = min(wanted, before + min(room, max(MIN_ROUNDS, before)))
+        t0 = time.perf_counter()
+        est.set_params(max_iter=n)
+        est.fit(X, y, **est_kwargs)
+        per_iter = max(per_iter, (time.perf_counter() - t0) / max(int(est.n_iter_) - before, 1))
+    est.set_params(warm_start=False, max_iter=wanted)
     return clock.stopped_at

@@ -25,9 +25,9 @@ learned, never taken from the OOF fold.
 
 Budgets (``time_limits``): the base tasks and ``boost`` search with ``time_bound``, so every config,
 the default one included, trains within the task's budget: each fold model gets an even share of
-the time left, and boosters and forests stop adding rounds or trees when it is spent (never fewer
-than 10). hist_gbm, kNN and linear fits (and CatBoost on a GPU) have no such hook and run to the
-end. With ``OBSRV_MAX_TRIALS`` set (reproducible runs) nothing depends on the clock: no time bound.
+the time left, and boosters, hist_gbm and forests stop adding rounds, iterations or trees when it
+is spent (never fewer than 10). kNN and linear fits (and CatBoost on a GPU) have no such hook and
+run to the end. With ``OBSRV_MAX_TRIALS`` set (reproducible runs) nothing depends on the clock: no time bound.
 
 Large tables (``resource_caps``): a forest config's ``n_estimators`` is lowered when the estimated
 fold bag would exceed its memory share, and kNN fold models fit on a seeded sample of at most
@@ -372,6 +372,9 @@ class FamilyModel:
                 self._fit_booster(frame, y, w)
             elif self.family in ("random_forest", "extra_trees") and self.time_limit_s is not None:
                 self.stopped_at_ = time_limits.grow_forest(self.estimator_, frame, y, fit_kwargs, self.time_limit_s)
+            elif self.family == "hist_gbm" and self.time_limit_s is not None:
+                self.stopped_at_ = time_limits.grow_hist_gbm(self.estimator_, frame, y, fit_kwargs,
+                                                             self.time_limit_s)
             else:
                 self.estimator_.fit(frame, y, **fit_kwargs)
         return self
@@ -914,9 +917,7 @@ def search_family(
     k_out = n_classes if problem == "classification" else 1
     configs_left = 1 if params is not None else (max_trials or 10_000)
     start = time.perf_counter()
-    # OBSRV_MAX_TRIALS asks for a reproducible run: nothing may then depend on the clock
-    reproducible = bool(os.environ.get("OBSRV_MAX_TRIALS"))
-    deadline = start + budget_seconds if time_bound and budget_seconds > 0 and not reproducible else None
+    deadline = time_limits.task_deadline(start, budget_seconds) if time_bound else None
     slowest = 0.0
     trials: list[dict[str, Any]] = []
     kept: list[tuple[float, int, FamilyFit]] = []

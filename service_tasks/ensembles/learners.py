@@ -43,6 +43,9 @@ class ZooLearner:
     seed: int = 42
     categorical_columns: list[str] | None = None
     device: str = "cpu"
+    time_limit_s: float | None = None
+    """Training time limit of the next fit (``time_limits``: hist_gbm, boosters and forests stop
+    early and keep what they have); None trains to the end."""
     model_: Any = field(default=None, init=False)
     constant_: np.ndarray | None = field(default=None, init=False)
     columns_: list[str] = field(default_factory=list, init=False)
@@ -66,6 +69,7 @@ class ZooLearner:
             self.family, params, problem=self.problem, n_classes=max(self.n_outputs, 1), numeric=numeric,
             categorical=categorical, seed=self.seed, n_jobs=zoo.available_cores(), device=self.device,
         )
+        self.model_.time_limit_s = self.time_limit_s
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self.model_.fit(X, y, w)

@@ -19,6 +19,8 @@ from typing import Any, Callable, Literal
 import numpy as np
 import pandas as pd
 from obsrv.service_tasks.errors import TaskError
+from obsrv.service_tasks.time_limits import Deadline
+from obsrv.service_tasks.zoo import FIT_SHARE_PREDICT
 
 from .base import FrameEncoder, LossFn, fold_ids, subset_w
 from .learners import ZooLearner
@@ -200,17 +202,31 @@ def fit_routed(
     make_learner: Callable[[], ZooLearner],
     min_size: int,
     learner_columns: list[str] | None = None,
+    deadline: Deadline | None = None,
 ) -> RoutedModel:
-    """Fit router, global model and one model per route with at least ``min_size`` rows."""
+    """Fit router, global model and one model per route with at least ``min_size`` rows.
+
+    ``deadline``: when this bundle must be fit and have predicted; its model fits share the time
+    left evenly, keeping a share for predicting (families without a time hook run to the end)."""
     router.fit(X)
     r = router.predict(X)
     LX = X if learner_columns is None else X[learner_columns]
-    global_model = make_learner().fit(LX, y, w)
+    routes = [route for route in sorted(set(int(v) for v in r if v != GLOBAL_ROUTE)) if (r == route).sum() >= min_size]
+    fits_left = 1 + len(routes)
+
+    def learner() -> ZooLearner:
+        nonlocal fits_left
+        model = make_learner()
+        if deadline is not None:
+            model.time_limit_s = deadline.share(fits_left) * (1.0 - FIT_SHARE_PREDICT)
+        fits_left -= 1
+        return model
+
+    global_model = learner().fit(LX, y, w)
     models: dict[int, ZooLearner] = {}
-    for route in sorted(set(int(v) for v in r if v != GLOBAL_ROUTE)):
+    for route in routes:
         rows = r == route
-        if rows.sum() >= min_size:
-            models[route] = make_learner().fit(LX.loc[rows], y[rows], subset_w(w, rows))
+        models[route] = learner().fit(LX.loc[rows], y[rows], subset_w(w, rows))
     return RoutedModel(router, global_model, models, learner_columns)
 
 
@@ -238,19 +254,23 @@ def routed_cv(
     w: np.ndarray | None = None,
     X_holdout: pd.DataFrame | None = None,
     learner_columns: list[str] | None = None,
+    deadline: Deadline | None = None,
 ) -> RoutingResult:
-    """Routed and global models on the shared folds (everything fit on the other folds only)."""
+    """Routed and global models on the shared folds (everything fit on the other folds only).
+
+    ``deadline``: the folds share the time left evenly (``fit_routed``)."""
     X = X.reset_index(drop=True)
     bundles: list[RoutedModel] = []
     oof_r = oof_g = None
     hold_r = hold_g = None
     routes = np.full(len(X), GLOBAL_ROUTE, dtype=np.int64)
     n_routed = []
-    for f in fold_ids(folds):
+    ids = fold_ids(folds)
+    for j, f in enumerate(ids):
         held = folds == f
         train = ~held
         b = fit_routed(X.loc[train], y[train], subset_w(w, train), make_router(), make_learner, min_size,
-                       learner_columns)
+                       learner_columns, None if deadline is None else deadline.split(len(ids) - j))
         r, g = b.predict_both(X.loc[held])
         if oof_r is None:
             oof_r, oof_g = np.full((len(X), r.shape[1]), np.nan), np.full((len(X), r.shape[1]), np.nan)

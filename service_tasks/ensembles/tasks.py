@@ -12,13 +12,14 @@ not nested: a discrete choice among a few models, as in AutoGluon and H2O.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 from obsrv.compiler import spec
-from obsrv.service_tasks import metrics
+from obsrv.service_tasks import metrics, time_limits
 from obsrv.service_tasks.base import search_metric
 from obsrv.service_tasks.errors import TaskError
 from obsrv.service_tasks.kit import ModelOutput, PredictionSet, PreparedData, TaskContext, predict_rows
@@ -46,8 +47,8 @@ _TASK_ADAPTER: TypeAdapter[Any] = TypeAdapter(spec.TaskSpec)
 ROUTE_FAMILIES = ("hist_gbm", "linear")
 """Per-route (and global) model families tried by the route_* tasks, with default settings (no
 per-route tuning: routes are small, tuning would over-fit). The family whose routed/global blend
-has the best nested OOF is kept: per-route linear models win when the routes carry the
-interaction (different slopes per segment), the GBM when they do not."""
+has the best nested OOF is kept (ties: the first listed): per-route linear models win when the
+routes carry the interaction (different slopes per segment), the GBM when they do not."""
 
 
 @dataclass
@@ -425,11 +426,22 @@ def _route(job: Job, make_router: Callable[[], Router], min_size: int, *, X_trai
     d = job.data
     y, w = d.y_train, d.w_train
     best_pool = int(job.order[0]) if job.pool.models else None
+    # The task's budget bounds its per-route fits, as it bounds a base task's search (``--time-limit``
+    # plans it): hist_gbm stops adding iterations when its share is spent.
+    at = time_limits.task_deadline(time.perf_counter(), job.ctx.request.budget_seconds)
+    deadline = None if at is None else time_limits.Deadline(at)
+    job.ctx.log(f"per-route fits within a budget of {job.ctx.request.budget_seconds:g}s" if deadline else
+                "per-route fits run to the end (no budget, or OBSRV_MAX_TRIALS set)")
     tried = []
-    for family in ROUTE_FAMILIES:
+    # Families without a time hook (linear: quick) fit first, so that those that stop at their
+    # share of the time (hist_gbm) get all of the budget that is left.
+    for family in sorted(ROUTE_FAMILIES, key=lambda f: f in time_limits.BOUNDED_FAMILIES):
         learner = FamilyFactory(family, d.problem, job.k, seed=job.seed)
+        t0 = time.perf_counter()
         res = routed_cv(X_train, y, d.folds, make_router, learner, min_size, w=w,
-                        X_holdout=X_holdout, learner_columns=list(d.feature_columns))
+                        X_holdout=X_holdout, learner_columns=list(d.feature_columns), deadline=deadline)
+        stopped = [m.model_.stopped_at_ for b in res.bundles for m in [b.global_model, *b.route_models.values()]
+                   if m.model_ is not None and m.model_.stopped_at_ is not None]
         g_oof, g_hold, g_name = res.oof_global, res.holdout_global, f"{family} global"
         if best_pool is not None and job.loss(y, job.pool.oof[best_pool], w) <= job.loss(y, g_oof, w):
             g_oof, g_hold, g_name = job.pool.oof[best_pool], job.pool.holdout[best_pool], job.pool.models[best_pool]
@@ -438,12 +450,15 @@ def _route(job: Job, make_router: Callable[[], Router], min_size: int, *, X_trai
                                job.score(blend_oof))
         job.ctx.log(f"{label} [{family}]: OOF {job.metric} routed {s_r:.5f}, {family} global {s_fg:.5f}, "
                     f"blend with {g_name} ({s_g:.5f}) {s_b:.5f} (routed weight {alpha:.2f}; per fold {per_fold}); "
-                    f"route models per fold {res.n_routed_per_fold}")
+                    f"route models per fold {res.n_routed_per_fold}; fit in {time.perf_counter() - t0:.1f}s"
+                    + (f"; {len(stopped)} fits stopped at the time limit (after {min(stopped)}-{max(stopped)} "
+                       "iterations)" if stopped else ""))
         tried.append({"loss": job.loss(y, blend_oof, w), "family": family, "res": res, "alpha": alpha,
                       "blend_oof": blend_oof, "per_fold": per_fold, "g_hold": g_hold, "g_name": g_name,
                       "figures": {f"oof_{job.metric}/routed/{family}": s_r,
                                   f"oof_{job.metric}/global/{family}": s_fg,
                                   f"oof_{job.metric}/blend/{family}": s_b}})
+    tried.sort(key=lambda t: ROUTE_FAMILIES.index(t["family"]))
     best = min(tried, key=lambda t: t["loss"])  # ties -> the first family in ROUTE_FAMILIES
     res, alpha, family, g_name = best["res"], best["alpha"], best["family"], best["g_name"]
     figures: dict[str, float] = {k: v for t in tried for k, v in t["figures"].items()}

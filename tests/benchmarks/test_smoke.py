@@ -76,6 +76,7 @@ def test_resume_replaces_the_rows_of_a_redone_method(tmp_path: Path, monkeypatch
     """`--resume --methods obsrv` after obsrv failed on a split: the failed run's obsrv rows are
     replaced by the new run's, never kept beside them (each method one row per split)."""
     sys.path.insert(0, str(BENCH))
+    import _common as C
     import quality as Q
 
     def row(method: str, status: str, auc: float, seconds: float) -> dict:
@@ -87,6 +88,8 @@ def test_resume_replaces_the_rows_of_a_redone_method(tmp_path: Path, monkeypatch
                                               ("obsrv:vote_weight", "ok", 0.81),
                                               ("obsrv_champion", "failed: no champion on the leaderboard", float("nan"))]]
     pd.DataFrame(old).to_csv(tmp_path / "quality_runs.csv", index=False)
+    elsewhere = {"cpu": "Old CPU", "cores": "2", "memory": "8.0 GiB"}
+    (tmp_path / "quality_meta.json").write_text(json.dumps({"machine": elsewhere, "wall_s": 1.0}))
     new = [row(m, "ok", a, 2.0) for m, a in [("best_single", 0.82), ("obsrv_champion", 0.84), ("obsrv:vote_weight", 0.84)]]
     calls = []
     monkeypatch.setattr(Q, "run_split", lambda ds, split, args, need, work: calls.append(set(need)) or list(new))
@@ -99,6 +102,12 @@ def test_resume_replaces_the_rows_of_a_redone_method(tmp_path: Path, monkeypatch
     assert (runs.status == "ok").all()
     assert runs.set_index("method")["auc"].to_dict() == {"constant": 0.5, "best_single": 0.82,
                                                          "obsrv:vote_weight": 0.84, "obsrv_champion": 0.84}
+    # rows from before the machine column name their run's machine; the new rows name this one
+    assert runs.set_index("method")["machine"].to_dict() == {
+        "constant": "Old CPU, 2 cores, 8.0 GiB", "best_single": C.machine_label(),
+        "obsrv:vote_weight": C.machine_label(), "obsrv_champion": C.machine_label()}
+    assert Q.machines_line(runs).startswith("Old CPU, 2 cores, 8.0 GiB: 1 dataset-splits; ")
+    assert Q.machines_line(runs).endswith("ran on different machines: credit_data r0f0.")
     # the per-task times come from the new run's champion row only, never the replaced one
     assert json.loads((tmp_path / "quality_meta.json").read_text())["obsrv_tasks"] == {"prepare": 2.0}
 

@@ -156,3 +156,29 @@ def test_a_route_with_an_all_missing_column_still_trains():
         assert m.predict_matrix(full).shape == (60, 2)
     one_class = ZooLearner("hist_gbm", "classification", 3).fit(X, np.full(60, 2))
     assert one_class.predict_matrix(X).argmax(axis=1).tolist() == [2] * 60
+
+
+def test_a_deadline_bounds_every_per_route_fit_and_the_models_still_learn():
+    """routed_cv with a deadline: the folds, then each fold's global and route models, share the time
+    left; hist_gbm stops adding iterations at its share (at least MIN_ROUNDS) and still learns."""
+    import time
+
+    from obsrv.service_tasks import time_limits
+
+    X, y, _ = cluster_data(1500, True)
+    folds = np.arange(len(y)) % 5
+    slow = FamilyFactory("hist_gbm", "classification", 2, (("max_iter", 5000), ("learning_rate", 0.01)))
+    t0 = time.perf_counter()
+    res = routed_cv(X, y, folds, lambda: ClusterRouter("kmeans", 3), slow, 50,
+                    deadline=time_limits.Deadline(t0 + 1.5))
+    models = [m for b in res.bundles for m in [b.global_model, *b.route_models.values()]]
+    assert len(models) == 5 * 4  # a global and three route models per fold
+    stopped = [m.model_.stopped_at_ for m in models]
+    # every fit was cut short (no timing assertion: a loaded machine only changes where it stops)
+    assert all(s is not None and time_limits.MIN_ROUNDS <= s < 5000 for s in stopped)
+    assert roc_auc_score(y, res.oof_routed[:, 1]) > 0.7 and roc_auc_score(y, res.oof_global[:, 1]) > 0.6
+    # without a deadline the same fits are not bounded by time
+    quick = FamilyFactory("hist_gbm", "classification", 2, (("max_iter", 15),))
+    free = routed_cv(X, y, folds, lambda: ClusterRouter("kmeans", 3), quick, 50)
+    assert all(m.model_.stopped_at_ is None and m.time_limit_s is None
+               for b in free.bundles for m in [b.global_model, *b.route_models.values()])

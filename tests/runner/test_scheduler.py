@@ -158,22 +158,25 @@ def test_each_task_is_its_own_process_group_with_its_env_and_log(tmp_path: Path,
     assert runner.state.tasks["boom"].state == FAILED and "exit code 1" in runner.state.tasks["boom"].message
 
 
-def test_time_limit_plans_budgets_for_search_tasks_only(tmp_path: Path) -> None:
+def test_time_limit_plans_budgets_for_budgeted_tasks_only(tmp_path: Path) -> None:
     tasks = [
         {"key": "prepare", "stage": "prepare"},
         {"key": "base_a", "stage": "base", "deps": ["prepare"], "sleep": 0.5},
         {"key": "base_b", "stage": "base", "deps": ["prepare"], "sleep": 0.5},
         {"key": "base_c", "stage": "base", "deps": ["prepare"]},
         {"key": "vote", "stage": "vote_weight", "deps": ["base_a", "base_b", "base_c"]},
+        {"key": "route", "stage": "route_cluster", "deps": ["base_a", "base_b", "base_c"]},
     ]
     _, events, ok = run(tmp_path / "plain", tasks, jobs=2, time_limit=40.0)
     assert ok
     budget = {e["task"]: e["budget"] for e in events if e["event"] == "start"}
-    assert budget["prepare"] is None and budget["vote"] is None  # nothing to search
+    assert budget["prepare"] is None and budget["vote"] is None  # nothing to bound
+    # the routing task's per-route fits are bounded too: it gets what is left but the vote's reserve
+    assert budget["route"] is not None and 5.0 < float(budget["route"]) < 40.0
     first, last = float(budget["base_a"]), float(budget["base_c"])
-    # 3 searching tasks on 2 slots: the first two share ~40 s less the reserve for the rest (search
+    # 4 budgeted tasks on 2 slots: the first two share ~40 s less the reserve for the rest (their
     # overheads and the vote); the third starts later, when that reserve was learned to be smaller
-    assert 10.0 < first < 40.0 * 2 / 3
+    assert 5.0 < first < 40.0 / 2
     assert first < last < 40.0
     # --budget caps the plan
     _, events, ok = run(tmp_path / "capped", tasks, jobs=2, time_limit=40.0, budget=5.0)

@@ -21,9 +21,22 @@ def test_budget_spreads_the_time_left_over_waves_of_parallel_tasks() -> None:
 
 def test_heavier_stages_reserve_their_prior() -> None:
     plan = TimePlan(limit_s=100.0, jobs=1)
-    light = plan.budget(0.0, ["base"], ["vote_weight"])
-    heavy = plan.budget(0.0, ["base"], ["route_cluster"])
-    assert light - heavy == pytest.approx(STAGE_PRIOR_S["route_cluster"] - D)
+    light = plan.budget(0.0, ["base", "base"], [])
+    heavy = plan.budget(0.0, ["base", "boost"], [])
+    assert (light - heavy) * 2 == pytest.approx(STAGE_PRIOR_S["boost"] - D)
+
+
+def test_routing_tasks_share_the_time_like_search_tasks() -> None:
+    """The routing tasks start after every base task; their per-route fits take a budget of their
+    own, so the bases leave them a share instead of a fixed guess of their whole wall time."""
+    plan = TimePlan(limit_s=100.0, jobs=2)
+    route = STAGE_PRIOR_S["route_cluster"]
+    # at the start: 2 bases and 2 routing tasks share what is left after their overheads
+    first = plan.budget(0.0, ["base", "base", "route_cluster", "route_feature"], ["evaluate"])
+    assert first == pytest.approx((100.0 - (2 * D + 2 * route) / 2 - D / 2) * 2 / 4)
+    # the routing tasks, last of the budgeted tasks, split all that is left but the reserve
+    assert plan.budget(60.0, ["route_cluster", "route_feature"], ["evaluate"], others_chain_s=D) == pytest.approx(
+        100.0 - 60.0 - 2 * route / 2 - D)
 
 
 def test_budget_never_drops_below_the_minimum() -> None:
@@ -33,12 +46,13 @@ def test_budget_never_drops_below_the_minimum() -> None:
 
 def test_observed_times_replace_the_priors() -> None:
     plan = TimePlan(limit_s=100.0, jobs=1)
-    before = plan.budget(0.0, ["base", "base"], ["vote_weight", "route_cluster"])
+    before = plan.budget(0.0, ["base", "base", "route_cluster"], ["vote_weight"])
     plan.record("base", wall_s=11.0, budget_s=10.0)  # 1 s overhead
     plan.record("vote_weight", wall_s=1.0, budget_s=None)
-    plan.record("route_cluster", wall_s=2.0, budget_s=None)
+    plan.record("route_cluster", wall_s=6.0, budget_s=4.0)  # 2 s overhead
     plan.record("prepare", wall_s=60.0, budget_s=None)  # ignored: once per run, includes start-up
     assert plan.expected("stack_top_any") == pytest.approx(1.0)  # unseen: like the light stages seen
-    after = plan.budget(0.0, ["base", "base"], ["vote_weight", "route_cluster"])
-    assert after == pytest.approx((100.0 - (2 * 1.0 + 1.0 + 2.0)) / 2)
+    assert plan.expected("route_feature") == pytest.approx(STAGE_PRIOR_S["route_feature"])  # its own prior
+    after = plan.budget(0.0, ["base", "base", "route_cluster"], ["vote_weight"])
+    assert after == pytest.approx((100.0 - (2 * 1.0 + 2.0 + 1.0)) / 3)
     assert after > before

@@ -1,4 +1,4 @@
-"""Time-bound fits: boosters and forests stop at their share of the budget and keep what they have."""
+"""Time-bound fits: boosters, hist_gbm and forests stop at their share of the budget and keep what they have."""
 
 from __future__ import annotations
 
@@ -18,7 +18,13 @@ SLOW = {  # enough rounds/trees to take far longer than the limits below, were t
     "catboost": {"iterations": 5000, "learning_rate": 0.001, "depth": 6},
     "random_forest": {"n_estimators": 3000, "min_samples_leaf": 1},
     "extra_trees": {"n_estimators": 3000, "min_samples_leaf": 1},
+    "hist_gbm": {"max_iter": 5000, "learning_rate": 0.001, "max_leaf_nodes": 63},
 }
+
+
+def _wanted(family: str) -> int:
+    params = SLOW[family]
+    return int(params.get("n_estimators", params.get("iterations", params.get("max_iter"))))
 
 
 def _multiclass(n: int = 1500):
@@ -39,11 +45,14 @@ def _model(family: str, limit: float | None) -> zoo.FamilyModel:
 @pytest.mark.parametrize("family", list(SLOW))
 def test_a_fit_stops_at_its_limit_and_keeps_a_working_model(family: str) -> None:
     m = _model(family, 0.5)
-    wanted = SLOW[family].get("n_estimators", SLOW[family].get("iterations"))
+    wanted = _wanted(family)
     # stopped by the clock (no timing assertion: a loaded CI machine only changes where it stops)
     assert m.stopped_at_ is not None and time_limits.MIN_ROUNDS <= m.stopped_at_ < wanted
     if family in ("random_forest", "extra_trees"):
         assert len(m.estimator_[-1].estimators_) == m.stopped_at_
+    if family == "hist_gbm":
+        est = m.estimator_[-1]
+        assert est.n_iter_ == m.stopped_at_ and not est.warm_start  # served as a plain, finished model
     X, y, _ = _multiclass()
     p = m.predict_matrix(X)
     np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-6)
@@ -77,6 +86,31 @@ def test_a_forest_grown_in_chunks_equals_the_one_shot_forest(family: str) -> Non
     grown, one_shot = fit(3600.0), fit(None)
     assert grown.stopped_at_ is None and len(grown.estimator_[-1].estimators_) == 57
     np.testing.assert_allclose(grown.predict_matrix(X), one_shot.predict_matrix(X))
+
+
+@pytest.mark.parametrize("early_stopping", [True, False])
+def test_a_hist_gbm_grown_in_chunks_equals_the_one_shot_fit(early_stopping: bool) -> None:
+    """Chunks continue one model (same validation split, same early-stopping history), so a fit
+    that the time limit never stops is the one-shot fit, whether early stopping or max_iter ends it."""
+    X, y, _ = _multiclass(800)
+    numeric, categorical = zoo._split_columns(X, None)
+    wanted = 137 if early_stopping else 23  # 23: chunks of 10, 10 and 3 iterations
+    params = {"max_iter": wanted, "learning_rate": 0.3 if early_stopping else 0.05}
+
+    def fit(limit: float | None) -> zoo.FamilyModel:
+        m = zoo.FamilyModel("hist_gbm", params, problem="classification", n_classes=3, numeric=numeric,
+                            categorical=categorical, seed=3, n_jobs=2)
+        m.time_limit_s = limit
+        m.fit(X, y, None)
+        if not early_stopping:
+            assert m.estimator_[-1].do_early_stopping_  # 800 rows: the zoo turns it on
+        return m
+
+    grown, one_shot = fit(3600.0), fit(None)
+    n = one_shot.estimator_[-1].n_iter_
+    assert (n < wanted) == early_stopping  # the case under test happened
+    assert grown.stopped_at_ is None and grown.estimator_[-1].n_iter_ == n
+    np.testing.assert_allclose(grown.predict_matrix(X), one_shot.predict_matrix(X), rtol=1e-9, atol=1e-12)
 
 
 def test_time_bound_search_keeps_the_default_config_within_the_budget() -> None:
