@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# The reduced runs behind the committed results in benchmarks/results/ (~35 minutes on 2 cores):
-# the scale points, then one outer split per dataset of the quality benchmark; the second
-# command re-runs (with --resume) only methods that failed. Add --max-splits 2 (or more) with
-# --resume to extend the same CSV. Full-protocol commands: benchmarks/README.md.
+# The runs behind the committed results in benchmarks/results/, on a 2-core machine with nothing
+# else running. Each report records the exact command chain and machine(s) of its own run
+# (quality_meta.json keeps every --resume sitting); these commands reproduce them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DATASETS=credit_data,hpc_data,syn_route_segment
-REDUCTION="3 of the 8 datasets (binary real, multiclass real, synthetic routing), one outer split each (the first of the 5x2 protocol), and a 30 s budget instead of 60 s, to fit the ~35 minutes this session had on a 2-core machine."
-python benchmarks/scale.py --sizes 10000,20000 --stage-budget 5 --jobs 1 \
-  --not-run "100,000 and 1,000,000 rows: the base stages' default configs (1,000-tree boosters, 200-tree forests, 5 folds) take tens of minutes to hours there on 2 cores, more than this session had; run them with --sizes 100000,1000000"
-python benchmarks/quality.py --datasets $DATASETS --max-splits 1 --budget 30 --reduction "$REDUCTION"
-python benchmarks/quality.py --datasets $DATASETS --max-splits 1 --budget 30 --resume --reduction "$REDUCTION"
+# scale: 10k / 100k / 1M rows, default configs trained to the end (~50 min, 41 of them at 1M)
+python benchmarks/scale.py --sizes 10000,100000,1000000 --jobs 1
+# quality: the first 5 outer splits of every dataset, 60 s per method and split (~6 min a split);
+# --resume continues the committed CSV, --stop-after ends a sitting in time (repeat until done)
+python benchmarks/quality.py --budget 60 --max-splits 5 --resume --stop-after 6000
+# holdout A/B: obsrv with context.holdout 0.2 against 0 on the first outer split of every dataset (~30 min)
+python benchmarks/holdout_ab.py --max-splits 1
