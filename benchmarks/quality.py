@@ -524,17 +524,15 @@ def method_group(method: str) -> str:
     return method
 
 
-def has_rows(previous: pd.DataFrame | None, dataset: str, repeat: int, fold: int) -> bool:
-    """Whether the raw CSV already holds rows of this (dataset, outer split)."""
+def split_rows(previous: pd.DataFrame | None, dataset: str, repeat: int, fold: int) -> pd.DataFrame:
+    """The raw CSV's rows of this (dataset, outer split); empty when it has none."""
     if previous is None:
-        return False
-    return bool(((previous["dataset"] == dataset) & (previous["repeat"] == repeat) & (previous["fold"] == fold)).any())
+        return pd.DataFrame(columns=["method", "status"])
+    return previous[(previous["dataset"] == dataset) & (previous["repeat"] == repeat) & (previous["fold"] == fold)]
 
 
-def methods_needed(previous: pd.DataFrame | None, dataset: str, repeat: int, fold: int, methods: set[str]) -> set[str]:
-    if previous is None:
-        return set(methods)
-    sub = previous[(previous["dataset"] == dataset) & (previous["repeat"] == repeat) & (previous["fold"] == fold)]
+def methods_needed(sub: pd.DataFrame, methods: set[str]) -> set[str]:
+    """The --methods entries a split still needs, given its rows so far (``split_rows``)."""
     if sub.empty:
         return set(methods)
     ok = {method_group(m) for m in sub.loc[sub["status"] == "ok", "method"]}
@@ -635,11 +633,12 @@ def main(argv: list[str] | None = None) -> int:
                 ds = C.Dataset(ds.name, keep.reset_index(drop=True), ds.segment_column)
             y = ds.frame[C.TARGET].to_numpy()
             for ordinal, split in enumerate(C.outer_splits(y, args.folds, args.repeats)[: args.max_splits]):
-                need = methods_needed(previous, name, split[0], split[1], methods)
+                sub = split_rows(previous, name, split[0], split[1])
+                need = methods_needed(sub, methods)
                 if need:
                     # a split with rows already (a failed method to redo) is partial: its old rows of
                     # the redone methods are replaced, never kept beside the new ones
-                    plan.append((has_rows(previous, name, split[0], split[1]), ordinal, ds, split, need))
+                    plan.append((not sub.empty, ordinal, ds, split, need))
         # Split-major: the first split of every dataset before the second of any, so a run cut
         # short by --stop-after still covers every dataset.
         plan.sort(key=lambda p: (not p[0], p[1]))
