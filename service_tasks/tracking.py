@@ -279,9 +279,9 @@ class PackedPredictor:
     Why: an ensemble task used to unpickle every member (forest fold bags are the bulk) only to
     pickle them again into its own model: 3.6-4.2 GB per ensemble task at 100k rows. Packed, the
     task holds the members' compressed bytes (~4x smaller than the objects) and, with
-    ``keep_loaded=False``, unpickles one member at a time for the few rows it predicts at logging
-    time. A pickled PackedPredictor always keeps its member once loaded, so a served ensemble
-    unpickles each member on its first prediction only.
+    ``keep_loaded=False``, unpickles one member at a time whenever it must predict (logging the
+    ensemble does not predict). A pickled PackedPredictor always keeps its member once loaded, so a
+    served ensemble unpickles each member on its first prediction only.
     """
 
     def __init__(self, blob: bytes, name: str = "", *, keep_loaded: bool = True) -> None:
@@ -340,7 +340,12 @@ def log_pyfunc(
     if absent:
         raise ValueError(f"X_example lacks the model input columns {absent}")
     example = X_example.head(5)[features + wrapper.extra_input_columns]
-    out = output_frame(predictor.predict_matrix(example), problem, classes)
+    # The output schema follows from the problem and the classes alone (`output_frame`), so it is
+    # built from uniform probabilities instead of a prediction: predicting here made an ensemble
+    # unpickle every member just to log itself (0.3-1 s per member on a 2-core Xeon, for each of a
+    # run's ~30 models). Servability is tested by loading the logged models, not here.
+    n_out = 1 if problem == "regression" else len(classes)
+    out = output_frame(np.full((len(example), n_out), 1.0 / max(n_out, 1)), problem, classes)
     served = _signature_frame(example).rename(columns=wrapper.input_names)
     signature = infer_signature(served, out)
     with tempfile.TemporaryDirectory() as tmp:

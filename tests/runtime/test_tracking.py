@@ -187,3 +187,36 @@ def test_packed_members_load_one_at_a_time_and_the_served_ensemble_keeps_them(tm
     assert all(f is not None for f in first)
     served.predict_matrix(X)
     assert [m._loaded for m in served.members] == first  # unpickled once, then kept
+
+
+def test_logging_an_ensemble_does_not_unpickle_its_members(tmp_path, monkeypatch) -> None:
+    """The logged signature comes from the problem and classes: logging never predicts, so a
+    packed member is unpickled only when the served model first predicts."""
+    from obsrv.service_tasks.ensembles.predictors import CombinedPredictor
+    from obsrv.service_tasks.ensembles.voting import SoftVote
+
+    rng = np.random.default_rng(2)
+    X = pd.DataFrame({"a": rng.normal(size=60), "b": rng.normal(size=60)})
+    y = (X["a"] > 0).astype(int).to_numpy()
+    bags = [_bag("random_forest", 0, X, y), _bag("lightgbm", 1, X, y)]
+    packed = []
+    for i, bag in enumerate(bags):
+        tracking.dump_predictor(bag, tmp_path / f"m{i}.pkl")
+        packed.append(tracking.PackedPredictor((tmp_path / f"m{i}.pkl").read_bytes(), f"m{i}", keep_loaded=False))
+    ensemble = CombinedPredictor(packed, SoftVote(np.array([0.5, 0.5])), member_names=["m0", "m1"])
+    unpickled = []
+    real_loads = tracking._loads
+    monkeypatch.setattr(tracking, "_loads", lambda blob: unpickled.append(len(blob)) or real_loads(blob))
+
+    tracking.configure("wens", tmp_path)
+    with mlflow.start_run():
+        uri = tracking.log_pyfunc(ensemble, problem="classification", classes=["no", "yes"], X_example=X)
+    assert unpickled == []
+    model = mlflow.pyfunc.load_model(uri)
+    outputs = model.metadata.signature.outputs
+    assert outputs.input_names() == ["prediction", "probability_no", "probability_yes"]
+    out = model.predict(X.head(7))
+    assert list(out.columns) == outputs.input_names()
+    assert set(out["prediction"]) <= {"no", "yes"}
+    expected = np.mean([b.predict_matrix(X.head(7)) for b in bags], axis=0)
+    np.testing.assert_allclose(out[["probability_no", "probability_yes"]].to_numpy(), expected)
