@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -107,35 +107,50 @@ class CatBoostStopAtLimit:
         return not self.clock.out_of_time(int(info.iteration))
 
 
+def _grow_warm(pipeline: Any, frame: Any, y: np.ndarray, fit_kwargs: dict[str, Any], limit_s: float, *,
+               size: str, trained: Callable[[Any], int], first: int, step: Callable[[int], int]) -> int | None:
+    """Fit a preprocessing + estimator pipeline, then keep adding to the estimator in ``warm_start``
+    chunks while the time lasts (the two growers below).
+
+    ``size``: the estimator parameter that sets how much to train (trees, iterations); ``trained``:
+    how much the fitted estimator holds; ``first``: the first chunk; ``step``: the most a chunk may
+    add after ``before`` units. The preprocessing is fit once and the features encoded once for the
+    later chunks. Returns the amount trained when the limit stopped it early, else None.
+    """
+    est = pipeline[-1]
+    wanted = int(est.get_params()[size])
+    clock = _Clock(limit_s)
+    est.set_params(warm_start=True, **{size: min(wanted, first)})
+    pipeline.fit(frame, y, **fit_kwargs)
+    X = pipeline[:-1].transform(frame)
+    est_kwargs = {k.split("__", 1)[1]: v for k, v in fit_kwargs.items()}
+    per_unit = (time.perf_counter() - clock.start) / max(trained(est), 1)
+    # less trained than asked for: early stopping ended the fit, and more chunks would add nothing
+    while trained(est) == int(est.get_params()[size]) < wanted:
+        room = int((limit_s - (time.perf_counter() - clock.start)) / max(per_unit, 1e-6))
+        if room < 1:
+            clock.stopped_at = trained(est)
+            break
+        before = trained(est)
+        n = min(wanted, before + min(room, step(before)))
+        t0 = time.perf_counter()
+        est.set_params(**{size: n})
+        est.fit(X, y, **est_kwargs)
+        per_unit = max(per_unit, (time.perf_counter() - t0) / max(trained(est) - before, 1))
+    est.set_params(warm_start=False)
+    return clock.stopped_at
+
+
 def grow_forest(pipeline: Any, frame: Any, y: np.ndarray, fit_kwargs: dict[str, Any], limit_s: float) -> int | None:
     """Fit a preprocessing + forest pipeline, adding trees in chunks while the time lasts.
 
     sklearn draws the seeds of warm-started trees from the same stream as a one-shot fit, so a forest
     grown to its full ``n_estimators`` equals the one-shot forest. Returns the tree count when the
-    limit stopped it early, else None.
+    limit stopped it early, else None (a stopped forest keeps ``n_estimators`` = its tree count).
     """
-    est = pipeline[-1]
-    wanted = int(est.n_estimators)
-    clock = _Clock(limit_s)
-    chunk = max(MIN_ROUNDS, int(getattr(est, "n_jobs", 1) or 1))
-    est.set_params(warm_start=True, n_estimators=min(wanted, chunk))
-    pipeline.fit(frame, y, **fit_kwargs)
-    X = pipeline[:-1].transform(frame)  # encode once for the later chunks
-    est_kwargs = {k.split("__", 1)[1]: v for k, v in fit_kwargs.items()}
-    per_tree = (time.perf_counter() - clock.start) / est.n_estimators
-    while est.n_estimators < wanted:
-        elapsed = time.perf_counter() - clock.start
-        room = int((limit_s - elapsed) / max(per_tree, 1e-6))
-        if room < 1:
-            clock.stopped_at = int(est.n_estimators)
-            break
-        n = min(wanted, est.n_estimators + min(room, 4 * chunk))
-        t0, before = time.perf_counter(), est.n_estimators
-        est.set_params(n_estimators=n)
-        est.fit(X, y, **est_kwargs)
-        per_tree = max(per_tree, (time.perf_counter() - t0) / (n - before))
-    est.set_params(warm_start=False)
-    return clock.stopped_at
+    chunk = max(MIN_ROUNDS, int(getattr(pipeline[-1], "n_jobs", 1) or 1))
+    return _grow_warm(pipeline, frame, y, fit_kwargs, limit_s, size="n_estimators",
+                      trained=lambda est: int(est.n_estimators), first=chunk, step=lambda before: 4 * chunk)
 
 
 def grow_hist_gbm(pipeline: Any, frame: Any, y: np.ndarray, fit_kwargs: dict[str, Any], limit_s: float) -> int | None:
@@ -147,25 +162,9 @@ def grow_hist_gbm(pipeline: Any, frame: Any, y: np.ndarray, fit_kwargs: dict[str
     fit. Chunks double in size, because every warm start re-predicts the training rows with the trees
     so far. Returns the iteration count when the limit stopped it early, else None.
     """
-    est = pipeline[-1]
-    wanted = int(est.max_iter)
-    clock = _Clock(limit_s)
-    est.set_params(warm_start=True, max_iter=min(wanted, MIN_ROUNDS))
-    pipeline.fit(frame, y, **fit_kwargs)
-    X = pipeline[:-1].transform(frame)  # encode once for the later chunks
-    est_kwargs = {k.split("__", 1)[1]: v for k, v in fit_kwargs.items()}
-    per_iter = (time.perf_counter() - clock.start) / max(int(est.n_iter_), 1)
-    # n_iter_ below max_iter: early stopping ended the fit, and more chunks would add nothing
-    while int(est.n_iter_) == int(est.max_iter) < wanted:
-        room = int((limit_s - (time.perf_counter() - clock.start)) / max(per_iter, 1e-6))
-        if room < 1:
-            clock.stopped_at = int(est.n_iter_)
-            break
-        before = int(est.n_iter_)
-        n = min(wanted, before + min(room, max(MIN_ROUNDS, before)))
-        t0 = time.perf_counter()
-        est.set_params(max_iter=n)
-        est.fit(X, y, **est_kwargs)
-        per_iter = max(per_iter, (time.perf_counter() - t0) / max(int(est.n_iter_) - before, 1))
-    est.set_params(warm_start=False, max_iter=wanted)
-    return clock.stopped_at
+    wanted = int(pipeline[-1].max_iter)
+    stopped = _grow_warm(pipeline, frame, y, fit_kwargs, limit_s, size="max_iter",
+                         trained=lambda est: int(est.n_iter_), first=MIN_ROUNDS,
+                         step=lambda before: max(MIN_ROUNDS, before))
+    pipeline[-1].set_params(max_iter=wanted)
+    return stopped
