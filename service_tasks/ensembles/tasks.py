@@ -48,7 +48,8 @@ ROUTE_FAMILIES = ("hist_gbm", "linear")
 """Per-route (and global) model families tried by the route_* tasks, with default settings (no
 per-route tuning: routes are small, tuning would over-fit). The family whose routed/global blend
 has the best nested OOF is kept (ties: the first listed): per-route linear models win when the
-routes carry the interaction (different slopes per segment), the GBM when they do not."""
+routes carry the interaction (different slopes per segment), the GBM when they do not. Under a budget
+a time-bound family (hist_gbm) is skipped when the families fit before it left no time."""
 
 
 @dataclass
@@ -433,9 +434,17 @@ def _route(job: Job, make_router: Callable[[], Router], min_size: int, *, X_trai
     job.ctx.log(f"per-route fits within a budget of {job.ctx.request.budget_seconds:g}s" if deadline else
                 "per-route fits run to the end (no budget, or OBSRV_MAX_TRIALS set)")
     tried = []
+    skipped: list[str] = []
     # Families without a time hook (linear: quick) fit first, so that those that stop at their
     # share of the time (hist_gbm) get all of the budget that is left.
     for family in sorted(ROUTE_FAMILIES, key=lambda f: f in time_limits.BOUNDED_FAMILIES):
+        if tried and deadline is not None and deadline.share(1) <= 0.0:
+            # With no time left every fit of a bounded family would still train MIN_ROUNDS rounds:
+            # all cost, no budget (on Car's 6 classes, 20 s of hist_gbm against a 7 s budget).
+            skipped.append(family)
+            job.ctx.log(f"{label} [{family}]: skipped; the families before it spent the budget of "
+                        f"{job.ctx.request.budget_seconds:g}s (raise the task's budget or --time-limit to try it)")
+            continue
         learner = FamilyFactory(family, d.problem, job.k, seed=job.seed)
         t0 = time.perf_counter()
         res = routed_cv(X_train, y, d.folds, make_router, learner, min_size, w=w,
@@ -459,17 +468,20 @@ def _route(job: Job, make_router: Callable[[], Router], min_size: int, *, X_trai
                                   f"oof_{job.metric}/global/{family}": s_fg,
                                   f"oof_{job.metric}/blend/{family}": s_b}})
     tried.sort(key=lambda t: ROUTE_FAMILIES.index(t["family"]))
-    best = min(tried, key=lambda t: t["loss"])  # ties -> the first family in ROUTE_FAMILIES
+    best = min(tried, key=lambda t: t["loss"])  # ties -> the first family tried in ROUTE_FAMILIES
     res, alpha, family, g_name = best["res"], best["alpha"], best["family"], best["g_name"]
     figures: dict[str, float] = {k: v for t in tried for k, v in t["figures"].items()}
     figures.update({f"oof_{job.metric}/routed": job.score(res.oof_routed),
                     f"oof_{job.metric}/blend": job.score(best["blend_oof"]), "blend_weight": alpha})
+    families_tried = [t["family"] for t in tried]
     params = {"router": label, "min_size": min_size, "model_family": family,
-              "families_tried": list(ROUTE_FAMILIES), "blend_global": g_name,
+              "families_tried": families_tried, "families_skipped": skipped, "blend_global": g_name,
               "routes_with_model_per_fold": res.n_routed_per_fold, "blend_weight": alpha,
               "blend_weight_per_fold": best["per_fold"]}
-    notes = [f"per-route model family {family} (best nested blend OOF of {', '.join(ROUTE_FAMILIES)}); "
+    notes = [f"per-route model family {family} (best nested blend OOF of {', '.join(families_tried)}); "
              f"blend = {alpha:.2f} routed + {1 - alpha:.2f} {g_name}"]
+    if skipped:
+        notes.append(f"not tried for lack of time: {', '.join(skipped)}")
     if not any(res.n_routed_per_fold):
         notes.append(f"no route reached min_size={min_size}; every row uses the global model")
     extras = list(extra_input_columns or [])

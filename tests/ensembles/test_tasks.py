@@ -124,6 +124,27 @@ def test_route_cluster_writes_the_clustered_table(binary_setup):
     assert any(k.startswith("oof_auc/blend/hist_gbm") for k in ctx.published[1].metrics)
 
 
+@pytest.mark.both_route_families
+def test_a_spent_budget_skips_the_time_bound_route_family(binary_setup, monkeypatch):
+    """The linear family (no time hook) fits first; when it has spent the task's whole budget,
+    hist_gbm is skipped instead of fitting 10 iterations per fit over budget, and the skip is
+    visible in the log, the params and the notes."""
+    monkeypatch.delenv("OBSRV_MAX_TRIALS", raising=False)  # a budget only binds without it
+    data, pool, preds = binary_setup
+    ctx = fake_context(data, pool, preds, TASK_CONFIGS["route_cluster"], metric="auc", budget=1e-3)
+    run_task(ctx)
+    blend = ctx.published[1]
+    assert blend.params["families_tried"] == ["linear"] and blend.params["families_skipped"] == ["hist_gbm"]
+    assert blend.params["model_family"] == "linear"
+    assert not any("hist_gbm" in k for k in blend.metrics)
+    assert "not tried for lack of time: hist_gbm" in blend.notes
+    assert any("[hist_gbm]: skipped" in line for line in ctx.logs)
+    _check_outputs(ctx, data)
+    # with the default budget both families are tried and nothing is skipped
+    ctx = _run(binary_setup, TASK_CONFIGS["route_cluster"], "auc")
+    assert ctx.published[1].params["families_skipped"] == []
+
+
 def test_route_external_missing_keys_use_the_global_model(binary_setup):
     ctx = _run(binary_setup, TASK_CONFIGS["route_external"], "auc")
     data = binary_setup[0]
