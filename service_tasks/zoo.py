@@ -26,8 +26,10 @@ learned, never taken from the OOF fold.
 Budgets (``time_limits``): the base tasks and ``boost`` search with ``time_bound``, so every config,
 the default one included, trains within the task's budget: each fold model gets an even share of
 the time left, and boosters, hist_gbm and forests stop adding rounds, iterations or trees when it
-is spent (never fewer than 10). kNN and linear fits (and CatBoost on a GPU) have no such hook and
-run to the end. With ``OBSRV_MAX_TRIALS`` set (reproducible runs) nothing depends on the clock: no time bound.
+is spent (never fewer than 10); xgboost, lightgbm and hist_gbm fits the limit would cut short also
+raise their learning rate after their first 10 rounds (``time_limits.paced_learning_rate``). kNN and
+linear fits (and CatBoost on a GPU) have no such hook and run to the end. With ``OBSRV_MAX_TRIALS``
+set (reproducible runs) nothing depends on the clock: no time bound.
 
 Large tables (``resource_caps``): a forest config's ``n_estimators`` is lowered when the estimated
 fold bag would exceed its memory share, and kNN fold models fit on a seeded sample of at most
@@ -278,6 +280,8 @@ class FamilyModel:
     """Training time limit (``time_limits``: boosters and forests stop early and keep what they have)."""
     stopped_at_: int | None = None
     """Rounds or trees trained when the time limit stopped the fit (None: it ran to the end)."""
+    paced_lr_: float | None = None
+    """The learning rate the time limit's pacing raised the fit to after its first rounds (None: unchanged)."""
 
     def __init__(
         self,
@@ -371,13 +375,17 @@ class FamilyModel:
             if self.family in ("xgboost", "lightgbm", "catboost"):
                 self._fit_booster(frame, y, w)
             elif self.family in ("random_forest", "extra_trees") and self.time_limit_s is not None:
-                self.stopped_at_ = time_limits.grow_forest(self.estimator_, frame, y, fit_kwargs, self.time_limit_s)
+                self._timed(time_limits.grow_forest(self.estimator_, frame, y, fit_kwargs, self.time_limit_s))
             elif self.family == "hist_gbm" and self.time_limit_s is not None:
-                self.stopped_at_ = time_limits.grow_hist_gbm(self.estimator_, frame, y, fit_kwargs,
-                                                             self.time_limit_s)
+                self._timed(time_limits.grow_hist_gbm(self.estimator_, frame, y, fit_kwargs, self.time_limit_s))
             else:
                 self.estimator_.fit(frame, y, **fit_kwargs)
         return self
+
+    def _timed(self, clock: time_limits.FitClock | None) -> None:
+        """Keep what the time limit did to this fit (None: no limit)."""
+        self.stopped_at_ = None if clock is None else clock.stopped_at
+        self.paced_lr_ = None if clock is None else clock.paced_lr
 
     def _threads(self) -> Any:
         """HistGradientBoosting has no n_jobs: cap its OpenMP pool instead."""
@@ -412,11 +420,14 @@ class FamilyModel:
                 kwargs["sample_weight_eval_set"] = None if w is None else [w[val]]
             else:
                 est.set_params(early_stopping_rounds=None)
-            stop = time_limits.xgboost_callback(limit) if limit is not None else None
+            rate = est.get_params()["learning_rate"]
+            rate = 0.3 if rate is None else float(rate)  # None: xgboost's own default eta
+            rounds = int(est.get_params()["n_estimators"] or 100)  # None: xgboost's own default
+            stop = time_limits.xgboost_callback(limit, rate, rounds) if limit is not None else None
             est.set_params(callbacks=[stop] if stop else None)
             est.fit(X_tr, y_tr, **kwargs)
             est.set_params(device="cpu", callbacks=None)  # serve anywhere; the callback is spent
-            self.stopped_at_ = stop.clock.stopped_at if stop else None
+            self._timed(stop.clock if stop else None)
         elif self.family == "lightgbm":
             import lightgbm as lgb
 
@@ -429,11 +440,12 @@ class FamilyModel:
                 early = lgb.early_stopping(50, verbose=False)
                 callbacks.append(early)
             if limit is not None:
-                callbacks.append(time_limits.lightgbm_callback(limit, early))
+                rate, rounds = float(est.get_params()["learning_rate"]), int(est.get_params()["n_estimators"])
+                callbacks.append(time_limits.lightgbm_callback(limit, early, rate, rounds))
             if callbacks:
                 kwargs["callbacks"] = callbacks
             est.fit(X_tr, y_tr, **kwargs)
-            self.stopped_at_ = callbacks[-1].clock.stopped_at if limit is not None else None
+            self._timed(callbacks[-1].clock if limit is not None else None)
         else:  # catboost
             kwargs = {"sample_weight": w_tr}
             if len(val):
@@ -444,7 +456,7 @@ class FamilyModel:
             if cb_stop:
                 kwargs["callbacks"] = [cb_stop]
             est.fit(X_tr, y_tr, **kwargs)
-            self.stopped_at_ = cb_stop.clock.stopped_at if cb_stop else None
+            self._timed(cb_stop.clock if cb_stop else None)
 
     def predict_matrix(self, X: pd.DataFrame) -> np.ndarray:
         frame = self._frame(X, fit=False)
@@ -967,12 +979,16 @@ def search_family(
         slowest = max(slowest, seconds)
         value = M.score(metric, y[scored], oof[scored], problem=problem, weights=None if w is None else w[scored])
         stopped = [m.stopped_at_ for m in bag.models_ if getattr(m, "stopped_at_", None) is not None]
+        paced = [round(m.paced_lr_, 4) for m in bag.models_ if getattr(m, "paced_lr_", None) is not None]
         trials.append({"trial": len(trials), "params": cfg, "oof_" + metric: value, "seconds": round(seconds, 3)}
-                      | ({"stopped_at_time_limit": stopped} if stopped else {}))
+                      | ({"stopped_at_time_limit": stopped} if stopped else {})
+                      | ({"paced_learning_rate": paced} if paced else {}))
         if log:
             log(f"{family} trial {len(trials) - 1}: oof {metric}={value:.5f} in {seconds:.1f}s {cfg}"
                 + (f"; time limit reached in {len(stopped)} of {len(bag.models_)} folds "
-                   f"(after {min(stopped)}-{max(stopped)} rounds/trees)" if stopped else ""))
+                   f"(after {min(stopped)}-{max(stopped)} rounds/trees)" if stopped else "")
+                + (f"; learning rate paced to {min(paced):.3g}-{max(paced):.3g} in {len(paced)} folds"
+                   if paced else ""))
         fit = FamilyFit(bag, oof, cfg, value, hold, metric, seconds, device)
         loss = M.loss(metric, y[scored], oof[scored], problem=problem, weights=None if w is None else w[scored])
         kept.append((loss, len(trials), fit))

@@ -438,7 +438,8 @@ def _route(job: Job, make_router: Callable[[], Router], min_size: int, *, X_trai
     # Families without a time hook (linear: quick) fit first, so that those that stop at their
     # share of the time (hist_gbm) get all of the budget that is left.
     for family in sorted(ROUTE_FAMILIES, key=lambda f: f in time_limits.BOUNDED_FAMILIES):
-        if tried and deadline is not None and deadline.share(1) <= 0.0:
+        if (tried and deadline is not None and family in time_limits.BOUNDED_FAMILIES
+                and deadline.share(1) <= 0.0):
             # With no time left every fit of a bounded family would still train MIN_ROUNDS rounds:
             # all cost, no budget (on Car's 6 classes, 20 s of hist_gbm against a 7 s budget).
             skipped.append(family)
@@ -449,8 +450,10 @@ def _route(job: Job, make_router: Callable[[], Router], min_size: int, *, X_trai
         t0 = time.perf_counter()
         res = routed_cv(X_train, y, d.folds, make_router, learner, min_size, w=w,
                         X_holdout=X_holdout, learner_columns=list(d.feature_columns), deadline=deadline)
-        stopped = [m.model_.stopped_at_ for b in res.bundles for m in [b.global_model, *b.route_models.values()]
-                   if m.model_ is not None and m.model_.stopped_at_ is not None]
+        fitted = [m.model_ for b in res.bundles for m in [b.global_model, *b.route_models.values()]
+                  if m.model_ is not None]
+        stopped = [m.stopped_at_ for m in fitted if m.stopped_at_ is not None]
+        paced = [m.paced_lr_ for m in fitted if m.paced_lr_ is not None]
         g_oof, g_hold, g_name = res.oof_global, res.holdout_global, f"{family} global"
         if best_pool is not None and job.loss(y, job.pool.oof[best_pool], w) <= job.loss(y, g_oof, w):
             g_oof, g_hold, g_name = job.pool.oof[best_pool], job.pool.holdout[best_pool], job.pool.models[best_pool]
@@ -461,7 +464,9 @@ def _route(job: Job, make_router: Callable[[], Router], min_size: int, *, X_trai
                     f"blend with {g_name} ({s_g:.5f}) {s_b:.5f} (routed weight {alpha:.2f}; per fold {per_fold}); "
                     f"route models per fold {res.n_routed_per_fold}; fit in {time.perf_counter() - t0:.1f}s"
                     + (f"; {len(stopped)} fits stopped at the time limit (after {min(stopped)}-{max(stopped)} "
-                       "iterations)" if stopped else ""))
+                       "iterations)" if stopped else "")
+                    + (f"; learning rate paced to {min(paced):.3g}-{max(paced):.3g} in {len(paced)} fits"
+                       if paced else ""))
         tried.append({"loss": job.loss(y, blend_oof, w), "family": family, "res": res, "alpha": alpha,
                       "blend_oof": blend_oof, "per_fold": per_fold, "g_hold": g_hold, "g_name": g_name,
                       "figures": {f"oof_{job.metric}/routed/{family}": s_r,

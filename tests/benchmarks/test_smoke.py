@@ -133,7 +133,7 @@ def test_quality_task_seconds_average_exactly_the_rows_in_the_report() -> None:
     assert quality.obsrv_task_seconds(runs) == {"a": 2.0, "b": 4.0}
 
 
-@pytest.mark.parametrize("script", ["quality.py", "scale.py", "holdout_ab.py"])
+@pytest.mark.parametrize("script", ["quality.py", "scale.py", "holdout_ab.py", "code_ab.py"])
 def test_help(script: str) -> None:
     res = subprocess.run([sys.executable, str(BENCH / script), "--help"], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and "--smoke" in res.stdout
@@ -151,3 +151,44 @@ def test_task_start_smoke(tmp_path: Path) -> None:
         warm, cold = (float(x) for x in rows[task].split("|")[2:4])
         assert warm > 0 and cold > 0, rows[task]
     assert "cold / warm" in md and "--from stack_top_any" in md
+
+
+def test_code_ab_arms_load_obsrv_from_their_own_checkout(tmp_path: Path) -> None:
+    """Each arm's shim makes every obsrv package load from that arm's git worktree, ahead of the
+    installed (editable) package; a shim that does not is refused before anything runs."""
+    sys.path.insert(0, str(BENCH))
+    import code_ab
+
+    code = code_ab.checkout("HEAD", tmp_path / "code")
+    try:
+        env = code_ab.arm_env(code_ab.shim(code, tmp_path / "shim"), code)
+        probe = subprocess.run([sys.executable, "-c", "import obsrv.compiler.cli as c, obsrv.service_tasks.zoo as z, "
+                                "obsrv.templates as t; print(c.__file__); print(z.__file__); "
+                                "print(t.__path__[0])"],
+                               env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert probe.returncode == 0, probe.stderr
+        loaded = [Path(os.path.realpath(line)) for line in probe.stdout.split()]
+        assert len(loaded) == 3 and all(code.resolve() in p.parents for p in loaded), loaded
+        with pytest.raises(SystemExit, match="loads obsrv from"):
+            code_ab.arm_env(tmp_path / "empty_shim", code)  # nothing there: the installed package loads
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(code)], cwd=ROOT, capture_output=True)
+
+
+def test_code_ab_summary_pairs_the_arms_split_by_split() -> None:
+    sys.path.insert(0, str(BENCH))
+    import code_ab
+
+    rows = []
+    for ds, n_classes, a, b in [("credit_data", 2, 0.80, 0.82), ("wa_churn", 2, 0.84, 0.84), ("Car", 6, 1.55, 1.50),
+                                ("HMDA", 2, 0.83, None)]:  # B failed on HMDA: that split is not a pair
+        for arm, value in (("A", a), ("B", b)):
+            metric = {"auc": value} if n_classes == 2 else {"logloss": value}
+            rows.append({"method": "obsrv_champion", "status": "ok" if value else "failed: boom", "dataset": ds,
+                         "repeat": 0, "fold": 0, "n_classes": n_classes, "arm": arm, **metric,
+                         "fit_s": 300.0 if ds == "HMDA" else 60.0 if arm == "A" else 50.0})
+    f = code_ab.summarise(pd.DataFrame(rows))["obsrv_champion"]
+    assert (f["pairs"], f["wins_b"], f["ties"]) == (3, 2, 1)
+    # relative loss reductions per dataset: credit (0.20-0.18)/0.20, wa_churn 0, Car 0.05/1.55
+    assert f["rel_loss_reduction"] == pytest.approx((0.1 + 0.0 + 0.05 / 1.55) / 3)
+    assert (f["fit_s_a"], f["fit_s_b"]) == (60.0, 50.0)  # over the pairs only: A's unpaired 300 s left out

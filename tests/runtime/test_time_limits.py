@@ -42,8 +42,24 @@ def _model(family: str, limit: float | None) -> zoo.FamilyModel:
     return m.fit(X, y, None)
 
 
+def _patch(monkeypatch, name: str, value) -> None:  # noqa: ANN001
+    """``monkeypatch.setattr(time_limits, name, value)`` that also reaches the code zoo calls.
+
+    Why not setattr alone: obsrv's models are cloudpickled *by value*, and loading one in this
+    process (earlier tests do, through MLflow) can leave ``time_limits``' functions and classes
+    bound to another globals dict than the module's; a setattr on the module then misses them."""
+    spaces = {id(vars(time_limits)): vars(time_limits)}
+    for f in (time_limits.xgboost_callback, time_limits.lightgbm_callback, time_limits.grow_hist_gbm,
+              time_limits.FitClock.pace_after):
+        spaces.setdefault(id(f.__globals__), f.__globals__)
+    for space in spaces.values():
+        monkeypatch.setitem(space, name, value)
+
+
 @pytest.mark.parametrize("family", list(SLOW))
-def test_a_fit_stops_at_its_limit_and_keeps_a_working_model(family: str) -> None:
+def test_a_fit_stops_at_its_limit_and_keeps_a_working_model(family: str, monkeypatch) -> None:
+    # pacing off: at a raised rate early stopping may end the fit before the clock does (tested below)
+    _patch(monkeypatch, "PACE_LR_ROUNDS", 0.0)
     m = _model(family, 0.5)
     wanted = _wanted(family)
     # stopped by the clock (no timing assertion: a loaded CI machine only changes where it stops)
@@ -193,3 +209,79 @@ def test_a_cpu_retry_after_a_failed_gpu_fit_gets_the_trials_time_afresh(monkeypa
                    device="cuda", params={"n_estimators": 20}, time_bound=True)
     assert [d for d, _ in seen] == ["cuda", "cpu"]
     assert seen[1][1] > 0.9  # not the ~-0.2 s the failed attempt left
+
+
+def test_paced_learning_rate_aims_at_the_rounds_the_time_affords() -> None:
+    # 50 of 1000 rounds affordable: 10 / 50 = 0.2
+    assert time_limits.paced_learning_rate(0.05, 50, 1000) == pytest.approx(0.2)
+    assert time_limits.paced_learning_rate(0.05, 20, 1000) == time_limits.MAX_PACED_LR  # capped
+    assert time_limits.paced_learning_rate(0.05, 500, 1000) is None  # enough rounds for 0.05
+    assert time_limits.paced_learning_rate(0.3, 50, 1000) is None  # never lowered
+    assert time_limits.paced_learning_rate(0.05, 150, 100) is None  # the limit will not cut it short
+
+
+def test_a_fit_the_limit_stops_at_its_tenth_round_is_not_paced() -> None:
+    clock = time_limits.FitClock(0.0, 0.05, 1000)  # the limit has already passed
+    assert clock.pace_after(time_limits.MIN_ROUNDS, 0.01) is None and clock.paced_lr is None
+    clock = time_limits.FitClock(3600.0, 0.05, 1000)
+    assert clock.pace_after(time_limits.MIN_ROUNDS, 100.0) == pytest.approx(10 / (10 + 36.0), rel=1e-3)
+
+
+PACED = ("xgboost", "lightgbm", "hist_gbm")
+
+
+@pytest.mark.parametrize("family", list(SLOW))
+def test_a_fit_the_limit_cuts_short_is_paced(family: str) -> None:
+    """lr 0.001 and 5000 rounds in 1 s: at any machine's pace far fewer rounds than 0.001 needs, so
+    the rate is raised after MIN_ROUNDS rounds (boosters that can change it mid-fit only)."""
+    m = _model(family, 1.0)
+    if family not in PACED:
+        assert m.paced_lr_ is None  # forests have no rate; CatBoost cannot change it mid-fit
+        return
+    if m.stopped_at_ == time_limits.MIN_ROUNDS:  # a machine so loaded that 10 rounds took the whole second
+        assert m.paced_lr_ is None  # no round was left to use a new rate: none is reported
+        return
+    assert m.paced_lr_ is not None and 0.001 < m.paced_lr_ <= time_limits.MAX_PACED_LR
+    if family == "hist_gbm":
+        assert m.estimator_[-1].learning_rate == 0.001  # the config is given back (each tree keeps its rate)
+    if family == "lightgbm":
+        assert m.estimator_.booster_.params["learning_rate"] == pytest.approx(m.paced_lr_)
+
+
+def _first_rounds(m: zoo.FamilyModel, X) -> np.ndarray:  # noqa: ANN001
+    """The model's probabilities from its first MIN_ROUNDS rounds only."""
+    n, frame = time_limits.MIN_ROUNDS, m._frame(X, fit=False)
+    if m.family == "xgboost":
+        return m.estimator_.predict_proba(frame, iteration_range=(0, n))
+    if m.family == "lightgbm":
+        return m.estimator_.predict_proba(frame, num_iteration=n)
+    est = m.estimator_[-1]  # hist_gbm: the trees' leaf values carry the rate they were fit with
+    return np.concatenate([tree.nodes["value"] for trees in est._predictors[:n] for tree in trees])
+
+
+@pytest.mark.parametrize("family", PACED)
+def test_pacing_changes_the_rate_of_the_rounds_after_the_first(family: str, monkeypatch) -> None:
+    """Pacing forced to 0.3 without any time pressure (so nothing depends on the clock): the same
+    30 rounds at 0.01 then 0.3 fit the training rows far better than 30 rounds at 0.01, and the first
+    MIN_ROUNDS rounds are the unpaced fit's."""
+    X, y, _ = _multiclass(600)
+    numeric, categorical = zoo._split_columns(X, None)
+    size = "max_iter" if family == "hist_gbm" else "n_estimators"
+
+    def fit(rate: float | None, rounds: int = 30) -> zoo.FamilyModel:
+        _patch(monkeypatch, "paced_learning_rate", lambda *a: rate)
+        m = zoo.FamilyModel(family, {size: rounds, "learning_rate": 0.01}, problem="classification", n_classes=3,
+                            numeric=numeric, categorical=categorical, seed=0, n_jobs=2)
+        m.time_limit_s = 3600.0
+        return m.fit(X, y, None)
+
+    paced, plain = fit(0.3), fit(None)
+    assert paced.paced_lr_ == 0.3 and plain.paced_lr_ is None
+    assert paced.stopped_at_ is None and plain.stopped_at_ is None
+    loss = {k: zoo.M.score("logloss", y, m.predict_matrix(X), problem="classification")
+            for k, m in (("paced", paced), ("plain", plain))}
+    assert loss["paced"] < 0.8 * loss["plain"], loss
+    np.testing.assert_allclose(_first_rounds(paced, X), _first_rounds(plain, X), rtol=1e-6, atol=1e-9)
+    if family == "hist_gbm":
+        est = paced.estimator_[-1]
+        assert est.n_iter_ == 30 and est.learning_rate == 0.01 and not est.warm_start
