@@ -12,3 +12,5 @@ python benchmarks/scale.py --sizes 10000,100000,1000000 --jobs 1
 python benchmarks/quality.py --budget 60 --max-splits 10 --resume --stop-after 6000
 # holdout A/B: obsrv with context.holdout 0.2 against 0 on the first outer split of every dataset (~30 min)
 python benchmarks/holdout_ab.py --max-splits 1
+# code A/B: booster pacing and the route-family skip (a9445e4) against the code before them (402d17a) (~31 min)
+python benchmarks/code_ab.py --a 402d17a --b a9445e4
