@@ -16,7 +16,10 @@ started to fit (on a 2-core machine with a 60 s run, the 4- and 6-class sets' bo
 there). So after its first ``MIN_ROUNDS`` rounds a time-limited booster measures its pace, and when
 the rounds it can still afford at that pace are too few for its learning rate, it raises the rate
 for the rounds left (``paced_learning_rate``), as a smaller budget would pick anyway. xgboost,
-lightgbm and hist_gbm are paced; CatBoost cannot change its rate during a fit and is not.
+lightgbm and hist_gbm are paced during the fit. CatBoost cannot change its rate during a fit, so
+its fold models are paced *between* fits: each one starts at the rate that the last measured pace
+of a like fit (``Pace``: the previous fold's, or the previous config's in the same search) affords
+within its own limit. Only the very first CatBoost fold of a search has no pace to go by.
 """
 
 from __future__ import annotations
@@ -61,6 +64,23 @@ class Deadline:
         return Deadline(time.perf_counter() + self.share(parts_left))
 
 
+@dataclass(frozen=True)
+class Pace:
+    """How fast one fit trained: the seconds before its first round's own work (building its data,
+    borders and the like) and the seconds per round after that."""
+
+    setup_s: float
+    seconds_per_round: float
+
+    def learning_rate(self, learning_rate: float, limit_s: float, wanted_rounds: int) -> float | None:
+        """The rate for a like fit under ``limit_s`` at this pace, or None to keep ``learning_rate``
+        (``paced_learning_rate``). A fit always trains ``MIN_ROUNDS`` rounds, so it never counts on fewer."""
+        if self.seconds_per_round <= 0:
+            return None
+        affordable = max(float(MIN_ROUNDS), (limit_s - self.setup_s) / self.seconds_per_round)
+        return paced_learning_rate(learning_rate, affordable, wanted_rounds)
+
+
 def paced_learning_rate(learning_rate: float, affordable_rounds: float, wanted_rounds: int) -> float | None:
     """The learning rate for the rest of a fit that can afford ``affordable_rounds`` rounds in all
     at its pace so far and asked for ``wanted_rounds``, or None to keep ``learning_rate``.
@@ -78,7 +98,8 @@ class FitClock:
     """One time-limited fit: when it started, where the limit stopped it, the rate pacing set.
 
     ``learning_rate`` and ``wanted_rounds`` (the fit's rate and ``n_estimators`` / ``max_iter``)
-    turn pacing on; without them (forests, CatBoost) the clock only stops the fit."""
+    turn pacing on during the fit; without them (forests, CatBoost) the clock stops the fit, and a
+    callback that ``tick``s every round (CatBoost) also measures its pace for the next fold."""
 
     def __init__(self, limit_s: float, learning_rate: float | None = None, wanted_rounds: int = 0) -> None:
         self.limit_s = limit_s
@@ -88,6 +109,23 @@ class FitClock:
         self.wanted_rounds = wanted_rounds
         self.paced_lr: float | None = None  # the rate pacing set, if it raised it
         self._first_round_end: float | None = None
+        self._last_round: tuple[int, float] | None = None  # (rounds done, when), for ``measured_pace``
+
+    def tick(self, rounds_done: int) -> None:
+        """Note that round ``rounds_done`` has just ended (for the pace)."""
+        now = time.perf_counter()
+        if rounds_done == 1:
+            self._first_round_end = now
+        self._last_round = (rounds_done, now)
+
+    def measured_pace(self) -> Pace | None:
+        """The fit's pace from the rounds ticked so far: per round from the end of round 1 on, so
+        that building the training data does not count as per-round cost (it is ``setup_s``)."""
+        if self._first_round_end is None or self._last_round is None or self._last_round[0] < 2:
+            return None
+        rounds, end = self._last_round
+        per_round = (end - self._first_round_end) / (rounds - 1)
+        return Pace(max(0.0, self._first_round_end - self.start - per_round), per_round)
 
     def out_of_time(self, rounds_done: int) -> bool:
         if rounds_done >= MIN_ROUNDS and time.perf_counter() - self.start > self.limit_s:
@@ -99,8 +137,7 @@ class FitClock:
         """For a per-round callback, after each round: at ``MIN_ROUNDS`` rounds, the raised learning
         rate for the rounds left, or None. The pace is timed from the end of round 1, so that
         building the training matrix and its bins before it does not count as per-round cost."""
-        if rounds_done == 1:
-            self._first_round_end = time.perf_counter()
+        self.tick(rounds_done)
         if rounds_done != MIN_ROUNDS:
             return None
         if self._first_round_end is None:  # pragma: no cover - every callback sees round 1
@@ -164,13 +201,18 @@ def lightgbm_callback(limit_s: float, early_stopping: Any = None, learning_rate:
 
 
 class CatBoostStopAtLimit:
-    """CatBoost's user callback protocol: ``after_iteration`` returns False to stop (CPU only)."""
+    """CatBoost's user callback protocol: ``after_iteration`` returns False to stop (CPU only).
+    Its clock times every round, so that the next fold can be paced (``FitClock.measured_pace``)."""
 
     def __init__(self, limit_s: float) -> None:
         self.clock = FitClock(limit_s)
+        self.rounds = 0
 
     def after_iteration(self, info: Any) -> bool:
-        return not self.clock.out_of_time(int(info.iteration))
+        # counted here: ``info.iteration`` counts metric evaluations, which ``metric_period`` thins
+        self.rounds += 1
+        self.clock.tick(self.rounds)
+        return not self.clock.out_of_time(self.rounds)
 
 
 def _grow_warm(pipeline: Any, frame: Any, y: np.ndarray, fit_kwargs: dict[str, Any], limit_s: float, *,

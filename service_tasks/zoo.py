@@ -27,7 +27,9 @@ Budgets (``time_limits``): the base tasks and ``boost`` search with ``time_bound
 the default one included, trains within the task's budget: each fold model gets an even share of
 the time left, and boosters, hist_gbm and forests stop adding rounds, iterations or trees when it
 is spent (never fewer than 10); xgboost, lightgbm and hist_gbm fits the limit would cut short also
-raise their learning rate after their first 10 rounds (``time_limits.paced_learning_rate``). kNN and
+raise their learning rate after their first 10 rounds (``time_limits.paced_learning_rate``), and a
+CatBoost fold model starts at the rate that the last measured pace of a like fit affords (every
+fold model but a search's first; ``time_limits.Pace``). kNN and
 linear fits (and CatBoost on a GPU) have no such hook and run to the end. With ``OBSRV_MAX_TRIALS``
 set (reproducible runs) nothing depends on the clock: no time bound.
 
@@ -281,7 +283,13 @@ class FamilyModel:
     stopped_at_: int | None = None
     """Rounds or trees trained when the time limit stopped the fit (None: it ran to the end)."""
     paced_lr_: float | None = None
-    """The learning rate the time limit's pacing raised the fit to after its first rounds (None: unchanged)."""
+    """The learning rate the time limit's pacing raised the fit to (None: unchanged). For CatBoost, the
+    rate the whole fit ran at, from ``pace_hint``; it stays in the estimator's params, because
+    CatBoost's leaf values carry it (the other families give their configured rate back)."""
+    pace_hint: time_limits.Pace | None = None
+    """CatBoost with a time limit: the last measured pace of a like fit, to pick this fit's rate."""
+    pace_: time_limits.Pace | None = None
+    """CatBoost with a time limit: this fit's measured pace, the next fit's ``pace_hint``."""
 
     def __init__(
         self,
@@ -455,8 +463,18 @@ class FamilyModel:
             cb_stop = time_limits.CatBoostStopAtLimit(limit) if limit is not None and self.device == "cpu" else None
             if cb_stop:
                 kwargs["callbacks"] = [cb_stop]
+                params = est.get_params()
+                rate = params.get("learning_rate")
+                if self.pace_hint is not None and rate is not None:  # None: CatBoost picks its own rate
+                    # CatBoost cannot change its rate during a fit: start it at the one the last pace affords
+                    wanted = next((int(params[k]) for k in ("iterations", "n_estimators", "num_boost_round",
+                                                            "num_trees") if params.get(k)), 1000)  # 1000: its default
+                    cb_stop.clock.paced_lr = self.pace_hint.learning_rate(float(rate), limit, wanted)
+                    if cb_stop.clock.paced_lr is not None:
+                        est.set_params(learning_rate=cb_stop.clock.paced_lr)
             est.fit(X_tr, y_tr, **kwargs)
             self._timed(cb_stop.clock if cb_stop else None)
+            self.pace_ = cb_stop.clock.measured_pace() if cb_stop else None
 
     def predict_matrix(self, X: pd.DataFrame) -> np.ndarray:
         frame = self._frame(X, fit=False)
@@ -829,11 +847,15 @@ def cross_fit(
     n_jobs: int | None = None,
     device: str = "cpu",
     deadline: float | None = None,
+    pace: time_limits.Pace | None = None,
 ) -> tuple[FoldBag, np.ndarray, np.ndarray | None]:
     """Fit one config on every fold: (fold bag, OOF matrix, averaged holdout matrix or None).
 
     ``deadline`` (a ``time.perf_counter()`` value): the time left is shared evenly by the folds
-    still to fit, and each fold model trains within its share (``time_limits``).
+    still to fit, and each fold model trains within its share (``time_limits``). A CatBoost fold
+    model starts at the rate that the last measured pace affords in its share: ``pace`` (an earlier
+    config's, from ``search_family``) for the first fold, the previous fold's after that
+    (``time_limits.Pace``). The bag's ``models_`` keep their ``pace_``.
     """
     numeric, categorical = _split_columns(X, categorical_columns)
     k_out = n_classes if problem == "classification" else 1
@@ -869,9 +891,11 @@ def cross_fit(
                 # training only: the share leaves FIT_SHARE_PREDICT of it for predicting the fold
                 share = (deadline - time.perf_counter()) / (len(fold_ids) - done)
                 model.time_limit_s = max(0.0, share * (1.0 - FIT_SHARE_PREDICT))
+                model.pace_hint = pace
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 model.fit(X.loc[train], y_tr, w_tr)
+            pace = getattr(model, "pace_", None) or pace  # a family that cannot pace itself during a fit (CatBoost)
         oof[test] = model.predict_matrix(X.loc[test])
         if hold_sum is not None and X_holdout is not None and len(X_holdout):  # empty: holdout 0
             hold_sum += model.predict_matrix(X_holdout)
@@ -931,6 +955,7 @@ def search_family(
     start = time.perf_counter()
     deadline = time_limits.task_deadline(start, budget_seconds) if time_bound else None
     slowest = 0.0
+    pace: time_limits.Pace | None = None
     trials: list[dict[str, Any]] = []
     kept: list[tuple[float, int, FamilyFit]] = []
     seen: set[str] = set()
@@ -960,7 +985,7 @@ def search_family(
             X_holdout=X_holdout, categorical_columns=categorical_columns, n_jobs=n_jobs,
         )
         try:
-            bag, oof, hold = fit_config(device=device, deadline=deadline)
+            bag, oof, hold = fit_config(device=device, deadline=deadline, pace=pace)
         except Exception as exc:  # noqa: BLE001
             if device != "cpu":
                 if log:
@@ -968,7 +993,7 @@ def search_family(
                 device = "cpu"
                 # the failed attempt may have spent the trial's time: the retry gets it afresh
                 retry_deadline = None if deadline is None else time.perf_counter() + max(deadline - t0, 1.0)
-                bag, oof, hold = fit_config(device=device, deadline=retry_deadline)
+                bag, oof, hold = fit_config(device=device, deadline=retry_deadline, pace=pace)
             elif len(trials) == 0:
                 raise
             else:
@@ -977,6 +1002,8 @@ def search_family(
                 continue
         seconds = time.perf_counter() - t0
         slowest = max(slowest, seconds)
+        # the next config's first fold starts from this config's last pace (CatBoost; time_limits.Pace)
+        pace = next((m.pace_ for m in reversed(bag.models_) if getattr(m, "pace_", None) is not None), pace)
         value = M.score(metric, y[scored], oof[scored], problem=problem, weights=None if w is None else w[scored])
         stopped = [m.stopped_at_ for m in bag.models_ if getattr(m, "stopped_at_", None) is not None]
         paced = [round(m.paced_lr_, 4) for m in bag.models_ if getattr(m, "paced_lr_", None) is not None]

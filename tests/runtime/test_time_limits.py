@@ -50,7 +50,7 @@ def _patch(monkeypatch, name: str, value) -> None:  # noqa: ANN001
     bound to another globals dict than the module's; a setattr on the module then misses them."""
     spaces = {id(vars(time_limits)): vars(time_limits)}
     for f in (time_limits.xgboost_callback, time_limits.lightgbm_callback, time_limits.grow_hist_gbm,
-              time_limits.FitClock.pace_after):
+              time_limits.FitClock.pace_after, time_limits.Pace.learning_rate):
         spaces.setdefault(id(f.__globals__), f.__globals__)
     for space in spaces.values():
         monkeypatch.setitem(space, name, value)
@@ -129,7 +129,9 @@ def test_a_hist_gbm_grown_in_chunks_equals_the_one_shot_fit(early_stopping: bool
     np.testing.assert_allclose(grown.predict_matrix(X), one_shot.predict_matrix(X), rtol=1e-9, atol=1e-12)
 
 
-def test_time_bound_search_keeps_the_default_config_within_the_budget() -> None:
+def test_time_bound_search_keeps_the_default_config_within_the_budget(monkeypatch) -> None:
+    # pacing off: at a raised rate early stopping may end a later fold before the clock does
+    _patch(monkeypatch, "PACE_LR_ROUNDS", 0.0)
     X, y, folds = _multiclass(3000)
     slow = {"iterations": 5000, "learning_rate": 0.001, "depth": 6}
     fit = zoo.fit_family("catboost", X, y, folds, problem="classification", n_classes=3, budget_seconds=3.0,
@@ -236,7 +238,7 @@ def test_a_fit_the_limit_cuts_short_is_paced(family: str) -> None:
     the rate is raised after MIN_ROUNDS rounds (boosters that can change it mid-fit only)."""
     m = _model(family, 1.0)
     if family not in PACED:
-        assert m.paced_lr_ is None  # forests have no rate; CatBoost cannot change it mid-fit
+        assert m.paced_lr_ is None  # forests have no rate; CatBoost can't change it mid-fit, and a lone fit has no pace to go by
         return
     if m.stopped_at_ == time_limits.MIN_ROUNDS:  # a machine so loaded that 10 rounds took the whole second
         assert m.paced_lr_ is None  # no round was left to use a new rate: none is reported
@@ -285,3 +287,76 @@ def test_pacing_changes_the_rate_of_the_rounds_after_the_first(family: str, monk
     if family == "hist_gbm":
         est = paced.estimator_[-1]
         assert est.n_iter_ == 30 and est.learning_rate == 0.01 and not est.warm_start
+
+
+def test_a_pace_affords_a_rate_for_a_like_fit() -> None:
+    pace = time_limits.Pace(setup_s=1.0, seconds_per_round=0.1)
+    assert pace.learning_rate(0.05, 6.0, 1000) == pytest.approx(0.2)  # (6 - 1) / 0.1 = 50 rounds
+    assert pace.learning_rate(0.05, 1.5, 1000) == time_limits.MAX_PACED_LR  # never counts on < MIN_ROUNDS
+    assert pace.learning_rate(0.05, 300.0, 1000) is None  # 2,990 rounds affordable: not cut short
+    assert pace.learning_rate(0.25, 6.0, 1000) is None  # never lowered
+
+
+def test_a_clock_measures_the_pace_from_the_end_of_round_one(monkeypatch) -> None:
+    now = [100.0]
+    monkeypatch.setattr(time, "perf_counter", lambda: now[0])
+    clock = time_limits.FitClock(60.0)
+    now[0] = 102.0
+    clock.tick(1)  # 1.9 s building the data, then round 1
+    assert clock.measured_pace() is None  # one round says nothing about the pace
+    now[0] = 103.0
+    clock.tick(11)
+    pace = clock.measured_pace()
+    assert pace is not None
+    assert pace.seconds_per_round == pytest.approx(0.1) and pace.setup_s == pytest.approx(1.9)
+
+
+def test_catboost_folds_after_the_first_start_at_the_rate_the_last_pace_affords() -> None:
+    """CatBoost cannot change its rate mid-fit: lr 0.001 and 5000 rounds in a 3 s cross-fit, so the
+    first fold trains unpaced and measures its pace, and every later fold starts at a raised rate."""
+    X, y, folds = _multiclass(1500)
+    bag, oof, _ = zoo.cross_fit("catboost", SLOW["catboost"], X, y, folds, problem="classification", n_classes=3,
+                                seed=0, deadline=time.perf_counter() + 3.0)
+    first, *rest = bag.models_
+    assert first.paced_lr_ is None and first.estimator_.get_params()["learning_rate"] == 0.001
+    assert first.pace_ is not None and first.pace_.seconds_per_round > 0
+    assert len(rest) == 2
+    for m in rest:
+        assert m.paced_lr_ is not None and 0.001 < m.paced_lr_ <= time_limits.MAX_PACED_LR
+        assert m.estimator_.get_params()["learning_rate"] == m.paced_lr_  # the rate its trees were fit with
+    assert np.isfinite(oof).all()
+    # a pace handed in (an earlier config's, in a search) paces the first fold too
+    again, _, _ = zoo.cross_fit("catboost", SLOW["catboost"], X, y, folds, problem="classification", n_classes=3,
+                                seed=0, deadline=time.perf_counter() + 3.0, pace=rest[-1].pace_)
+    assert all(m.paced_lr_ is not None for m in again.models_)
+
+
+def test_a_time_bound_catboost_search_records_where_it_paced() -> None:
+    X, y, folds = _multiclass(1500)
+    fit = zoo.fit_family("catboost", X, y, folds, problem="classification", n_classes=3, budget_seconds=3.0,
+                         seed=0, params=SLOW["catboost"], time_bound=True)
+    trial = fit.trials[0]
+    assert len(trial["paced_learning_rate"]) == 2  # every fold but the search's first
+    assert all(0.001 < lr <= time_limits.MAX_PACED_LR for lr in trial["paced_learning_rate"])
+    assert 1 <= len(trial["stopped_at_time_limit"]) <= 3 and np.isfinite(fit.oof).all()
+
+
+def test_a_catboost_fit_started_at_the_paced_rate_fits_better(monkeypatch) -> None:
+    """No time pressure (nothing depends on the clock): a pace hint that affords 30 of 60 rounds
+    starts the fit at 10 / 30 -> 0.3, and it fits the training rows far better than 60 rounds at 0.01."""
+    X, y, _ = _multiclass(600)
+    numeric, categorical = zoo._split_columns(X, None)
+
+    def fit(hint: time_limits.Pace | None) -> zoo.FamilyModel:
+        m = zoo.FamilyModel("catboost", {"iterations": 60, "learning_rate": 0.01}, problem="classification",
+                            n_classes=3, numeric=numeric, categorical=categorical, seed=0, n_jobs=2)
+        m.time_limit_s, m.pace_hint = 3600.0, hint
+        return m.fit(X, y, None)
+
+    paced, plain = fit(time_limits.Pace(0.0, 3600.0 / 30)), fit(None)
+    assert paced.paced_lr_ == time_limits.MAX_PACED_LR and plain.paced_lr_ is None
+    assert paced.estimator_.get_params()["learning_rate"] == time_limits.MAX_PACED_LR
+    assert paced.stopped_at_ is None and plain.stopped_at_ is None
+    loss = {k: zoo.M.score("logloss", y, m.predict_matrix(X), problem="classification")
+            for k, m in (("paced", paced), ("plain", plain))}
+    assert loss["paced"] < 0.8 * loss["plain"], loss
