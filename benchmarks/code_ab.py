@@ -9,7 +9,7 @@ Each arm's obsrv comes from a git worktree of its ref: a PYTHONPATH shim maps `o
 installed package. The harness (datasets, outer splits, obsrv adapter, scoring) is this checkout's
 `quality.py` for both arms, run as `quality.py --methods obsrv` in its own process per arm and
 dataset, alternating which arm goes first. Only obsrv's code differs; the outer test fold scores
-both. Writes `results/code_ab.md` and `results/code_ab_runs.csv` (`--out-dir`).
+both. Writes `results/code_ab.md` and `results/code_ab_runs.csv` (`--out-dir`, `--stem`).
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--out-dir", default=str(C.BENCH_DIR / "results"))
     ap.add_argument("--work-dir", default=None, help="scratch, empty or new (default: a temp dir, removed at the end)")
+    ap.add_argument("--stem", default="code_ab", help="report names: STEM.md and STEM_runs.csv, one per A/B kept")
     ap.add_argument("--smoke", action="store_true", help="quality.py's smoke mode in both arms (1 dataset, 600 rows)")
     args = ap.parse_args(argv)
     if args.smoke:
@@ -205,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out_dir = Path(args.out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = "code_ab_smoke" if args.smoke else "code_ab"
+    stem = f"{args.stem}_smoke" if args.smoke else args.stem
     command = "python benchmarks/code_ab.py " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     started = time.time()
