@@ -15,5 +15,5 @@ python benchmarks/holdout_ab.py --max-splits 1
 # code A/B: booster pacing and the route-family skip (a9445e4) against the code before them (402d17a) (~31 min)
 python benchmarks/code_ab.py --a 402d17a --b a9445e4
 # code A/B: CatBoost paced between fits (728f463) against the code before it (345ea76), the two
-# multiclass sets whose CatBoost fits the 60 s plan cuts short (~9 min)
-python benchmarks/code_ab.py --a 345ea76 --b 728f463 --datasets Car,hpc_data --stem code_ab_catboost
+# multiclass sets whose CatBoost fits the 60 s plan cuts short, first 3 outer splits (~27 min)
+python benchmarks/code_ab.py --a 345ea76 --b 728f463 --datasets Car,hpc_data --max-splits 3 --stem code_ab_catboost
