@@ -136,13 +136,11 @@ class FitClock:
     def pace(self, rounds_done: int) -> float | None:
         """For a per-round callback, after each round: at ``MIN_ROUNDS`` rounds, the raised learning
         rate for the rounds left, or None. The pace is timed from the end of round 1, so that
-        building the training matrix and its bins before it does not count as per-round cost."""
+        building the training matrix and its bins before it does not count as per-round cost
+        (``measured_pace``)."""
         self.tick(rounds_done)
-        if rounds_done != MIN_ROUNDS:
-            return None
-        if self._first_round_end is None:  # pragma: no cover - every callback sees round 1
-            return self.pace_after(rounds_done, (time.perf_counter() - self.start) / rounds_done)
-        return self.pace_after(rounds_done, (time.perf_counter() - self._first_round_end) / (rounds_done - 1))
+        measured = self.measured_pace() if rounds_done == MIN_ROUNDS else None
+        return None if measured is None else self.pace_after(rounds_done, measured.seconds_per_round)
 
     def pace_after(self, rounds_done: int, seconds_per_round: float) -> float | None:
         """The raised learning rate for the rounds after ``rounds_done``, at ``seconds_per_round``,
