@@ -2,7 +2,7 @@
 AutoGluon and H2O, on the same outer splits and the same wall-clock budget.
 
     python benchmarks/quality.py                       # full protocol (8 datasets, 5x2 CV, 60 s)
-    python benchmarks/quality.py --budget 300          # the long budget
+    python benchmarks/quality.py --budget 300          # the long budget (its own report: quality_300s.md)
     python benchmarks/quality.py --smoke               # CI smoke: 1 dataset, 1 fold, tiny budget
     python benchmarks/quality.py --report-only         # re-render the report from the raw CSV
 
@@ -553,6 +553,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--datasets", default=",".join(C.ALL_DATASETS), help="comma list (default: all 8)")
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--splits", default=None,
+                    help="only these outer splits, 1-based and comma-separated (e.g. 10: repeat 2, fold 5), "
+                         "to re-run or extend one split of the plan")
     ap.add_argument("--max-splits", type=int, default=None,
                     help="run only the first N outer splits of each dataset (a prefix of the full protocol)")
     ap.add_argument("--budget", type=float, default=60.0, help="wall-clock seconds per method and split")
@@ -587,7 +590,8 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore")
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = "quality_smoke" if args.smoke else "quality"
+    # another budget gets its own report, so that a --budget 300 run never overwrites the 60 s one
+    stem = "quality_smoke" if args.smoke else "quality" if args.budget == 60 else f"quality_{args.budget:g}s"
     raw_csv, meta_json = out_dir / f"{stem}_runs.csv", out_dir / f"{stem}_meta.json"
     out_md, out_png = out_dir / f"{stem}.md", out_dir / f"{stem}_rank.png"
     if args.report_only:
@@ -632,7 +636,10 @@ def main(argv: list[str] | None = None) -> int:
                                            random_state=args.seed)
                 ds = C.Dataset(ds.name, keep.reset_index(drop=True), ds.segment_column)
             y = ds.frame[C.TARGET].to_numpy()
+            only = None if args.splits is None else {int(v) - 1 for v in args.splits.split(",") if v.strip()}
             for ordinal, split in enumerate(C.outer_splits(y, args.folds, args.repeats)[: args.max_splits]):
+                if only is not None and ordinal not in only:
+                    continue
                 sub = split_rows(previous, name, split[0], split[1])
                 need = methods_needed(sub, methods)
                 if need:
@@ -678,6 +685,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": (prev_meta["command"] + "`, then `" + command) if args.resume and prev_meta.get("command") else command,
         "protocol": (f"datasets {', '.join(datasets)}; outer repeated stratified K-fold {args.folds}×{args.repeats} "
                      f"(seed {C.SPLIT_SEED})" + (f", first {args.max_splits} split(s) per dataset" if args.max_splits else "")
+                     + (f", only split(s) {args.splits}" if args.splits else "")
                      + f"; budget {args.budget:g} s per method and split; n_jobs = {C.cpu_count()} for every method"
                      + (f"; datasets subsampled to {args.max_rows} rows" if args.max_rows else "")),
         "reduction": args.reduction + (f" Not run for lack of time (--stop-after): {', '.join(stopped)}." if stopped else ""),

@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -288,3 +288,16 @@ def grow_hist_gbm(pipeline: Any, frame: Any, y: np.ndarray, fit_kwargs: dict[str
                        step=lambda before: max(MIN_ROUNDS, before), paced=True)
     est.set_params(max_iter=wanted, learning_rate=rate)
     return clock
+
+
+def limit_summary(models: Iterable[Any], what: str) -> str:
+    """What the time limit did to these fitted models, for a log line: ``"; time limit reached in 3
+    of 5 folds (after 10-42 rounds/trees); learning rate paced to 0.12-0.3 in 2 folds"``, or ``""``
+    when it did nothing. ``what`` names the models ("folds", "fits"); models without the attributes
+    (a constant fold model) count in the total only."""
+    models = list(models)
+    stopped = [m.stopped_at_ for m in models if getattr(m, "stopped_at_", None) is not None]
+    paced = [m.paced_lr_ for m in models if getattr(m, "paced_lr_", None) is not None]
+    return ((f"; time limit reached in {len(stopped)} of {len(models)} {what} "
+             f"(after {min(stopped)}-{max(stopped)} rounds/trees)" if stopped else "")
+            + (f"; learning rate paced to {min(paced):.3g}-{max(paced):.3g} in {len(paced)} {what}" if paced else ""))

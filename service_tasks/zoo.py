@@ -263,6 +263,15 @@ class FoldBag:
     def predict_matrix(self, X: pd.DataFrame) -> np.ndarray:
         return np.mean([m.predict_matrix(X) for m in self.models_], axis=0)
 
+    def fit_time_limit(self) -> float | None:
+        """The longest training time limit a fold model had (None: every fold ran to the end)."""
+        limits = [m.time_limit_s for m in self.models_ if getattr(m, "time_limit_s", None) is not None]
+        return max(limits) if limits else None
+
+    def last_pace(self) -> time_limits.Pace | None:
+        """The last fold model's measured pace (CatBoost under a time limit), else None."""
+        return next((m.pace_ for m in reversed(self.models_) if getattr(m, "pace_", None) is not None), None)
+
 
 class _ConstantModel:
     """What a fold gets when its training rows hold a single class (tiny routes): the class
@@ -1003,7 +1012,7 @@ def search_family(
         seconds = time.perf_counter() - t0
         slowest = max(slowest, seconds)
         # the next config's first fold starts from this config's last pace (CatBoost; time_limits.Pace)
-        pace = next((m.pace_ for m in reversed(bag.models_) if getattr(m, "pace_", None) is not None), pace)
+        pace = bag.last_pace() or pace
         value = M.score(metric, y[scored], oof[scored], problem=problem, weights=None if w is None else w[scored])
         stopped = [m.stopped_at_ for m in bag.models_ if getattr(m, "stopped_at_", None) is not None]
         paced = [round(m.paced_lr_, 4) for m in bag.models_ if getattr(m, "paced_lr_", None) is not None]
@@ -1012,10 +1021,7 @@ def search_family(
                       | ({"paced_learning_rate": paced} if paced else {}))
         if log:
             log(f"{family} trial {len(trials) - 1}: oof {metric}={value:.5f} in {seconds:.1f}s {cfg}"
-                + (f"; time limit reached in {len(stopped)} of {len(bag.models_)} folds "
-                   f"(after {min(stopped)}-{max(stopped)} rounds/trees)" if stopped else "")
-                + (f"; learning rate paced to {min(paced):.3g}-{max(paced):.3g} in {len(paced)} folds"
-                   if paced else ""))
+                + time_limits.limit_summary(bag.models_, "folds"))
         fit = FamilyFit(bag, oof, cfg, value, hold, metric, seconds, device)
         loss = M.loss(metric, y[scored], oof[scored], problem=problem, weights=None if w is None else w[scored])
         kept.append((loss, len(trials), fit))

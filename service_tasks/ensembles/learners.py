@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
-from obsrv.service_tasks import zoo
+from obsrv.service_tasks import time_limits, zoo
 
 from .base import Problem
 
@@ -46,6 +46,9 @@ class ZooLearner:
     time_limit_s: float | None = None
     """Training time limit of the next fit (``time_limits``: hist_gbm, boosters and forests stop
     early and keep what they have); None trains to the end."""
+    pace_hint: time_limits.Pace | None = None
+    """CatBoost under ``time_limit_s``: the measured pace of a like fit, to start at the rate it affords
+    (``zoo.FamilyModel.pace_hint``)."""
     model_: Any = field(default=None, init=False)
     constant_: np.ndarray | None = field(default=None, init=False)
     columns_: list[str] = field(default_factory=list, init=False)
@@ -70,6 +73,7 @@ class ZooLearner:
             categorical=categorical, seed=self.seed, n_jobs=zoo.available_cores(), device=self.device,
         )
         self.model_.time_limit_s = self.time_limit_s
+        self.model_.pace_hint = self.pace_hint
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self.model_.fit(X, y, w)

@@ -19,7 +19,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 from obsrv.compiler import spec
-from obsrv.service_tasks import metrics, time_limits
+from obsrv.service_tasks import metrics, time_limits, zoo
 from obsrv.service_tasks.base import search_metric
 from obsrv.service_tasks.errors import TaskError
 from obsrv.service_tasks.kit import ModelOutput, PredictionSet, PreparedData, TaskContext, predict_rows
@@ -250,15 +250,30 @@ def _blend_split(folds: np.ndarray, fraction: float, fold_type: str = "kfold") -
 REFITTABLE = frozenset(spec.MODEL_FAMILIES)
 
 
-def _member_configs(job: Job, idx: list[int]) -> list[dict[str, Any] | None]:
-    """The published config of each member (a zoo FoldBag carries ``params``); None = zoo default."""
+@dataclass(frozen=True)
+class MemberRefit:
+    """How stack_blend re-fits one member: like its fold models were trained."""
+
+    params: dict[str, Any] | None  # the published config; None = zoo default
+    time_limit_s: float | None  # the longest limit its fold models trained under; None = to the end
+    pace: time_limits.Pace | None  # its fold models' last measured pace (CatBoost), for the re-fit's rate
+
+
+def _member_refits(job: Job, idx: list[int]) -> list[MemberRefit]:
+    """Each member's config and, when its fold models trained under a time limit (``obsrv run
+    --time-limit``, a time-bound search), that limit and their pace: a re-fit then trains like the
+    fold models whose OOF chose it, and takes no longer than one of them, instead of running an
+    unbudgeted config to the end (1000 boosting rounds at the configured rate)."""
     loaded = job.ctx.predictors(job.names(idx))
-    out: list[dict[str, Any] | None] = []
+    out: list[MemberRefit] = []
     for n in job.names(idx):
         member = loaded[n]
         # a packed member is unpickled here one at a time, read and dropped
-        params = getattr(member.load() if isinstance(member, PackedPredictor) else member, "params", None)
-        out.append(dict(params) if isinstance(params, dict) else None)
+        bag = member.load() if isinstance(member, PackedPredictor) else member
+        params = getattr(bag, "params", None)
+        limit = bag.fit_time_limit() if isinstance(bag, zoo.FoldBag) else None
+        pace = bag.last_pace() if isinstance(bag, zoo.FoldBag) else None
+        out.append(MemberRefit(dict(params) if isinstance(params, dict) else None, limit, pace))
     return out
 
 
@@ -269,6 +284,7 @@ def stack_blend(ctx: TaskContext) -> None:
     shared folds (the last ``ceil(blend_fraction * K)``, see ``_blend_split``), so the split respects
     groups and time like the fold plan does. The top
     ``top_n`` *base* models are re-fit on blend-train through the zoo with their published config
+    (and, when their fold models trained under a time limit, that limit and pace: ``_member_refits``)
     (ensemble members from upstream tasks cannot be re-fit and are skipped, with a log line); the
     meta-learner is fit on their predictions for the blend rows, behind the same guard as the other
     stacks (nested over the shared folds within the blend rows). The evaluate holdout is never used.
@@ -296,12 +312,20 @@ def stack_blend(ctx: TaskContext) -> None:
             f"{int(blend.sum())} blend rows ({blend.mean():.0%}; blend_fraction {p.blend_fraction}), "
             f"{int((~blend).sum())} blend-train rows")
     X = d.X_train.reset_index(drop=True)
-    configs = _member_configs(job, idx)
+    refits = _member_refits(job, idx)
+    configs = [r.params for r in refits]
+    limits = {job.pool.models[i]: round(r.time_limit_s, 3) for i, r in zip(idx, refits) if r.time_limit_s is not None}
     members: list[ZooLearner] = []
     B = []
-    for i, cfg in zip(idx, configs):
-        m = ZooLearner(job.pool.families[i], d.problem, job.k, cfg, job.seed, list(d.categorical_columns))
+    for i, r in zip(idx, refits):
+        m = ZooLearner(job.pool.families[i], d.problem, job.k, r.params, job.seed, list(d.categorical_columns),
+                       time_limit_s=r.time_limit_s, pace_hint=r.pace)
+        t0 = time.perf_counter()
         m.fit(X.loc[~blend], d.y_train[~blend], None if d.w_train is None else d.w_train[~blend])
+        if r.time_limit_s is not None:
+            ctx.log(f"stack_blend: re-fit {job.pool.models[i]} under its fold models' time limit of "
+                    f"{r.time_limit_s:.2f}s in {time.perf_counter() - t0:.1f}s"
+                    + time_limits.limit_summary([m.model_], "fits"))
         members.append(m)
         B.append(m.predict_matrix(X.loc[blend]))
     Bm = np.stack(B)
@@ -318,7 +342,7 @@ def stack_blend(ctx: TaskContext) -> None:
     notes = [res.note] if res.note else ["stacking kept over greedy selection on nested blend-row OOF"]
     params = {"members": names, "refit_families": [job.pool.families[i] for i in idx], "refit_configs": configs,
               "blend_rows": int(blend.sum()), "blend_train_rows": int((~blend).sum()),
-              "blend_folds": blend_folds,
+              "blend_folds": blend_folds, "refit_time_limits": limits,
               "meta_learner": p.meta_learner, "combiner": res.used}
     predictor = CombinedPredictor(list(members), res.combiner, False, [f"{n} (re-fit)" for n in names])
     _publish(job, [ModelOutput("stack", "stack_blend", predictor, oof, holdout,
@@ -452,8 +476,6 @@ def _route(job: Job, make_router: Callable[[], Router], min_size: int, *, X_trai
                         X_holdout=X_holdout, learner_columns=list(d.feature_columns), deadline=deadline)
         fitted = [m.model_ for b in res.bundles for m in [b.global_model, *b.route_models.values()]
                   if m.model_ is not None]
-        stopped = [m.stopped_at_ for m in fitted if m.stopped_at_ is not None]
-        paced = [m.paced_lr_ for m in fitted if m.paced_lr_ is not None]
         g_oof, g_hold, g_name = res.oof_global, res.holdout_global, f"{family} global"
         if best_pool is not None and job.loss(y, job.pool.oof[best_pool], w) <= job.loss(y, g_oof, w):
             g_oof, g_hold, g_name = job.pool.oof[best_pool], job.pool.holdout[best_pool], job.pool.models[best_pool]
@@ -463,10 +485,7 @@ def _route(job: Job, make_router: Callable[[], Router], min_size: int, *, X_trai
         job.ctx.log(f"{label} [{family}]: OOF {job.metric} routed {s_r:.5f}, {family} global {s_fg:.5f}, "
                     f"blend with {g_name} ({s_g:.5f}) {s_b:.5f} (routed weight {alpha:.2f}; per fold {per_fold}); "
                     f"route models per fold {res.n_routed_per_fold}; fit in {time.perf_counter() - t0:.1f}s"
-                    + (f"; {len(stopped)} fits stopped at the time limit (after {min(stopped)}-{max(stopped)} "
-                       "iterations)" if stopped else "")
-                    + (f"; learning rate paced to {min(paced):.3g}-{max(paced):.3g} in {len(paced)} fits"
-                       if paced else ""))
+                    + time_limits.limit_summary(fitted, "fits"))
         tried.append({"loss": job.loss(y, blend_oof, w), "family": family, "res": res, "alpha": alpha,
                       "blend_oof": blend_oof, "per_fold": per_fold, "g_hold": g_hold, "g_name": g_name,
                       "figures": {f"oof_{job.metric}/routed/{family}": s_r,

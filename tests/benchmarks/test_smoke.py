@@ -112,6 +112,31 @@ def test_resume_replaces_the_rows_of_a_redone_method(tmp_path: Path, monkeypatch
     assert json.loads((tmp_path / "quality_meta.json").read_text())["obsrv_tasks"] == {"prepare": 2.0}
 
 
+def test_splits_runs_only_the_named_splits_and_another_budget_gets_its_own_report(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--splits 10 --budget 300`: only split 10 (repeat 2, fold 5) runs, and the rows land in
+    quality_300s_*, never in the 60 s report's files."""
+    sys.path.insert(0, str(BENCH))
+    import quality as Q
+
+    ran: list[tuple[str, int, int]] = []
+
+    def fake_split(ds, split, args, need, work):
+        ran.append((ds.name, int(split[0]), int(split[1])))
+        return [{"method": "constant", "status": "ok", "dataset": ds.name, "repeat": split[0], "fold": split[1],
+                 "n_classes": 2, "auc": 0.5, "notes": "{}"}]
+
+    monkeypatch.setattr(Q, "run_split", fake_split)
+    monkeypatch.setattr(Q, "render_report", lambda *a, **k: None)
+    assert Q.main(["--datasets", "credit_data", "--max-splits", "10", "--splits", "10", "--budget", "300",
+                   "--methods", "constant", "--out-dir", str(tmp_path), "--work-dir", str(tmp_path / "w")]) == 0
+    assert ran == [("credit_data", 1, 4)]
+    assert (tmp_path / "quality_300s_runs.csv").exists() and (tmp_path / "quality_300s_meta.json").exists()
+    assert not (tmp_path / "quality_runs.csv").exists()
+    meta = json.loads((tmp_path / "quality_300s_meta.json").read_text())
+    assert "only split(s) 10" in meta["protocol"] and meta["budget"] == 300
+
+
 @pytest.mark.slow
 def test_scale_smoke(tmp_path: Path) -> None:
     res = _run("scale.py", tmp_path)

@@ -351,6 +351,65 @@ def test_stack_blend_without_base_models_is_a_task_error(binary_setup):
         run_task(ctx)
 
 
+def test_stack_blend_refits_members_under_their_fold_models_time_limit(binary_setup):
+    """Fold models trained under a time limit (`obsrv run --time-limit`): each re-fit member gets the
+    longest of its fold models' limits, so it trains like them and takes no longer than one of them,
+    instead of running its config to the end. Members whose fold models ran to the end re-fit as before."""
+    import copy
+
+    data, pool, preds = binary_setup
+    cfg = {"task": "stack_blend", "stack": {"top_n": 5, "blend_fraction": 0.3}}
+    limited = copy.deepcopy(preds)  # the fixture is session-wide: never touch its bags
+    timed = [n for n in pool.models if pool.families[pool.models.index(n)] in ("hist_gbm", "random_forest")]
+    for n in timed:
+        for f, m in enumerate(limited[n].models_):
+            m.time_limit_s = 0.001 * f  # fold 0 had none left; the longest share is the re-fit's
+    assert limited[timed[0]].fit_time_limit() == pytest.approx(0.001 * (data.n_folds - 1))
+
+    ctx = fake_context(data, pool, limited, cfg, metric="auc")
+    run_task(ctx)
+    out = ctx.published[0]
+    assert out.params["refit_time_limits"] == {n: round(0.001 * (data.n_folds - 1), 3) for n in timed}
+    refit_logs = [line for line in ctx.logs if "under its fold models' time limit" in line]
+    assert len(refit_logs) == len(timed) and all("time limit reached in 1 of 1 fits" in line for line in refit_logs)
+    members = dict(zip(out.params["members"], out.predictor.members))
+    for name, member in members.items():
+        if name in timed:  # the limit stopped the re-fit early: fewer trees / iterations than configured
+            assert member.time_limit_s == pytest.approx(0.001 * (data.n_folds - 1))
+            assert member.model_.stopped_at_ is not None
+            assert member.model_.stopped_at_ < 60
+        else:
+            assert member.time_limit_s is None and member.model_.stopped_at_ is None
+    _check_outputs(ctx, data)
+
+    # fold models that ran to the end: re-fit to the end, as before
+    ctx = fake_context(data, pool, preds, cfg, metric="auc")
+    run_task(ctx)
+    assert ctx.published[0].params["refit_time_limits"] == {}
+    assert all(m.time_limit_s is None and m.model_.stopped_at_ is None for m in ctx.published[0].predictor.members)
+
+
+def test_a_refit_catboost_member_starts_at_the_rate_its_fold_models_pace_affords():
+    """The pace a CatBoost member's fold models measured reaches its re-fit (``ZooLearner.pace_hint``):
+    200 wanted rounds at 0.1 s each do not fit a 5 s limit, so the fit starts at 10 / 50 rounds = 0.2."""
+    from obsrv.service_tasks import time_limits
+
+    X, y = _small_binary()
+    m = ZooLearner("catboost", "classification", 2, {"iterations": 200, "learning_rate": 0.03, "depth": 4},
+                   time_limit_s=5.0, pace_hint=time_limits.Pace(0.0, 0.1)).fit(X, y)
+    assert m.model_.paced_lr_ == pytest.approx(0.2)
+    assert m.model_.estimator_.get_params()["learning_rate"] == pytest.approx(0.2)
+    unpaced = ZooLearner("catboost", "classification", 2, {"iterations": 200, "learning_rate": 0.03, "depth": 4},
+                         time_limit_s=5.0).fit(X, y)
+    assert unpaced.model_.paced_lr_ is None
+
+
+def _small_binary() -> tuple[pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(3)
+    X = pd.DataFrame(rng.normal(size=(300, 3)), columns=["a", "b", "c"])
+    return X, (X.a + 0.5 * rng.normal(size=300) > 0).astype(np.int64).to_numpy()
+
+
 def test_blend_split_is_whole_folds_latest_last():
     folds = np.repeat(np.arange(5), 10)  # time folds: fold 4 is the latest block
     mask, ids = tasks._blend_split(folds, 0.25, "time")

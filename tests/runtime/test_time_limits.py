@@ -360,3 +360,14 @@ def test_a_catboost_fit_started_at_the_paced_rate_fits_better(monkeypatch) -> No
     loss = {k: zoo.M.score("logloss", y, m.predict_matrix(X), problem="classification")
             for k, m in (("paced", paced), ("plain", plain))}
     assert loss["paced"] < 0.8 * loss["plain"], loss
+
+
+def test_limit_summary_says_what_the_limit_did_to_the_fits() -> None:
+    class Fit:
+        def __init__(self, stopped_at: int | None, paced_lr: float | None) -> None:
+            self.stopped_at_, self.paced_lr_ = stopped_at, paced_lr
+
+    assert time_limits.limit_summary([Fit(None, None), Fit(None, None)], "folds") == ""
+    # a constant fold model (no attributes) counts in the total only
+    assert time_limits.limit_summary([Fit(10, 0.3), Fit(42, None), Fit(None, 0.12), object()], "folds") == (
+        "; time limit reached in 2 of 4 folds (after 10-42 rounds/trees); learning rate paced to 0.12-0.3 in 2 folds")
