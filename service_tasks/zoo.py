@@ -263,14 +263,18 @@ class FoldBag:
     def predict_matrix(self, X: pd.DataFrame) -> np.ndarray:
         return np.mean([m.predict_matrix(X) for m in self.models_], axis=0)
 
-    def fit_time_limit(self) -> float | None:
-        """The longest training time limit a fold model had (None: every fold ran to the end)."""
-        limits = [m.time_limit_s for m in self.models_ if getattr(m, "time_limit_s", None) is not None]
-        return max(limits) if limits else None
 
-    def last_pace(self) -> time_limits.Pace | None:
-        """The last fold model's measured pace (CatBoost under a time limit), else None."""
-        return next((m.pace_ for m in reversed(self.models_) if getattr(m, "pace_", None) is not None), None)
+# Read from fold models by attribute, never by class: a published bag is pickled with obsrv's code
+# by value (``tracking.dump_predictor``), so an unpickled one is not an instance of FoldBag here.
+def fit_time_limit(models: list[Any]) -> float | None:
+    """The longest training time limit of these fold models (None: every one ran to the end)."""
+    limits = [m.time_limit_s for m in models if getattr(m, "time_limit_s", None) is not None]
+    return max(limits) if limits else None
+
+
+def last_pace(models: list[Any]) -> time_limits.Pace | None:
+    """The last measured pace among these fold models (CatBoost under a time limit), else None."""
+    return next((m.pace_ for m in reversed(models) if getattr(m, "pace_", None) is not None), None)
 
 
 class _ConstantModel:
@@ -1012,7 +1016,7 @@ def search_family(
         seconds = time.perf_counter() - t0
         slowest = max(slowest, seconds)
         # the next config's first fold starts from this config's last pace (CatBoost; time_limits.Pace)
-        pace = bag.last_pace() or pace
+        pace = last_pace(bag.models_) or pace
         value = M.score(metric, y[scored], oof[scored], problem=problem, weights=None if w is None else w[scored])
         stopped = [m.stopped_at_ for m in bag.models_ if getattr(m, "stopped_at_", None) is not None]
         paced = [round(m.paced_lr_, 4) for m in bag.models_ if getattr(m, "paced_lr_", None) is not None]

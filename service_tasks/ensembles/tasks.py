@@ -271,9 +271,10 @@ def _member_refits(job: Job, idx: list[int]) -> list[MemberRefit]:
         # a packed member is unpickled here one at a time, read and dropped
         bag = member.load() if isinstance(member, PackedPredictor) else member
         params = getattr(bag, "params", None)
-        limit = bag.fit_time_limit() if isinstance(bag, zoo.FoldBag) else None
-        pace = bag.last_pace() if isinstance(bag, zoo.FoldBag) else None
-        out.append(MemberRefit(dict(params) if isinstance(params, dict) else None, limit, pace))
+        # by attribute: an unpickled published bag is not a zoo.FoldBag instance (pickled by value)
+        folds = list(getattr(bag, "models_", []))
+        out.append(MemberRefit(dict(params) if isinstance(params, dict) else None, zoo.fit_time_limit(folds),
+                               zoo.last_pace(folds)))
     return out
 
 

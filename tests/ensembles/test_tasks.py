@@ -351,11 +351,15 @@ def test_stack_blend_without_base_models_is_a_task_error(binary_setup):
         run_task(ctx)
 
 
-def test_stack_blend_refits_members_under_their_fold_models_time_limit(binary_setup):
+def test_stack_blend_refits_members_under_their_fold_models_time_limit(binary_setup, tmp_path):
     """Fold models trained under a time limit (`obsrv run --time-limit`): each re-fit member gets the
     longest of its fold models' limits, so it trains like them and takes no longer than one of them,
-    instead of running its config to the end. Members whose fold models ran to the end re-fit as before."""
+    instead of running its config to the end. Members whose fold models ran to the end re-fit as before.
+    The members reach the task as published bags do in a task process: not zoo.FoldBag instances
+    (obsrv's code is pickled by value with them), so the task must read their attributes."""
     import copy
+
+    from obsrv.service_tasks import zoo
 
     data, pool, preds = binary_setup
     cfg = {"task": "stack_blend", "stack": {"top_n": 5, "blend_fraction": 0.3}}
@@ -364,9 +368,19 @@ def test_stack_blend_refits_members_under_their_fold_models_time_limit(binary_se
     for n in timed:
         for f, m in enumerate(limited[n].models_):
             m.time_limit_s = 0.001 * f  # fold 0 had none left; the longest share is the re-fit's
-    assert limited[timed[0]].fit_time_limit() == pytest.approx(0.001 * (data.n_folds - 1))
+    assert zoo.fit_time_limit(limited[timed[0]].models_) == pytest.approx(0.001 * (data.n_folds - 1))
 
-    ctx = fake_context(data, pool, limited, cfg, metric="auc")
+    class PublishedBag:
+        """A FoldBag unpickled in another process: the same attributes, another class."""
+
+        def __init__(self, bag):
+            self.models_, self.family, self.params = bag.models_, bag.family, bag.params
+
+        def predict_matrix(self, X):
+            return np.mean([m.predict_matrix(X) for m in self.models_], axis=0)
+
+    packed = {n: PublishedBag(b) for n, b in limited.items()}
+    ctx = fake_context(data, pool, packed, cfg, metric="auc")
     run_task(ctx)
     out = ctx.published[0]
     assert out.params["refit_time_limits"] == {n: round(0.001 * (data.n_folds - 1), 3) for n in timed}
