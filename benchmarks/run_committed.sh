@@ -6,10 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # scale: 10k / 100k / 1M rows, default configs trained to the end (~50 min, 41 of them at 1M)
 python benchmarks/scale.py --sizes 10000,100000,1000000 --jobs 1
-# quality: the full 5x2 protocol, 60 s per method and split (~6-7 min a split); --resume continues
-# the committed CSV (68 of 80 dataset-splits so far), --stop-after ends a sitting in time (repeat
-# until done)
+# quality: the full 5x2 protocol, 60 s per method and split (~6-7 min a split, ~10 h in all). The
+# committed CSV holds all 80 dataset-splits, built sitting by sitting with --resume and
+# --stop-after (the report lists every sitting's command); from scratch, repeat this until done:
 python benchmarks/quality.py --budget 60 --max-splits 10 --resume --stop-after 6000
+# quality at 300 s, split 10 of hpc_data only, beside that split's 60 s rows (~23 min)
+python benchmarks/quality.py --budget 300 --datasets hpc_data --max-splits 10 --splits 10
 # holdout A/B: obsrv with context.holdout 0.2 against 0 on the first outer split of every dataset (~30 min)
 python benchmarks/holdout_ab.py --max-splits 1
 # code A/B: booster pacing and the route-family skip (a9445e4) against the code before them (402d17a) (~31 min)
@@ -17,3 +19,6 @@ python benchmarks/code_ab.py --a 402d17a --b a9445e4
 # code A/B: CatBoost paced between fits (728f463) against the code before it (345ea76), the two
 # multiclass sets whose CatBoost fits the 60 s plan cuts short, first 3 outer splits (~27 min)
 python benchmarks/code_ab.py --a 345ea76 --b 728f463 --datasets Car,hpc_data --max-splits 3 --stem code_ab_catboost
+# code A/B: stack_blend re-fits bounded by their fold models' time limits (c293189) against the
+# code before (d9d2d78), first outer split of Car and hpc_data (~11 min)
+python benchmarks/code_ab.py --a d9d2d78 --b c293189 --datasets Car,hpc_data --stem code_ab_blend_refit
