@@ -312,6 +312,12 @@ def peer_versions() -> dict[str, str]:
     return dict(line.split(" ", 1) for line in res.stdout.splitlines() if " " in line)
 
 
+def quality_stem(*, smoke: bool, budget: float) -> str:
+    """The file stem of quality.py's report and CSV: a budget other than 60 s gets its own, so that
+    a --budget 300 run never overwrites the 60 s report (code_ab reads the same names)."""
+    return "quality_smoke" if smoke else "quality" if budget == 60 else f"quality_{budget:g}s"
+
+
 def git_revision() -> str:
     try:
         res = subprocess.run(

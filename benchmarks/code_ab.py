@@ -129,8 +129,8 @@ def run(args: argparse.Namespace, work: Path) -> pd.DataFrame:
             if res.returncode != 0:
                 print(res.stdout[-2000:] + res.stderr[-2000:], file=sys.stderr)
                 raise SystemExit(f"code_ab: quality.py failed in arm {arm} on {name} (exit {res.returncode})")
-    stem = "quality_smoke_runs.csv" if args.smoke else "quality_runs.csv"
-    frames = [pd.read_csv(work / arm / "out" / stem).assign(arm=arm) for arm in ("A", "B")]
+    runs_csv = f"{C.quality_stem(smoke=args.smoke, budget=args.budget)}_runs.csv"
+    frames = [pd.read_csv(work / arm / "out" / runs_csv).assign(arm=arm) for arm in ("A", "B")]
     return pd.concat(frames, ignore_index=True)
 
 

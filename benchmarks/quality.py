@@ -590,8 +590,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore")
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    # another budget gets its own report, so that a --budget 300 run never overwrites the 60 s one
-    stem = "quality_smoke" if args.smoke else "quality" if args.budget == 60 else f"quality_{args.budget:g}s"
+    stem = C.quality_stem(smoke=args.smoke, budget=args.budget)
     raw_csv, meta_json = out_dir / f"{stem}_runs.csv", out_dir / f"{stem}_meta.json"
     out_md, out_png = out_dir / f"{stem}.md", out_dir / f"{stem}_rank.png"
     if args.report_only:

@@ -117,6 +117,7 @@ def test_splits_runs_only_the_named_splits_and_another_budget_gets_its_own_repor
     """`--splits 10 --budget 300`: only split 10 (repeat 2, fold 5) runs, and the rows land in
     quality_300s_*, never in the 60 s report's files."""
     sys.path.insert(0, str(BENCH))
+    import _common as C
     import quality as Q
 
     ran: list[tuple[str, int, int]] = []
@@ -135,6 +136,10 @@ def test_splits_runs_only_the_named_splits_and_another_budget_gets_its_own_repor
     assert not (tmp_path / "quality_runs.csv").exists()
     meta = json.loads((tmp_path / "quality_300s_meta.json").read_text())
     assert "only split(s) 10" in meta["protocol"] and meta["budget"] == 300
+    # code_ab reads each arm's quality.py CSV by the same rule
+    assert C.quality_stem(smoke=False, budget=300.0) == "quality_300s"
+    assert C.quality_stem(smoke=False, budget=60.0) == "quality"
+    assert C.quality_stem(smoke=True, budget=8.0) == "quality_smoke"
 
 
 @pytest.mark.slow
