@@ -548,12 +548,23 @@ def methods_needed(sub: pd.DataFrame, methods: set[str]) -> set[str]:
             or not sub.loc[sub["method"].map(method_group) == m, "status"].str.startswith("skipped").all()}
 
 
+def _split_ordinals(text: str) -> set[int]:
+    """``--splits 9,10``: 1-based outer split numbers, parsed once (a clear usage error otherwise)."""
+    try:
+        ordinals = {int(v) for v in text.split(",") if v.strip()}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 1-based split numbers such as 9,10, got {text!r}") from None
+    if not ordinals or min(ordinals) < 1:
+        raise argparse.ArgumentTypeError(f"expected 1-based split numbers such as 9,10, got {text!r}")
+    return ordinals
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", default=",".join(C.ALL_DATASETS), help="comma list (default: all 8)")
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--splits", default=None,
+    ap.add_argument("--splits", type=_split_ordinals, default=None,
                     help="only these outer splits, 1-based and comma-separated (e.g. 10: repeat 2, fold 5), "
                          "to re-run or extend one split of the plan")
     ap.add_argument("--max-splits", type=int, default=None,
@@ -635,9 +646,8 @@ def main(argv: list[str] | None = None) -> int:
                                            random_state=args.seed)
                 ds = C.Dataset(ds.name, keep.reset_index(drop=True), ds.segment_column)
             y = ds.frame[C.TARGET].to_numpy()
-            only = None if args.splits is None else {int(v) - 1 for v in args.splits.split(",") if v.strip()}
             for ordinal, split in enumerate(C.outer_splits(y, args.folds, args.repeats)[: args.max_splits]):
-                if only is not None and ordinal not in only:
+                if args.splits is not None and ordinal + 1 not in args.splits:
                     continue
                 sub = split_rows(previous, name, split[0], split[1])
                 need = methods_needed(sub, methods)
@@ -684,7 +694,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": (prev_meta["command"] + "`, then `" + command) if args.resume and prev_meta.get("command") else command,
         "protocol": (f"datasets {', '.join(datasets)}; outer repeated stratified K-fold {args.folds}×{args.repeats} "
                      f"(seed {C.SPLIT_SEED})" + (f", first {args.max_splits} split(s) per dataset" if args.max_splits else "")
-                     + (f", only split(s) {args.splits}" if args.splits else "")
+                     + (f", only split(s) {','.join(map(str, sorted(args.splits)))}" if args.splits else "")
                      + f"; budget {args.budget:g} s per method and split; n_jobs = {C.cpu_count()} for every method"
                      + (f"; datasets subsampled to {args.max_rows} rows" if args.max_rows else "")),
         "reduction": args.reduction + (f" Not run for lack of time (--stop-after): {', '.join(stopped)}." if stopped else ""),
