@@ -84,7 +84,7 @@ def write_spec(
 
 def load_table(frame: pd.DataFrame, home: Path, schema: str, table: str) -> None:
     """What `obsrv data load FILE --table bench.<schema>.<table>` does."""
-    from obsrv.service_tasks.data import load_file
+    from obsrv.service_tasks.local.load_data import load_file
 
     home.mkdir(parents=True, exist_ok=True)
     f = home.parent / f"{table}.parquet"
@@ -96,7 +96,7 @@ def run_workflow(spec: Path, workdir: Path, *, task_budget: float | None, workfl
                  jobs: int | None = None, quiet: bool = True, launcher: Any = None,
                  time_limit: float | None = None) -> tuple[bool, float, dict[str, dict]]:
     """`obsrv run SPEC --budget B --workflow-id ID` in `workdir`; returns (ok, wall s, task states)."""
-    from obsrv.service_tasks.local_runner import run_workflow as _run
+    from obsrv.service_tasks.local.scheduler import run_workflow as _run
 
     # mlflow.set_tracking_uri() (used when reading back a previous run's models) also sets
     # MLFLOW_TRACKING_URI in os.environ; the task processes inherit the environment, so it must

@@ -42,7 +42,7 @@ ENSEMBLES = [
 def run_size(n_rows: int, args: argparse.Namespace, work: Path) -> dict:
     import os
 
-    from obsrv.service_tasks import launchers
+    from obsrv.service_tasks.local import launchers
 
     wd = work / f"n{n_rows}"
     wd.mkdir(parents=True, exist_ok=True)

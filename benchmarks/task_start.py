@@ -6,7 +6,7 @@
     python benchmarks/task_start.py --out-dir benchmarks/results   # also write task_start.md
 
 Each run is `obsrv run examples/credit_risk.yaml --budget B` (12 tasks: prepare, 8 base families,
-3 user tasks, evaluate) in a fresh work folder, through `local_runner.run_workflow`, once with the
+3 user tasks, evaluate) in a fresh work folder, through `local.scheduler.run_workflow`, once with the
 warm launcher (tasks forked from a server that imported the libraries once) and once with
 `cold=True` (a fresh interpreter per task, as on Databricks). The search budget is tiny so that
 the figures are dominated by what does not depend on it: start-up, loading, fitting the default
@@ -46,8 +46,8 @@ def one_run(kind: str, work: Path, budget: float, max_rows: int | None,
     """One local run of the seed example in `work` (fresh, or with `from_task` a re-run of the
     tasks from there on in the run already in `work`); returns its wall time and the seconds of
     each task it ran."""
-    from obsrv.service_tasks.data import load_demo
-    from obsrv.service_tasks.local_runner import run_workflow
+    from obsrv.service_tasks.local.load_data import load_demo
+    from obsrv.service_tasks.local.scheduler import run_workflow
 
     home = work / ".obsrv"
     if from_task is None:

@@ -173,7 +173,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 def cmd_graph(args: argparse.Namespace) -> int:
     from obsrv.compiler.api import SpecError, load_spec
-    from obsrv.compiler.graph import mermaid
+    from obsrv.compiler.mermaid import mermaid
     from obsrv.compiler.plan import build_plan
 
     try:
@@ -272,10 +272,10 @@ def build_parser() -> argparse.ArgumentParser:
     graph.set_defaults(func=cmd_graph)
 
     # `run` and `data` belong to the runtime side, which defines their options itself.
-    from obsrv.service_tasks import cli_commands
+    from obsrv.service_tasks.local import cli as local_cli
 
-    cli_commands.add_run_parser(sub)
-    cli_commands.add_data_parser(sub)
+    local_cli.add_run_parser(sub)
+    local_cli.add_data_parser(sub)
     return parser
 
 

@@ -1,4 +1,4 @@
-"""`RuntimeContext`: the concrete `kit.TaskContext` every stage and ensemble task receives.
+"""`RuntimeContext`: the concrete `contract.TaskContext` every stage and ensemble task receives.
 
 Build one from a request (`request.build_request(...)` in tests, `request.parse_request(argv)` in
 `obsrv-task`): ``RuntimeContext(request)`` uses the environment's table store and MLflow;
@@ -21,8 +21,8 @@ from obsrv.service_tasks import metrics as M
 from obsrv.service_tasks import tracking
 from obsrv.service_tasks.errors import TaskError
 from obsrv.service_tasks.io import TableName, TableStore, get_store, obsrv_home, output_table
-from obsrv.service_tasks.kit import ModelOutput, PredictionSet, PreparedData, Predictor, TaskRequest
-from obsrv.service_tasks.prepare import load_prepared
+from obsrv.service_tasks.contract import ModelOutput, PredictionSet, PreparedData, Predictor, TaskRequest
+from obsrv.service_tasks.stages.prepare import load_prepared
 
 MODEL_COLUMNS = ("task_id", "model", "family", "kind", "is_final", "mlflow_run_id", "model_uri")
 
@@ -38,7 +38,7 @@ def prediction_columns(prepared: PreparedData) -> list[str]:
 
 
 class RuntimeContext:
-    """The task kit for one task run (see `kit.TaskContext` for the contract)."""
+    """The task context for one task run (see `contract.TaskContext` for the contract)."""
 
     def __init__(
         self,

@@ -19,7 +19,7 @@ from typing import Sequence
 
 from obsrv.compiler.spec import TASK_TYPES
 from obsrv.service_tasks.errors import TaskError
-from obsrv.service_tasks.kit import TaskRequest
+from obsrv.service_tasks.contract import TaskRequest
 
 RUNTIME_STAGES = ("prepare", "base", "evaluate")
 
@@ -30,18 +30,18 @@ def run_stage(request: TaskRequest, ctx: "object | None" = None) -> None:
 
     context = ctx if ctx is not None else RuntimeContext(request)
     if request.stage == "prepare":
-        from obsrv.service_tasks.prepare import run_prepare
+        from obsrv.service_tasks.stages.prepare import run_prepare
 
         run_prepare(request, context.store, log=context.log)  # type: ignore[attr-defined]
         if getattr(context, "mlflow_enabled", False):
             # create the tracking store and experiment once, before the parallel base tasks race
             context.setup_mlflow()  # type: ignore[attr-defined]
     elif request.stage == "base":
-        from obsrv.service_tasks.base import run_base
+        from obsrv.service_tasks.stages.base_models import run_base
 
         run_base(context)  # type: ignore[arg-type]
     elif request.stage == "evaluate":
-        from obsrv.service_tasks.evaluate import run_evaluate
+        from obsrv.service_tasks.stages.evaluate import run_evaluate
 
         run_evaluate(context)  # type: ignore[arg-type]
     elif request.stage in TASK_TYPES:
@@ -72,7 +72,7 @@ def task_completed(request: TaskRequest, store: "object | None" = None) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from obsrv.service_tasks.request import parse_request
+    from obsrv.service_tasks.task_parameters import parse_request
 
     args = list(sys.argv[1:] if argv is None else argv)
     try:

@@ -1,6 +1,6 @@
 """The spec's metrics over prediction matrices.
 
-Every prediction matrix follows the kit convention: ``(n, K)`` class probabilities in
+Every prediction matrix follows the task contract's convention: ``(n, K)`` class probabilities in
 ``PreparedData.classes`` order for classification (binary keeps both columns; column 1 is the
 positive class) and ``(n, 1)`` for regression. ``y`` holds int class indices or floats.
 

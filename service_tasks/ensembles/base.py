@@ -1,6 +1,6 @@
 """Shared mechanics of the ensemble families: array conventions, losses, nested OOF, encoders.
 
-Conventions (the kit's): a candidate pool is a stack ``P`` of shape ``(M, n, K)`` -- M members,
+Conventions (the task contract's): a candidate pool is a stack ``P`` of shape ``(M, n, K)`` -- M members,
 n rows, K columns (class probabilities in class order, binary keeps both columns; K == 1 for
 regression). ``y`` holds int class indices or floats; ``w`` optional sample weights. A *combiner*
 is fit on out-of-fold (OOF) predictions only and maps a ``(M, n, K)`` stack to ``(n, K)``.

@@ -26,7 +26,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import pandas as pd
 from obsrv.service_tasks import zoo
-from obsrv.service_tasks.kit import predict_rows
+from obsrv.service_tasks.contract import predict_rows
 
 from .base import LossFn, Problem, nested_oof
 from .greedy import GreedySelection

@@ -12,7 +12,8 @@ from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
-from obsrv.service_tasks import time_limits, zoo
+from obsrv.service_tasks.zoo import time_limits
+from obsrv.service_tasks import zoo
 
 from .base import Problem
 

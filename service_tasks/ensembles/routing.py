@@ -19,7 +19,7 @@ from typing import Any, Callable, Literal
 import numpy as np
 import pandas as pd
 from obsrv.service_tasks.errors import TaskError
-from obsrv.service_tasks.time_limits import Deadline
+from obsrv.service_tasks.zoo.time_limits import Deadline
 from obsrv.service_tasks.zoo import FIT_SHARE_PREDICT
 
 from .base import FrameEncoder, LossFn, fold_ids, subset_w

@@ -19,10 +19,11 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 from obsrv.compiler import spec
-from obsrv.service_tasks import metrics, time_limits, zoo
-from obsrv.service_tasks.base import search_metric
+from obsrv.service_tasks import metrics, zoo
+from obsrv.service_tasks.zoo import time_limits
+from obsrv.service_tasks.stages.base_models import search_metric
 from obsrv.service_tasks.errors import TaskError
-from obsrv.service_tasks.kit import ModelOutput, PredictionSet, PreparedData, TaskContext, predict_rows
+from obsrv.service_tasks.contract import ModelOutput, PredictionSet, PreparedData, TaskContext, predict_rows
 from obsrv.service_tasks.tracking import PackedPredictor
 from pydantic import TypeAdapter
 

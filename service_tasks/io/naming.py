@@ -6,6 +6,8 @@ The workflow id keeps two runs of the same workflow from ever writing the same t
 
 from __future__ import annotations
 
+import re
+
 from obsrv.compiler.spec import MAX_IDENTIFIER_LENGTH
 
 from obsrv.service_tasks.io.store import TableName, check_identifier
@@ -44,3 +46,14 @@ def _bounded(name: str) -> str:
         raise ValueError(f"table name {name!r} is longer than {MAX_IDENTIFIER_LENGTH} characters")
     check_identifier(name, "table name")
     return name
+
+
+def identifier(name: object, *, lower: bool = True) -> str:
+    """`name` as an identifier: runs of characters outside [0-9A-Za-z_] become `_` (trimmed at
+    the ends), a leading digit gets a `c_` prefix; "" when nothing usable is left."""
+    out = re.sub(r"[^0-9a-zA-Z_]+", "_", str(name).strip()).strip("_")
+    if lower:
+        out = out.lower()
+    if out and out[0].isdigit():
+        out = f"c_{out}"
+    return out

@@ -168,7 +168,7 @@ def test_notebook_shim_is_valid_python(compiled: CompileResult) -> None:
 
 def test_runtime_parses_the_emitted_parameters(compiled: CompileResult) -> None:
     """The runtime side's own parser reads what we emit (after run-time substitution)."""
-    request_module = pytest.importorskip("obsrv.service_tasks.request")
+    request_module = pytest.importorskip("obsrv.service_tasks.task_parameters")
     for task in compiled.job["tasks"]:
         argv = [
             a.replace("{{job.run_id}}", "42")

@@ -13,7 +13,7 @@ import yaml
 
 from obsrv.compiler import spec as S
 from obsrv.compiler.api import compile_file
-from obsrv.compiler.graph import mermaid
+from obsrv.compiler.mermaid import mermaid
 from obsrv.compiler.plan import (
     MIN_TASK_TIMEOUT_SECONDS,
     OBSRV_TAG_VALUES,

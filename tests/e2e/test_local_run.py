@@ -18,9 +18,9 @@ import pytest
 
 from obsrv.compiler.api import compile_file
 from obsrv.compiler.spec import TASK_TYPES
-from obsrv.service_tasks.data import load_demo
+from obsrv.service_tasks.local.load_data import load_demo
 from obsrv.service_tasks.io import LocalDeltaStore, TableName, leaderboard_table, output_table
-from obsrv.service_tasks.local_runner import RunState, run_workflow
+from obsrv.service_tasks.local.scheduler import RunState, run_workflow
 
 pytestmark = pytest.mark.slow
 

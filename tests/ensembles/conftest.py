@@ -1,5 +1,5 @@
 """Test helpers for the ensemble tasks: synthetic data, a shared-fold model pool and an in-memory
-TaskContext that satisfies ``kit.TaskContext`` (until/besides the runtime's real one)."""
+TaskContext that satisfies ``contract.TaskContext`` (until/besides the runtime's real one)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from obsrv.service_tasks import metrics, zoo
-from obsrv.service_tasks.kit import ModelOutput, PredictionSet, PreparedData, TaskRequest
+from obsrv.service_tasks.contract import ModelOutput, PredictionSet, PreparedData, TaskRequest
 
 
 def make_prepared(X: pd.DataFrame, y: np.ndarray, *, problem: str, n_folds: int = 4, holdout: float = 0.2,
@@ -78,7 +78,7 @@ def context_dict(problem: str, metric: str, *, folds: int = 4, id_column: str | 
 
 @dataclass
 class FakeContext:
-    """In-memory ``kit.TaskContext``: publish/write_table/log are recorded for assertions."""
+    """In-memory ``contract.TaskContext``: publish/write_table/log are recorded for assertions."""
 
     request: TaskRequest
     data: PreparedData
@@ -116,7 +116,7 @@ class FakeContext:
 def fake_context(data: PreparedData, pool: PredictionSet, predictors: dict[str, Any], task: dict[str, Any],
                  *, metric: str, budget: float = 20.0, id_column: str | None = None,
                  tables: dict[str, pd.DataFrame] | None = None) -> FakeContext:
-    from obsrv.service_tasks.request import build_request
+    from obsrv.service_tasks.task_parameters import build_request
 
     task = {"id": task["task"], **task}
     req = build_request(stage=task["task"], task_id=task["id"], workflow_id="wf1",

@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from obsrv.service_tasks import metrics  # noqa: E402
-from obsrv.service_tasks.data import credit_frame, segments_frame  # noqa: E402
+from obsrv.service_tasks.local.load_data import credit_frame, segments_frame  # noqa: E402
 from obsrv.service_tasks.ensembles import run_task  # noqa: E402
 
 from ensembles.conftest import fake_context, make_pool, make_prepared  # noqa: E402

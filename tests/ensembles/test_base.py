@@ -27,7 +27,7 @@ def test_fast_loss_paths_match_the_metrics_module(metric):
 
 def test_combiners_optimise_what_the_base_search_optimises():
     """One rule, the runtime's (``service_tasks.base.search_metric``): no ensemble-side copy."""
-    from obsrv.service_tasks.base import search_metric
+    from obsrv.service_tasks.stages.base_models import search_metric
     from obsrv.service_tasks.ensembles import base as ensemble_base
     from obsrv.service_tasks.ensembles import tasks
 

@@ -163,7 +163,7 @@ def test_a_deadline_bounds_every_per_route_fit_and_the_models_still_learn():
     left; hist_gbm stops adding iterations at its share (at least MIN_ROUNDS) and still learns."""
     import time
 
-    from obsrv.service_tasks import time_limits
+    from obsrv.service_tasks.zoo import time_limits
 
     X, y, _ = cluster_data(1500, True)
     folds = np.arange(len(y)) % 5

@@ -406,7 +406,7 @@ def test_stack_blend_refits_members_under_their_fold_models_time_limit(binary_se
 def test_a_refit_catboost_member_starts_at_the_rate_its_fold_models_pace_affords():
     """The pace a CatBoost member's fold models measured reaches its re-fit (``ZooLearner.pace_hint``):
     200 wanted rounds at 0.1 s each do not fit a 5 s limit, so the fit starts at 10 / 50 rounds = 0.2."""
-    from obsrv.service_tasks import time_limits
+    from obsrv.service_tasks.zoo import time_limits
 
     X, y = _small_binary()
     m = ZooLearner("catboost", "classification", 2, {"iterations": 200, "learning_rate": 0.03, "depth": 4},

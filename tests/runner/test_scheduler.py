@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from obsrv.service_tasks.launchers import ColdLauncher, Launcher, WarmLauncher
-from obsrv.service_tasks.local_runner import (
+from obsrv.service_tasks.local.launchers import ColdLauncher, Launcher, WarmLauncher
+from obsrv.service_tasks.local.scheduler import (
     CANCELLED,
     FAILED,
     SKIPPED,
@@ -235,7 +235,7 @@ import json, sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[3])
 from test_scheduler import launcher, make_job
-from obsrv.service_tasks.local_runner import LocalRunner, RunState
+from obsrv.service_tasks.local.scheduler import LocalRunner, RunState
 
 tmp = Path(sys.argv[1])
 job = make_job(tmp / "journal.jsonl", [{"key": "a", "sleep": 60}, {"key": "b", "sleep": 60},
@@ -284,7 +284,7 @@ def test_ctrl_c_stops_running_tasks_and_cancels_the_rest(tmp_path: Path, kind: s
     ],
 )
 def test_run_flags_are_checked_before_anything_runs(tmp_path: Path, kwargs: dict[str, Any], message: str) -> None:
-    from obsrv.service_tasks.local_runner import run_workflow
+    from obsrv.service_tasks.local.scheduler import run_workflow
 
     seed = Path(__file__).resolve().parents[2] / "examples" / "credit_risk.yaml"
     with pytest.raises(RunError, match=re.escape(message)):

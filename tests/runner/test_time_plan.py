@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from obsrv.service_tasks.time_plan import DEFAULT_OVERHEAD_S, MIN_SEARCH_S, STAGE_PRIOR_S, TimePlan
+from obsrv.service_tasks.local.budget_plan import DEFAULT_OVERHEAD_S, MIN_SEARCH_S, STAGE_PRIOR_S, TimePlan
 
 D = DEFAULT_OVERHEAD_S
 

@@ -12,7 +12,7 @@ import pytest
 from obsrv.service_tasks.context import RuntimeContext
 from obsrv.service_tasks.entry import run_stage
 from obsrv.service_tasks.io import LocalDeltaStore, TableName
-from obsrv.service_tasks.request import build_request
+from obsrv.service_tasks.task_parameters import build_request
 
 SOURCE = TableName("main", "lab", "training_data")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from obsrv.service_tasks.data import DEMO_CREDIT, DEMO_HOUSING, DEMO_SEGMENTS, load_demo, load_file
+from obsrv.service_tasks.local.load_data import DEMO_CREDIT, DEMO_HOUSING, DEMO_SEGMENTS, load_demo, load_file
 from obsrv.service_tasks.errors import TaskError
 from obsrv.service_tasks.io import LocalDeltaStore, TableName
 

@@ -11,7 +11,7 @@ import pytest
 
 from obsrv.service_tasks import entry
 from obsrv.service_tasks.io import LocalDeltaStore, output_table
-from obsrv.service_tasks.request import parse_request
+from obsrv.service_tasks.task_parameters import parse_request
 
 from runtime_helpers import SOURCE, context_for, synthetic
 
@@ -63,7 +63,7 @@ def test_unexpected_error_prints_traceback(tmp_path, monkeypatch, capsys) -> Non
     def boom(*args, **kwargs):
         raise RuntimeError("kaboom")
 
-    monkeypatch.setattr("obsrv.service_tasks.prepare.run_prepare", boom)
+    monkeypatch.setattr("obsrv.service_tasks.stages.prepare.run_prepare", boom)
     assert entry.main(_argv("prepare", "prepare")) == 1
     err = capsys.readouterr().err
     assert "Traceback" in err and "RuntimeError: kaboom" in err

@@ -8,7 +8,7 @@ import pytest
 
 from obsrv.compiler.spec import Context
 from obsrv.service_tasks.errors import TaskError
-from obsrv.service_tasks.prepare import FOLD, ROW_ID, load_prepared, prepare_frame, prepared_from_frame
+from obsrv.service_tasks.stages.prepare import FOLD, ROW_ID, load_prepared, prepare_frame, prepared_from_frame
 
 from runtime_helpers import SOURCE, context_for, make_job, synthetic
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from obsrv.service_tasks import resource_caps, zoo
+from obsrv.service_tasks.zoo import resource_caps
+from obsrv.service_tasks import zoo
 
 from runtime_helpers import synthetic
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from obsrv.service_tasks import metrics as M
-from obsrv.service_tasks import evaluate as E
+from obsrv.service_tasks.stages import evaluate as E
 from obsrv.service_tasks import tracking
 from obsrv.service_tasks.context import proba_columns
 from obsrv.service_tasks.io import leaderboard_table, output_table
@@ -214,7 +214,7 @@ def test_thresholds_come_from_oof_only(binary_job: Job, monkeypatch) -> None:
 
 def test_evaluate_includes_final_ensemble_models_only(binary_job: Job) -> None:
     """Non-final models of user tasks stay off the leaderboard; base models are always on it."""
-    from obsrv.service_tasks.kit import ModelOutput
+    from obsrv.service_tasks.contract import ModelOutput
 
     ctx = binary_job.ctx(binary_job.request("vote_mix", "vote_mix", upstream=[f"base_{f}" for f in FAMILIES]))
     ctx.mlflow_enabled = False
@@ -238,7 +238,7 @@ def test_evaluate_includes_final_ensemble_models_only(binary_job: Job) -> None:
 
 
 def test_publish_rejects_bad_shapes(binary_job: Job) -> None:
-    from obsrv.service_tasks.kit import ModelOutput
+    from obsrv.service_tasks.contract import ModelOutput
 
     ctx = binary_job.ctx(binary_job.request("vote_mix", "vote_bad", upstream=["base_linear"]))
     n, h = len(ctx.prepared.y_train), len(ctx.prepared.y_holdout)

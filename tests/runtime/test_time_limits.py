@@ -8,7 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from obsrv.service_tasks import time_limits, zoo
+from obsrv.service_tasks.zoo import time_limits
+from obsrv.service_tasks import zoo
 
 from runtime_helpers import synthetic
 

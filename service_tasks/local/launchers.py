@@ -8,7 +8,7 @@ and stderr, and the compiled argv. They differ in where the process comes from:
   how a Databricks wheel task starts. Each task pays ~3-4 s of imports (pandas, sklearn, MLflow,
   the boosting libraries) and MLflow's first-use caches.
 * `WarmLauncher` (the default): the task process is forked from a server that imported those
-  libraries once (`multiprocessing`'s forkserver, preloading `obsrv.service_tasks.preload`), then
+  libraries once (`multiprocessing`'s forkserver, preloading `obsrv.service_tasks.local.warm_imports`), then
   runs the same entry point with the same argv. Still one fresh process per task, so no state leaks
   from one task to the next; only the import cost is shared. The server holds no state of its own
   beyond imported modules; the only threads in it are the libraries' own (OpenBLAS, jemalloc),
@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Protocol
 
 ENTRY_POINT_NAME = "obsrv-task"
-PRELOAD_MODULE = "obsrv.service_tasks.preload"
+PRELOAD_MODULE = "obsrv.service_tasks.local.warm_imports"
 
 
 class LaunchError(Exception):

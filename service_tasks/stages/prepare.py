@@ -2,7 +2,7 @@
 
 Every later stage reads the `prepared` table this stage writes, so every model sees the same train
 rows, the same holdout and the same folds (`obsrv_fold`, -1 = holdout). `load_prepared` turns the
-table back into `kit.PreparedData` in a canonical row order (train rows then holdout rows, each
+table back into `contract.PreparedData` in a canonical row order (train rows then holdout rows, each
 sorted by `obsrv_row_id`), the order every prediction matrix uses.
 """
 
@@ -23,10 +23,10 @@ from sklearn.model_selection import (
 )
 
 from obsrv.compiler.spec import Context
-from obsrv.service_tasks.data import identifier
+from obsrv.service_tasks.io.naming import identifier
 from obsrv.service_tasks.errors import TaskError
 from obsrv.service_tasks.io import TableName, TableStore, output_table
-from obsrv.service_tasks.kit import PreparedData, TaskRequest
+from obsrv.service_tasks.contract import PreparedData, TaskRequest
 
 ROW_ID = "obsrv_row_id"
 FOLD = "obsrv_fold"

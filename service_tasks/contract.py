@@ -1,7 +1,7 @@
-"""The task kit: what every stage function is written against.
+"""The task contract: what every stage and ensemble task is written against.
 
-CONTRACT STUB — the runtime engineer implements the bodies; the ensemble engineer codes against the
-names and shapes below. Shapes: every prediction matrix is (n_rows, K) float64, where K is the
+The runtime (`context.RuntimeContext`) implements `TaskContext`; stages and ensemble tasks code
+against the names and shapes below. Shapes: every prediction matrix is (n_rows, K) float64, where K is the
 number of classes for classification (columns in `PreparedData.classes` order, binary keeps both
 columns) and K == 1 for regression. Class targets are encoded as int indices into `classes`.
 """

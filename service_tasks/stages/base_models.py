@@ -15,7 +15,7 @@ import time
 from obsrv.service_tasks import tracking, zoo
 from obsrv.service_tasks.context import RuntimeContext
 from obsrv.service_tasks.errors import TaskError
-from obsrv.service_tasks.kit import ModelOutput
+from obsrv.service_tasks.contract import ModelOutput
 from obsrv.service_tasks.metrics import THRESHOLD_METRICS
 
 KEEP = 2

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -13,21 +12,11 @@ import pandas as pd
 
 from obsrv.service_tasks.errors import TaskError
 from obsrv.service_tasks.io import LocalDeltaStore, TableName
+from obsrv.service_tasks.io.naming import identifier
 
 DEMO_CREDIT = TableName("main", "credit_risk", "training_data")
 DEMO_SEGMENTS = TableName("main", "credit_risk", "credit_segments")
 DEMO_HOUSING = TableName("main", "demo", "housing")
-
-
-def identifier(name: object, *, lower: bool = True) -> str:
-    """`name` as an identifier: runs of characters outside [0-9A-Za-z_] become `_` (trimmed at
-    the ends), a leading digit gets a `c_` prefix; "" when nothing usable is left."""
-    out = re.sub(r"[^0-9a-zA-Z_]+", "_", str(name).strip()).strip("_")
-    if lower:
-        out = out.lower()
-    if out and out[0].isdigit():
-        out = f"c_{out}"
-    return out
 
 
 def normalise_columns(df: pd.DataFrame) -> pd.DataFrame:

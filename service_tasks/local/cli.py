@@ -85,8 +85,8 @@ def add_data_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ig
 
 def _run(args: argparse.Namespace) -> int:
     from obsrv.compiler.api import SpecError
-    from obsrv.service_tasks.launchers import LaunchError
-    from obsrv.service_tasks.local_runner import RunError, run_workflow
+    from obsrv.service_tasks.local.launchers import LaunchError
+    from obsrv.service_tasks.local.scheduler import RunError, run_workflow
 
     try:
         return run_workflow(
@@ -117,7 +117,7 @@ def _home(workdir: str) -> "Path":  # noqa: F821 - pathlib imported lazily below
 
 
 def _data_load(args: argparse.Namespace) -> int:
-    from obsrv.service_tasks.data import load_file
+    from obsrv.service_tasks.local.load_data import load_file
     from obsrv.service_tasks.errors import TaskError
 
     try:
@@ -130,7 +130,7 @@ def _data_load(args: argparse.Namespace) -> int:
 
 
 def _data_demo(args: argparse.Namespace) -> int:
-    from obsrv.service_tasks.data import load_demo
+    from obsrv.service_tasks.local.load_data import load_demo
     from obsrv.service_tasks.errors import TaskError
 
     try:

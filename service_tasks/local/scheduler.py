@@ -28,8 +28,8 @@ from typing import Any, Callable, Iterator
 
 import yaml
 
-from obsrv.service_tasks.launchers import Launcher, TaskProcess, kill_tree, make_launcher
-from obsrv.service_tasks.time_plan import BUDGETED_STAGES, TimePlan
+from obsrv.service_tasks.local.launchers import Launcher, TaskProcess, kill_tree, make_launcher
+from obsrv.service_tasks.local.budget_plan import BUDGETED_STAGES, TimePlan
 
 _REFERENCE = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}")
 
@@ -599,7 +599,7 @@ def print_summary(job: dict[str, Any], home: Path, workflow_id: str, wall: float
     from rich.console import Console
     from rich.table import Table
 
-    from obsrv.service_tasks.summary import leaderboard_frame
+    from obsrv.service_tasks.local.run_summary import leaderboard_frame
 
     # Off a terminal (CI logs, pipes) rich assumes 80 columns and would crop the model names.
     console = Console() if sys.stdout.isatty() else Console(width=140)

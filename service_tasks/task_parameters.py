@@ -8,7 +8,7 @@ import os
 from typing import Any, Sequence
 
 from obsrv.compiler.spec import Context
-from obsrv.service_tasks.kit import TaskRequest
+from obsrv.service_tasks.contract import TaskRequest
 
 # Share of the job timeout one task may spend on hyperparameter search. Base tasks run side by
 # side on Databricks, then the user tasks, then evaluate; the shares leave room for all of them.

@@ -60,9 +60,9 @@ MODULES = (
     "narwhals._interchange.dataframe",
     "obsrv.service_tasks.entry",
     "obsrv.service_tasks.context",
-    "obsrv.service_tasks.prepare",
-    "obsrv.service_tasks.base",
-    "obsrv.service_tasks.evaluate",
+    "obsrv.service_tasks.stages.prepare",
+    "obsrv.service_tasks.stages.base_models",
+    "obsrv.service_tasks.stages.evaluate",
     "obsrv.service_tasks.ensembles",
 )
 

@@ -57,8 +57,8 @@ import numpy as np
 import pandas as pd
 
 from obsrv.service_tasks import metrics as M
-from obsrv.service_tasks import time_limits
-from obsrv.service_tasks.resource_caps import KNN_MAX_FIT_ROWS, cap_forest_trees
+from obsrv.service_tasks.zoo import time_limits
+from obsrv.service_tasks.zoo.resource_caps import KNN_MAX_FIT_ROWS, cap_forest_trees
 
 Problem = Literal["classification", "regression"]
 FAMILIES = ("linear", "random_forest", "extra_trees", "hist_gbm", "xgboost", "lightgbm", "catboost", "knn")
