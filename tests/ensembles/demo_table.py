@@ -15,7 +15,7 @@ import sys
 import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # a script: tests/ for support.*
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -23,7 +23,7 @@ from obsrv.service_tasks import metrics  # noqa: E402
 from obsrv.service_tasks.local.load_data import credit_frame, segments_frame  # noqa: E402
 from obsrv.service_tasks.ensembles import run_task  # noqa: E402
 
-from ensembles.conftest import fake_context, make_pool, make_prepared  # noqa: E402
+from support.ensemble_pool import fake_context, make_pool, make_prepared  # noqa: E402
 
 POOL = [(f, {}) for f in ("linear", "random_forest", "extra_trees", "hist_gbm", "xgboost", "lightgbm",
                           "catboost", "knn")]

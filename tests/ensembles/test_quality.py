@@ -20,11 +20,9 @@ from obsrv.service_tasks import metrics
 from obsrv.service_tasks.ensembles import run_task
 from obsrv.service_tasks.ensembles.stacking import LinearStacker
 
-if __package__ in (None, ""):
+if __package__ in (None, ""):  # run as a script: pytest's `pythonpath = ["tests"]` does not apply
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from ensembles.conftest import fake_context, make_pool, make_prepared  # noqa: E402
-else:
-    from .conftest import fake_context, make_pool, make_prepared
+from support.ensemble_pool import fake_context, make_pool, make_prepared  # noqa: E402
 
 POOL = [("linear", {}), ("hist_gbm", {}), ("random_forest", {}), ("extra_trees", {}), ("knn", {}),
         ("lightgbm", {}), ("catboost", {})]

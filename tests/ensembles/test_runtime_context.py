@@ -6,14 +6,12 @@ vote_weight, then evaluate, all in-process through ``entry.run_stage`` like ``ob
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "runtime"))
-runtime_helpers = pytest.importorskip("runtime_helpers")
+from support import runtime_helpers
 
 BASES = ["base_linear", "base_hist_gbm", "base_knn"]
 

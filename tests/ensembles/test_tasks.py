@@ -14,7 +14,7 @@ from obsrv.service_tasks.ensembles.learners import ZooLearner
 from obsrv.service_tasks.errors import TaskError
 from sklearn.metrics import roc_auc_score
 
-from .conftest import fake_context, make_pool, make_prepared
+from support.ensemble_pool import fake_context, make_pool, make_prepared
 
 TASK_CONFIGS = {
     "stack_top_any": {"task": "stack_top_any", "stack": {"top_n": 4}},

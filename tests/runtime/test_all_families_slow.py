@@ -11,7 +11,7 @@ from obsrv.compiler.spec import MODEL_FAMILIES, Context
 from obsrv.service_tasks import entry
 from obsrv.service_tasks.io import LocalDeltaStore, leaderboard_table, output_table
 
-from runtime_helpers import SOURCE, context_for, synthetic
+from support.runtime_helpers import SOURCE, context_for, synthetic
 
 pytestmark = pytest.mark.slow
 

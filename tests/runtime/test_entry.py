@@ -13,7 +13,7 @@ from obsrv.service_tasks import entry
 from obsrv.service_tasks.io import LocalDeltaStore, output_table
 from obsrv.service_tasks.task_parameters import parse_request
 
-from runtime_helpers import SOURCE, context_for, synthetic
+from support.runtime_helpers import SOURCE, context_for, synthetic
 
 
 def _argv(stage: str, task_id: str, task: dict | None = None, upstream: list[str] | None = None,
@@ -101,7 +101,7 @@ def test_console_script_subprocess(tmp_path) -> None:
 
 
 def test_task_completed_markers(tmp_path, monkeypatch) -> None:
-    from runtime_helpers import make_job
+    from support.runtime_helpers import make_job
 
     job = make_job(tmp_path, "binary", mlflow=False)
     prep_req = job.request("prepare", "prepare")

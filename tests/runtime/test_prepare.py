@@ -10,7 +10,7 @@ from obsrv.compiler.spec import Context
 from obsrv.service_tasks.errors import TaskError
 from obsrv.service_tasks.stages.prepare import FOLD, ROW_ID, load_prepared, prepare_frame, prepared_from_frame
 
-from runtime_helpers import SOURCE, context_for, make_job, synthetic
+from support.runtime_helpers import SOURCE, context_for, make_job, synthetic
 
 
 def _prep(problem: str, df: pd.DataFrame | None = None, **overrides):

@@ -8,7 +8,7 @@ import pytest
 from obsrv.service_tasks.zoo import resource_caps
 from obsrv.service_tasks import zoo
 
-from runtime_helpers import synthetic
+from support.runtime_helpers import synthetic
 
 
 def _binary(n: int = 600):

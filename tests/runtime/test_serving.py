@@ -13,7 +13,7 @@ import pytest
 from obsrv.service_tasks import tracking
 from obsrv.service_tasks.io import output_table
 
-from runtime_helpers import Job, make_job, synthetic
+from support.runtime_helpers import Job, make_job, synthetic
 
 FAMILIES = ["xgboost", "lightgbm"]
 RENAMES = {"x0": "x[0]", "x1": "x<1>", "x2": "ratio: a/b", "color": '{"color"}'}

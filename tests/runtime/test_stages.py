@@ -15,7 +15,7 @@ from obsrv.service_tasks import tracking
 from obsrv.service_tasks.context import proba_columns
 from obsrv.service_tasks.io import leaderboard_table, output_table
 
-from runtime_helpers import Job, make_job, synthetic
+from support.runtime_helpers import Job, make_job, synthetic
 
 FAMILIES = ["linear", "lightgbm", "knn"]
 

@@ -11,7 +11,7 @@ import pytest
 from obsrv.service_tasks.zoo import time_limits
 from obsrv.service_tasks import zoo
 
-from runtime_helpers import synthetic
+from support.runtime_helpers import synthetic
 
 SLOW = {  # enough rounds/trees to take far longer than the limits below, were they not stopped
     "xgboost": {"n_estimators": 5000, "learning_rate": 0.001, "max_depth": 6},

@@ -12,7 +12,7 @@ from obsrv.compiler.spec import MODEL_FAMILIES
 from obsrv.service_tasks import metrics as M
 from obsrv.service_tasks import zoo
 
-from runtime_helpers import synthetic
+from support.runtime_helpers import synthetic
 
 QUICK_PARAMS = {
     "linear": None,
