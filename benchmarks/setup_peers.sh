@@ -8,8 +8,10 @@ venv="$here/.venv-peers"
 py="${PYTHON:-python3}"
 [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
 "$venv/bin/python" -m pip install -q --upgrade pip
-# each peer separately: one that fails to install must not take the others down
-"$venv/bin/python" -m pip install -q "flaml[automl]" "pyarrow" "scipy" || echo "FAILED: flaml" >&2
-"$venv/bin/python" -m pip install -q "autogluon.tabular[lightgbm,catboost,xgboost]" || echo "FAILED: autogluon" >&2
-"$venv/bin/python" -m pip install -q "h2o" || echo "FAILED: h2o" >&2
+# each line of requirements-peers.txt separately: one peer that fails to install must not take the
+# others down
+grep -vE '^[[:space:]]*(#|$)' "$here/requirements-peers.txt" | while read -r line; do
+  # shellcheck disable=SC2086  # a line may name several requirements
+  "$venv/bin/python" -m pip install -q $line || echo "FAILED: $line" >&2
+done
 "$venv/bin/python" -m pip list 2>/dev/null | grep -iE '^(flaml|autogluon[.a-z]*|h2o|scikit-learn|pandas|numpy|pyarrow|lightgbm|xgboost|catboost) ' || true
