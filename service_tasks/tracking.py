@@ -276,9 +276,8 @@ class PackedPredictor:
     """A published model's predictor kept as the compressed bytes of its ``predictor.pkl`` and
     unpickled when it must predict.
 
-    Why: an ensemble task used to unpickle every member (forest fold bags are the bulk) only to
-    pickle them again into its own model: 3.6-4.2 GB per ensemble task at 100k rows. Packed, the
-    task holds the members' compressed bytes (~4x smaller than the objects) and, with
+    Why: unpickling every member (forest fold bags are the bulk) only to pickle them again into the
+    ensemble's own model costs gigabytes per ensemble task on large tables. Packed, the task holds the members' compressed bytes (~4x smaller than the objects) and, with
     ``keep_loaded=False``, unpickles one member at a time whenever it must predict (logging the
     ensemble does not predict). A pickled PackedPredictor always keeps its member once loaded, so a
     served ensemble unpickles each member on its first prediction only.

@@ -12,8 +12,7 @@ and stderr, and the compiled argv. They differ in where the process comes from:
   runs the same entry point with the same argv. Still one fresh process per task, so no state leaks
   from one task to the next; only the import cost is shared. The server holds no state of its own
   beyond imported modules; the only threads in it are the libraries' own (OpenBLAS, jemalloc),
-  which install fork handlers. Measured side by side on the demo workflow (2.14x faster run):
-  `benchmarks/task_start.py`, `benchmarks/results/task_start.md`.
+  which install fork handlers. The gain is measured by `benchmarks/task_start.py`.
 """
 
 from __future__ import annotations

@@ -44,8 +44,8 @@ MODULES = (
     "mlflow.tracking",
     "mlflow.store.tracking.sqlalchemy_store",
     "mlflow.store.model_registry.sqlalchemy_store",
-    # imported lazily by MLflow on a task's first run or model log (measured: ~1 s per task on a
-    # 2-core Xeon): the sqlite dialect, alembic, tracing export, OpenTelemetry metrics, GitPython
+    # imported lazily by MLflow on a task's first run or model log (about a second per task on 2
+    # cores): the sqlite dialect, alembic, tracing export, OpenTelemetry metrics, GitPython
     # (run source tags) and narwhals' pandas backend (signature inference)
     "sqlalchemy.dialects.sqlite",
     "alembic.command",

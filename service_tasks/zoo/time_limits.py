@@ -1,8 +1,8 @@
 """Stop a fold model's training when its share of the search budget is spent.
 
-Why: the default configs (1,000-round boosters with early stopping, 150-tree forests) used to run
-to the end whatever the budget, so a slow family on a slow problem (CatBoost on 4-6 classes: 34 s
-of a 60 s run) overran ``obsrv run --time-limit``. As in AutoGluon, a fit gets a time limit and
+Why: the default configs (1,000-round boosters with early stopping, 150-tree forests) would run
+to the end whatever the budget, so a slow family on a slow problem would overrun
+``obsrv run --time-limit``. As in AutoGluon, a fit gets a time limit and
 keeps what it has trained when it runs out: boosters stop adding rounds (a training callback),
 forests stop adding trees (grown in chunks with ``warm_start``). At least ``MIN_ROUNDS`` rounds or
 trees are always trained, so a model is never empty.
@@ -12,14 +12,14 @@ sklearn's HistGradientBoosting has no callback either; it is grown in chunks of 
 so does CatBoost on a GPU (it runs user callbacks on the CPU only).
 
 Why boosters are also *paced*: a booster cut at 10-40 rounds of a 0.05 learning rate has barely
-started to fit (on a 2-core machine with a 60 s run, the 4- and 6-class sets' boosters stopped
-there). So after its first ``MIN_ROUNDS`` rounds a time-limited booster measures its pace, and when
+started to fit. So after its first ``MIN_ROUNDS`` rounds a time-limited booster measures its pace, and when
 the rounds it can still afford at that pace are too few for its learning rate, it raises the rate
 for the rounds left (``paced_learning_rate``), as a smaller budget would pick anyway. xgboost,
 lightgbm and hist_gbm are paced during the fit. CatBoost cannot change its rate during a fit, so
 its fold models are paced *between* fits: each one starts at the rate that the last measured pace
 of a like fit (``Pace``: the previous fold's, or the previous config's in the same search) affords
-within its own limit. Only the very first CatBoost fold of a search has no pace to go by.
+within its own limit. Only the very first CatBoost fold of a search has no pace to go by. The user's view:
+docs/budgets-and-pacing.md.
 """
 
 from __future__ import annotations
