@@ -25,6 +25,7 @@ CODES: dict[str, str] = {
     "OBS003": "YAML syntax error (reported alone: parsing stops there)",
     "OBS004": "a mapping has the same key twice",
     "OBS005": "unsupported YAML: a !tag, a non-scalar key, a recursive alias or an oversized document",
+    "OBS006": "the spec path is not a regular file (a device, FIFO or socket) or is larger than 10 MB",
     "OBS101": "unknown key (with the nearest known key)",
     "OBS102": "a required key is missing",
     "OBS103": "a value has the wrong type (e.g. text where a list is expected)",
