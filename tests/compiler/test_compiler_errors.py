@@ -206,7 +206,11 @@ CASES = [
         "OBS109", 4, 5, "fold_type: group needs source.group_column", "give `source.group_column`",
     ),
     Case(
-        "stratified-regression", edit(("classification: [accuracy, f1, auc]", "regression: [rmse]")),
+        # Only a fold_type the user wrote: an unwritten one defaults to kfold for regression.
+        "stratified-regression", edit(
+            ("    timeout: 15 minutes", "    timeout: 15 minutes\n    fold_type: stratified"),
+            ("classification: [accuracy, f1, auc]", "regression: [rmse]"),
+        ),
         "OBS109", 5, 5, "fold_type: stratified needs a classification metric", "kfold for regression",
     ),
     Case(
