@@ -43,10 +43,14 @@ CODES: dict[str, str] = {
     "OBS206": "a task lists the same dependency twice",
     "OBS207": "a task asks for GPU but the context does not allow GPU",
     "OBS208": "two specs compile to the same job name",
-    "OBS209": "a route column is the target column",
+    "OBS209": "a route column is the target column or another special source column (id, group, time, weight)",
+    "OBS210": "a task's settings cannot work with the context (stack_blend with fewer than 3 folds)",
     "OBS301": "an output table name would be longer than Unity Catalog allows",
+    "OBS302": "the job would have more than 1000 tasks, the Databricks Jobs limit",
+    "OBS303": "`sample.size` leaves fewer training rows than folds",
     "OBS401": "warning: the GPU accelerator is newer than the pinned bundle schema",
     "OBS402": "warning: a task timeout is longer than the job timeout",
+    "OBS404": "warning: `sample.size` leaves a class fewer rows than folds",
     "OBS901": "internal error in obsrv (a bug: please report it)",
 }
 
