@@ -946,6 +946,35 @@ def feasibility_diagnostics(doc: LoadedYaml, spec: S.SpecFile) -> list[Diagnosti
     ]
 
 
+def timing_diagnostics(doc: LoadedYaml, spec: S.SpecFile) -> list[Diagnostic]:
+    """A job timeout that cannot hold the critical path of start-ups, stage work and minimum
+    searches (compiler/timing.py): the job would time out before evaluate, however fast its data."""
+    from obsrv.compiler.plan import build_plan
+    from obsrv.compiler.timing import MIN_SEARCH_SECONDS, PLANNED_SHARE
+
+    timing = build_plan(spec, source=doc.file).timing
+    if timing is None or timing.fits:
+        return []
+    path: PathKey = ("obsrv", "context", "timeout")
+    span = doc.value_span(path) if path in doc.positions else doc.key_span(("obsrv", "context"))
+    steps = len(timing.critical_path)
+    minutes = timing.needed_timeout // 60
+    return [
+        doc.diagnostic(
+            "OBS403",
+            f"the job timeout ({timing.job_timeout} s) cannot hold the critical path "
+            f"{' -> '.join(timing.critical_path)}: it needs at least {timing.min_path_seconds} s "
+            f"({steps} serverless start-ups of {timing.startups_on_path} s in all, each stage's own work, "
+            f"{MIN_SEARCH_SECONDS} s searches), plus {1 - PLANNED_SHARE:.0%} slack",
+            span,
+            fix=f"set `context.timeout: {minutes} minutes` or more (every minute above that goes to the "
+            "searches), or drop tasks from the longest depends_on chain",
+            severity="warning",
+            path=dotted_path(path),
+        )
+    ]
+
+
 def check(doc: LoadedYaml) -> tuple[S.SpecFile | None, list[Diagnostic]]:
     """Every diagnostic for one loaded spec, and the spec itself when it has no errors."""
     diagnostics = list(doc.diagnostics)
@@ -959,6 +988,8 @@ def check(doc: LoadedYaml) -> tuple[S.SpecFile | None, list[Diagnostic]]:
     if spec is not None:
         diagnostics += spec_diagnostics(doc, spec)
         diagnostics += feasibility_diagnostics(doc, spec)
+        if not any(d.is_error for d in diagnostics):  # the critical path needs a valid graph
+            diagnostics += timing_diagnostics(doc, spec)
     # Different layers can notice the same thing; keep one of each identical diagnostic.
     unique: dict[tuple[str, int, int, str], Diagnostic] = {}
     for d in diagnostics:

@@ -50,6 +50,7 @@ CODES: dict[str, str] = {
     "OBS303": "`sample.size` leaves fewer training rows than folds",
     "OBS401": "warning: the GPU accelerator is newer than the pinned bundle schema",
     "OBS402": "warning: a task timeout is longer than the job timeout",
+    "OBS403": "warning: the job timeout cannot hold the critical path of start-ups, stage work and searches",
     "OBS404": "warning: `sample.size` leaves a class fewer rows than folds",
     "OBS901": "internal error in obsrv (a bug: please report it)",
 }

@@ -385,7 +385,8 @@ def test_warnings_do_not_fail(tmp_path: Path) -> None:
     path.write_text(text)
     result = compile_file(path, root=tmp_path, verify=False)
     codes = {(w.code, w.line, w.severity) for w in result.warnings}
-    assert codes == {("OBS401", 5, "warning"), ("OBS402", 17, "warning")}
+    # OBS403: BASE's 15-minute timeout cannot hold its critical path (test_compiler_timing.py)
+    assert codes == {("OBS401", 5, "warning"), ("OBS402", 17, "warning"), ("OBS403", 4, "warning")}
     assert "GPU_1xH100" in result.files[f"{result.job_key}.job.yml"]
 
 
@@ -397,7 +398,7 @@ def test_no_h100_warning_without_gpu_tasks(tmp_path: Path) -> None:
 
 def test_every_code_is_tested() -> None:
     # OBS006: test_compiler_spec_files.py; OBS210, OBS302, OBS303, OBS404: test_compiler_feasibility.py
-    elsewhere = {"OBS006", "OBS210", "OBS302", "OBS303", "OBS404"}
+    elsewhere = {"OBS006", "OBS210", "OBS302", "OBS303", "OBS403", "OBS404"}  # OBS403: test_compiler_timing.py
     tested = {c.code for c in CASES} | elsewhere | {"OBS001", "OBS208", "OBS401", "OBS402", "OBS901"}  # the last: CLI tests
     assert tested == set(CODES)
 
