@@ -952,14 +952,18 @@ def timing_diagnostics(doc: LoadedYaml, spec: S.SpecFile) -> list[Diagnostic]:
     from obsrv.compiler.plan import build_plan
     from obsrv.compiler.timing import MIN_SEARCH_SECONDS, PLANNED_SHARE
 
-    timing = build_plan(spec, source=doc.file).timing
-    if timing is None or timing.fits:
+    plan = build_plan(spec, source=doc.file)
+    timing = plan.timing
+    if timing is None:
         return []
+    out = _short_task_timeouts(doc, spec, plan)
+    if timing.fits:
+        return out
     path: PathKey = ("obsrv", "context", "timeout")
     span = doc.value_span(path) if path in doc.positions else doc.key_span(("obsrv", "context"))
     steps = len(timing.critical_path)
     minutes = timing.needed_timeout // 60
-    return [
+    return out + [
         doc.diagnostic(
             "OBS403",
             f"the job timeout ({timing.job_timeout} s) cannot hold the critical path "
@@ -973,6 +977,35 @@ def timing_diagnostics(doc: LoadedYaml, spec: S.SpecFile) -> list[Diagnostic]:
             path=dotted_path(path),
         )
     ]
+
+
+def _short_task_timeouts(doc: LoadedYaml, spec: S.SpecFile, plan: Any) -> list[Diagnostic]:
+    """A task's own `timeout:` shorter than its start-up, its work and a minimum search: it would
+    time out on serverless before doing anything useful."""
+    from obsrv.compiler.timing import MIN_SEARCH_SECONDS, SEARCH_WEIGHT, Stage
+
+    out: list[Diagnostic] = []
+    for index, task in enumerate(spec.obsrv.job):
+        if task.timeout is None:
+            continue
+        planned = plan.task(task.task_id)
+        stage = Stage(planned.key, planned.stage, planned.environment, planned.depends_on)
+        need = stage.fixed_seconds + (MIN_SEARCH_SECONDS if planned.stage in SEARCH_WEIGHT else 0)
+        if task.timeout < need:
+            path: PathKey = ("obsrv", "job", index, "timeout")
+            out.append(
+                doc.diagnostic(
+                    "OBS405",
+                    f"task timeout ({task.timeout} s) is shorter than what `{task.task_id}` needs at the very "
+                    f"least on serverless {planned.environment.upper()} ({need} s: start-up, environment "
+                    "install and its own work)",
+                    doc.value_span(path),
+                    fix=f"give it at least {need} s, or remove `timeout:` to let obsrv plan it",
+                    severity="warning",
+                    path=dotted_path(path),
+                )
+            )
+    return out
 
 
 def check(doc: LoadedYaml) -> tuple[S.SpecFile | None, list[Diagnostic]]:

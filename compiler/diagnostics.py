@@ -52,6 +52,7 @@ CODES: dict[str, str] = {
     "OBS402": "warning: a task timeout is longer than the job timeout",
     "OBS403": "warning: the job timeout cannot hold the critical path of start-ups, stage work and searches",
     "OBS404": "warning: `sample.size` leaves a class fewer rows than folds",
+    "OBS405": "warning: a task timeout is shorter than its serverless start-up and work allowance",
     "OBS901": "internal error in obsrv (a bug: please report it)",
 }
 

@@ -165,3 +165,16 @@ def test_the_planner_reports_the_longest_chain_deterministically() -> None:
     # each may take the window between prepare's planned end and c's planned start
     window = 3600 - 300 - 300
     assert timing.timeouts["a"] == timing.timeouts["b"] == window
+
+
+def test_a_task_timeout_shorter_than_its_start_up_is_warned_about(tmp_path: Path) -> None:
+    text = (REPO / "examples" / "housing_regression.yaml").read_text().replace(
+        "    - task: boost\n      timeout: 30 minutes", "    - task: boost\n      timeout: 2 minutes"
+    )
+    (tmp_path / "spec.yaml").write_text(text)
+    (warning,) = [w for w in compile_file(tmp_path / "spec.yaml", root=tmp_path, verify=False).warnings
+                  if w.code == "OBS405"]
+    need = STARTUP_ALLOWANCE_SECONDS["cpu"] + WORK_ALLOWANCE_SECONDS["search"] + MIN_SEARCH_SECONDS
+    assert warning.severity == "warning" and warning.line == 24
+    assert "(120 s)" in warning.message and f"({need} s:" in warning.message
+    assert f"at least {need} s" in (warning.fix or "")
