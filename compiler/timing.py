@@ -107,16 +107,20 @@ class Timing:
         return 60 * math.ceil(self.min_path_seconds / PLANNED_SHARE / 60)
 
 
-def _longest(stages: Sequence[Stage], unit: int) -> tuple[dict[str, int], dict[str, str | None]]:
-    """Finish time of each task on the longest path to it, and its predecessor on that path."""
+def _order(stages: Sequence[Stage]) -> list[Stage]:
+    """The stages in dependency order (graphlib; a cycle raises, but checks.py reports those first)."""
     by_key = {s.key: s for s in stages}
-    order = graphlib.TopologicalSorter({s.key: s.depends_on for s in stages}).static_order()
+    return [by_key[k] for k in graphlib.TopologicalSorter({s.key: s.depends_on for s in stages}).static_order()]
+
+
+def _longest(order: Sequence[Stage], unit: int) -> tuple[dict[str, int], dict[str, str | None]]:
+    """Finish time of each task on the longest path to it, and its predecessor on that path."""
     finish: dict[str, int] = {}
     before: dict[str, str | None] = {}
-    for key in order:
-        stage = by_key[key]
+    for stage in order:
+        key = stage.key
         # ties go to the dependency listed first, so the reported path is deterministic
-        prev = max(stage.depends_on, key=lambda d: finish[d], default=None)
+        prev = max(stage.depends_on, key=finish.__getitem__, default=None)
         start = finish[prev] if prev is not None else 0
         finish[key] = start + stage.fixed_seconds + stage.budget(unit)
         before[key] = prev
@@ -133,9 +137,10 @@ def _path_to(end: str, before: dict[str, str | None]) -> tuple[str, ...]:
 def plan_timing(stages: Sequence[Stage], job_timeout: int) -> Timing:
     """Budgets that make the critical path take PLANNED_SHARE of `job_timeout`, and timeouts."""
     target = PLANNED_SHARE * job_timeout
+    order = _order(stages)
 
     def length(unit: int) -> int:
-        return max(_longest(stages, unit)[0].values())
+        return max(_longest(order, unit)[0].values())
 
     # the largest whole number of seconds per weight whose critical path still fits (monotone)
     low, high = 0, job_timeout
@@ -146,17 +151,18 @@ def plan_timing(stages: Sequence[Stage], job_timeout: int) -> Timing:
         else:
             high = mid - 1
     unit = low
-    min_finish, _ = _longest(stages, 0)
+    min_finish, _ = _longest(order, 0)
     fits = max(min_finish.values()) <= target
-    finish, before = _longest(stages, unit)
+    finish, before = _longest(order, unit)
     end = max(finish, key=lambda k: finish[k])
     path = _path_to(end, before)
     by_key = {s.key: s for s in stages}
     # time after each task on its longest downstream chain
     after: dict[str, int] = {s.key: 0 for s in stages}
-    for key in reversed(list(graphlib.TopologicalSorter({s.key: s.depends_on for s in stages}).static_order())):
-        own = by_key[key].fixed_seconds + by_key[key].budget(unit)
-        for dep in by_key[key].depends_on:
+    for stage in reversed(order):
+        key = stage.key
+        own = stage.fixed_seconds + stage.budget(unit)
+        for dep in stage.depends_on:
             after[dep] = max(after[dep], own + after[key])
     budgets = {s.key: s.budget(unit) for s in stages}
     timeouts: dict[str, int] = {}
