@@ -790,6 +790,8 @@ MIN_STACK_BLEND_FOLDS = 3
 # The source roles that prepare never keeps as features, so a route on them fails at run time
 # (tasks.py `_not_a_feature`). route_external may join on the id column: that one is allowed there.
 _ROLE_FIELDS = ("id_column", "group_column", "time_column", "weight_column")
+# Fewest rows the leaderboard should rank models on (see sample_size_diagnostics).
+MIN_RANKING_ROWS = 100
 
 
 def _sampled_rows(ctx: S.Context) -> tuple[int, int] | None:
@@ -911,6 +913,24 @@ def sample_size_diagnostics(doc: LoadedYaml, spec: S.SpecFile) -> list[Diagnosti
             )
         ]
     out: list[Diagnostic] = []
+    # The leaderboard ranks models on the holdout rows (or out-of-fold on every training row when
+    # `holdout: 0`); below MIN_RANKING_ROWS a metric's standard error is around 0.05 or more
+    # (accuracy near 0.5: sqrt(0.25 / 100)), so the champion would be chosen by noise.
+    ranked = size - train if ctx.holdout else train
+    if ranked < MIN_RANKING_ROWS:
+        what = "holdout rows" if ctx.holdout else "training rows (out-of-fold, `holdout: 0`)"
+        out.append(
+            doc.diagnostic(
+                "OBS406",
+                f"`sample.size: {size}` leaves {ranked} {what} to rank the models on; with fewer than "
+                f"{MIN_RANKING_ROWS} the champion is chosen by noise",
+                span,
+                fix=f"raise `sample.size` (or `context.holdout`) so that at least {MIN_RANKING_ROWS} rows rank "
+                "the models",
+                severity="warning",
+                path=dotted_path(path),
+            )
+        )
     # With at least 2 classes, the rarest one has at most half the training rows: below the fold
     # count some fold must lack it, and stratified folds cannot be made.
     rarest = train // 2

@@ -53,6 +53,7 @@ CODES: dict[str, str] = {
     "OBS403": "warning: the job timeout cannot hold the critical path of start-ups, stage work and searches",
     "OBS404": "warning: `sample.size` leaves a class fewer rows than folds",
     "OBS405": "warning: a task timeout is shorter than its serverless start-up and work allowance",
+    "OBS406": "warning: `sample.size` leaves too few holdout (or out-of-fold) rows to rank models",
     "OBS901": "internal error in obsrv (a bug: please report it)",
 }
 

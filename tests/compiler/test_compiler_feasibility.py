@@ -110,13 +110,25 @@ def test_a_sample_that_leaves_a_class_under_the_folds_is_a_warning() -> None:
     text = BASE.replace("    folds: 5\n", "    folds: 5\n    sample: {size: 10}\n")
     d = only(text, "OBS404")
     assert d.severity == "warning" and "at most 4" in d.message and "at least 12" in (d.fix or "")
+    assert only(text, "OBS406").severity == "warning"  # and 2 holdout rows cannot rank models
     regression = text.replace("classification: [auc]", "regression: [rmse]")
     assert not any(x.code == "OBS404" for x in diagnostics_of(regression))
     big = BASE.replace("    folds: 5\n", "    folds: 5\n    sample: {size: 12}\n")
     assert not any(x.code == "OBS404" for x in diagnostics_of(big))
 
 
+def test_a_holdout_too_small_to_rank_models_is_a_warning() -> None:
+    """The probe's case: a 10-row sample with folds 5 registered a champion from a 2-row holdout."""
+    text = BASE.replace("    folds: 5\n", "    folds: 5\n    sample: {size: 10}\n")
+    d = only(text, "OBS406")
+    assert d.severity == "warning" and "leaves 2 holdout rows" in d.message and "at least 100" in (d.fix or "")
+    enough = BASE.replace("    folds: 5\n", "    folds: 5\n    sample: {size: 500}\n")  # 100 holdout rows
+    assert not any(x.code == "OBS406" for x in diagnostics_of(enough))
+    no_holdout = text.replace("holdout: 0.2", "holdout: 0")
+    assert "10 training rows (out-of-fold" in only(no_holdout, "OBS406").message
+
+
 def test_a_warning_does_not_stop_compile(tmp_path: Path) -> None:
     (tmp_path / "spec.yaml").write_text(BASE.replace("    folds: 5\n", "    folds: 5\n    sample: {size: 10}\n"))
     result = compile_file(tmp_path / "spec.yaml", root=tmp_path, verify=False)
-    assert [w.code for w in result.warnings] == ["OBS404"]
+    assert sorted(w.code for w in result.warnings) == ["OBS404", "OBS406"]
