@@ -22,7 +22,7 @@ from pydantic.fields import FieldInfo
 
 from obsrv.compiler import spec as S
 from obsrv.compiler.diagnostics import Diagnostic
-from obsrv.compiler.plan import base_environment, task_environment
+from obsrv.compiler.plan import JobPlan, base_environment, task_environment
 from obsrv.compiler.yaml_loader import LoadedYaml, PathKey, Span, dotted_path
 
 FAMILY_BLOCKS = ("route", "stack", "boost", "vote")
@@ -999,7 +999,7 @@ def timing_diagnostics(doc: LoadedYaml, spec: S.SpecFile) -> list[Diagnostic]:
     ]
 
 
-def _short_task_timeouts(doc: LoadedYaml, spec: S.SpecFile, plan: Any) -> list[Diagnostic]:
+def _short_task_timeouts(doc: LoadedYaml, spec: S.SpecFile, plan: JobPlan) -> list[Diagnostic]:
     """A task's own `timeout:` shorter than its start-up, its work and a minimum search: it would
     time out on serverless before doing anything useful."""
     from obsrv.compiler.timing import MIN_SEARCH_SECONDS, SEARCH_WEIGHT, Stage
