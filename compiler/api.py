@@ -194,14 +194,35 @@ def stale_outputs(results: Sequence[CompileResult], output_dir: str | Path) -> l
     return stale
 
 
+def _stage(out: Path, target: Path, data: bytes) -> Path:
+    """Write `data` to a temp file beside `target` (same folder, so os.replace is atomic)."""
+    # Keep the mode of a file being replaced; mkstemp's own 0600 would hide new files.
+    mode = target.stat().st_mode & 0o777 if target.exists() else 0o644
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=out)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(tmp, mode)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return Path(tmp)
+
+
 def write_outputs(results: Sequence[CompileResult], output_dir: str | Path) -> list[tuple[str, bool]]:
-    """Write every file atomically (temp file + os.replace); unchanged files are left alone.
+    """Write every changed file, all or nothing; unchanged files are left alone.
+
+    Every changed file is first written in full to a temp file beside its target; only when all of
+    them are staged is each moved into place with os.replace. A failure while staging (a full disk,
+    a read-only file) removes the temp files and leaves every old output as it was, so a job file
+    and the files it refers to never come from two different compiles.
 
     Returns (relative path, changed) per file.
     """
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    report = []
+    report: list[tuple[str, bool]] = []
+    pending: list[tuple[Path, bytes]] = []
     for name, text in merged_files(results).items():
         target = out / name
         data = text.encode("utf-8")
@@ -210,16 +231,17 @@ def write_outputs(results: Sequence[CompileResult], output_dir: str | Path) -> l
         except OSError:
             changed = True
         if changed:
-            # Keep the mode of a file being replaced; mkstemp's own 0600 would hide new files.
-            mode = target.stat().st_mode & 0o777 if target.exists() else 0o644
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=out)
-            try:
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(data)
-                os.chmod(tmp, mode)
-                os.replace(tmp, target)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            pending.append((target, data))
         report.append((name, changed))
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for target, data in pending:
+            staged.append((_stage(out, target, data), target))
+        while staged:
+            tmp, target = staged[0]
+            os.replace(tmp, target)
+            staged.pop(0)
+    finally:
+        for tmp, _ in staged:  # left over only after a failure
+            tmp.unlink(missing_ok=True)
     return report

@@ -22,7 +22,7 @@ from pydantic.fields import FieldInfo
 
 from obsrv.compiler import spec as S
 from obsrv.compiler.diagnostics import Diagnostic
-from obsrv.compiler.plan import base_environment, task_environment
+from obsrv.compiler.plan import JobPlan, base_environment, task_environment
 from obsrv.compiler.yaml_loader import LoadedYaml, PathKey, Span, dotted_path
 
 FAMILY_BLOCKS = ("route", "stack", "boost", "vote")
@@ -777,6 +777,257 @@ def spec_diagnostics(doc: LoadedYaml, spec: S.SpecFile) -> list[Diagnostic]:
     return out
 
 
+# ------------------------------------------------ task-level constraints that fail only at run time
+# Each check here moves forward a TaskError that a task would raise from spec values alone, minutes
+# into a run (after serverless start-ups), to `obsrv validate`.
+
+# "You can create jobs that contain up to 1000 tasks."
+# https://docs.databricks.com/aws/en/jobs/large-jobs (also the bundle reference's `tasks (up to 1000)`).
+MAX_JOB_TASKS = 1000
+# stack_blend takes whole folds as its blend split: at least 2 blend folds (so its guard can nest
+# over them) plus 1 blend-train fold (service_tasks/ensembles/tasks.py, `_blend_split`).
+MIN_STACK_BLEND_FOLDS = 3
+# The source roles that prepare never keeps as features, so a route on them fails at run time
+# (tasks.py `_not_a_feature`). route_external may join on the id column: that one is allowed there.
+_ROLE_FIELDS = ("id_column", "group_column", "time_column", "weight_column")
+# Fewest rows the leaderboard should rank models on (see sample_size_diagnostics).
+MIN_RANKING_ROWS = 100
+
+
+def _sampled_rows(ctx: S.Context) -> tuple[int, int] | None:
+    """(rows after sampling, training rows after the holdout) when `sample.size` bounds them, the
+    way prepare computes them (service_tasks/prepare.py `_holdout_mask`); None when the source's
+    size decides (unknown at compile time)."""
+    size = ctx.sample.size
+    if size is None:
+        return None
+    if ctx.holdout == 0:
+        return size, size
+    n_hold = min(max(int(round(ctx.holdout * size)), 1), size - 1) if size > 1 else 0
+    return size, size - n_hold
+
+
+def job_size_diagnostics(doc: LoadedYaml, spec: S.SpecFile) -> list[Diagnostic]:
+    """More tasks than the Jobs API accepts: `bundle deploy` would fail, after a full compile."""
+    from obsrv.compiler.plan import build_plan
+
+    # The stages obsrv adds, counted on a one-task job: this check must also run when the graph has
+    # errors (a cycle, an unknown depends_on) that a plan of the whole job could not be built with.
+    first = spec.obsrv.job[0].model_copy(update={"depends_on": []})
+    one_task = spec.model_copy(update={"obsrv": spec.obsrv.model_copy(update={"job": [first]})})
+    total = len(build_plan(one_task, source=doc.file).tasks) - 1 + len(spec.obsrv.job)
+    if total <= MAX_JOB_TASKS:
+        return []
+    own = len(spec.obsrv.job)
+    added = total - own
+    path: PathKey = ("obsrv", "job")
+    return [
+        doc.diagnostic(
+            "OBS302",
+            f"the job would have {total} tasks ({own} of yours and {added} that obsrv adds: prepare, one "
+            f"base_<family> per model family, evaluate); a Databricks job may have at most {MAX_JOB_TASKS}",
+            doc.key_span(path),
+            fix=f"split the tasks over several specs (jobs), at most {MAX_JOB_TASKS - added} tasks each",
+            path=dotted_path(path),
+        )
+    ]
+
+
+def task_constraint_diagnostics(doc: LoadedYaml, spec: S.SpecFile) -> list[Diagnostic]:
+    """Errors a task would raise at run time from its spec values alone."""
+    out: list[Diagnostic] = []
+    ctx = spec.obsrv.context
+    roles = {role: getattr(ctx.source, role) for role in _ROLE_FIELDS if getattr(ctx.source, role)}
+    for index, task in enumerate(spec.obsrv.job):
+        if task.task == "stack_blend" and ctx.folds < MIN_STACK_BLEND_FOLDS:
+            path: PathKey = ("obsrv", "job", index, "task")
+            out.append(
+                doc.diagnostic(
+                    "OBS210",
+                    f"stack_blend takes whole folds as its blend split and needs at least "
+                    f"{MIN_STACK_BLEND_FOLDS} folds (2 to blend on, 1 to re-fit on), but `context.folds` is "
+                    f"{ctx.folds}",
+                    doc.value_span(path),
+                    fix=f"set `context.folds: {MIN_STACK_BLEND_FOLDS}` or more, or use stack_top_any "
+                    "(it stacks on the shared-fold OOF)",
+                    path=dotted_path(path),
+                )
+            )
+        column: str | None = None
+        skip: tuple[str, ...] = ()
+        if isinstance(task, S.RouteFeatureTask):
+            column, field = task.route.feature.column, ("route", "feature", "column")
+        elif isinstance(task, S.RouteExternalTask):
+            column, field, skip = task.route.external.key, ("route", "external", "key"), ("id_column",)
+        if column is None:
+            continue
+        role = next(
+            (r for r, name in roles.items() if r not in skip and name.lower() == column.lower()), None
+        )
+        if role is not None:
+            path = ("obsrv", "job", index, *field)
+            out.append(
+                doc.diagnostic(
+                    "OBS209",
+                    f"`{column}` is the source's {role}, which prepare never keeps as a feature, so "
+                    f"this task cannot route on it",
+                    doc.value_span(path),
+                    fix=f"route on a feature column instead (or stop naming `{column}` as `source.{role}`)",
+                    path=dotted_path(path),
+                )
+            )
+        elif isinstance(task, S.RouteExternalTask) and column.lower() == ctx.source.target.lower():
+            path = ("obsrv", "job", index, *field)
+            out.append(
+                doc.diagnostic(
+                    "OBS209",
+                    f"`{column}` is the target column; joining routes on it would leak the label",
+                    doc.value_span(path),
+                    fix="join on a feature column or on `source.id_column`",
+                    path=dotted_path(path),
+                )
+            )
+    return out
+
+
+def sample_size_diagnostics(doc: LoadedYaml, spec: S.SpecFile) -> list[Diagnostic]:
+    """What `sample.size` makes certain before any row is read: too few rows for the folds is an
+    error (prepare would raise it), a class that must be rarer than the folds is a warning."""
+    ctx = spec.obsrv.context
+    rows = _sampled_rows(ctx)
+    if rows is None:
+        return []
+    size, train = rows
+    path: PathKey = ("obsrv", "context", "sample", "size")
+    span = doc.value_span(path)
+    if size < ctx.folds or train < ctx.folds:
+        after = f" after the {ctx.holdout:g} holdout" if ctx.holdout else ""
+        return [
+            doc.diagnostic(
+                "OBS303",
+                f"`sample.size: {size}` leaves at most {train} training rows{after}, fewer than "
+                f"the {ctx.folds} folds; prepare would stop",
+                span,
+                fix=f"raise `sample.size` to at least {_rows_for(ctx, ctx.folds)}, or lower `context.folds`",
+                path=dotted_path(path),
+            )
+        ]
+    out: list[Diagnostic] = []
+    # The leaderboard ranks models on the holdout rows (or out-of-fold on every training row when
+    # `holdout: 0`); below MIN_RANKING_ROWS a metric's standard error is around 0.05 or more
+    # (accuracy near 0.5: sqrt(0.25 / 100)), so the champion would be chosen by noise.
+    ranked = size - train if ctx.holdout else train
+    if ranked < MIN_RANKING_ROWS:
+        what = "holdout rows" if ctx.holdout else "training rows (out-of-fold, `holdout: 0`)"
+        out.append(
+            doc.diagnostic(
+                "OBS406",
+                f"`sample.size: {size}` leaves {ranked} {what} to rank the models on; with fewer than "
+                f"{MIN_RANKING_ROWS} the champion is chosen by noise",
+                span,
+                fix=f"raise `sample.size` (or `context.holdout`) so that at least {MIN_RANKING_ROWS} rows rank "
+                "the models",
+                severity="warning",
+                path=dotted_path(path),
+            )
+        )
+    # With at least 2 classes, the rarest one has at most half the training rows: below the fold
+    # count some fold must lack it, and stratified folds cannot be made.
+    rarest = train // 2
+    if ctx.metric.problem == "classification" and rarest < ctx.folds:
+        out.append(
+            doc.diagnostic(
+                "OBS404",
+                f"`sample.size: {size}` leaves {train} training rows, so the rarest class has at most "
+                f"{rarest}, fewer than the {ctx.folds} folds: some fold will miss a class",
+                span,
+                fix=f"raise `sample.size` to at least {_rows_for(ctx, 2 * ctx.folds)}, or lower `context.folds`",
+                severity="warning",
+                path=dotted_path(path),
+            )
+        )
+    return out
+
+
+def _rows_for(ctx: S.Context, train_rows: int) -> int:
+    """The smallest `sample.size` that leaves `train_rows` training rows after the holdout."""
+    size = train_rows
+    while (_sampled_rows(ctx.model_copy(update={"sample": S.Sample(size=size)})) or (0, 0))[1] < train_rows:
+        size += 1
+    return size
+
+
+def feasibility_diagnostics(doc: LoadedYaml, spec: S.SpecFile) -> list[Diagnostic]:
+    """Everything that would fail, or run badly, only once the job runs (see the section comment)."""
+    return [
+        *job_size_diagnostics(doc, spec),
+        *task_constraint_diagnostics(doc, spec),
+        *sample_size_diagnostics(doc, spec),
+    ]
+
+
+def timing_diagnostics(doc: LoadedYaml, spec: S.SpecFile) -> list[Diagnostic]:
+    """A job timeout that cannot hold the critical path of start-ups, stage work and minimum
+    searches (compiler/timing.py): the job would time out before evaluate, however fast its data."""
+    from obsrv.compiler.plan import build_plan
+    from obsrv.compiler.timing import MIN_SEARCH_SECONDS, PLANNED_SHARE
+
+    plan = build_plan(spec, source=doc.file)
+    timing = plan.timing
+    if timing is None:
+        return []
+    out = _short_task_timeouts(doc, spec, plan)
+    if timing.fits:
+        return out
+    path: PathKey = ("obsrv", "context", "timeout")
+    span = doc.value_span(path) if path in doc.positions else doc.key_span(("obsrv", "context"))
+    steps = len(timing.critical_path)
+    minutes = timing.needed_timeout // 60
+    return out + [
+        doc.diagnostic(
+            "OBS403",
+            f"the job timeout ({timing.job_timeout} s) cannot hold the critical path "
+            f"{' -> '.join(timing.critical_path)}: it needs at least {timing.min_path_seconds} s "
+            f"({steps} serverless start-ups of {timing.startups_on_path} s in all, each stage's own work, "
+            f"{MIN_SEARCH_SECONDS} s searches), plus {1 - PLANNED_SHARE:.0%} slack",
+            span,
+            fix=f"set `context.timeout: {minutes} minutes` or more (every minute above that goes to the "
+            "searches), or drop tasks from the longest depends_on chain",
+            severity="warning",
+            path=dotted_path(path),
+        )
+    ]
+
+
+def _short_task_timeouts(doc: LoadedYaml, spec: S.SpecFile, plan: JobPlan) -> list[Diagnostic]:
+    """A task's own `timeout:` shorter than its start-up, its work and a minimum search: it would
+    time out on serverless before doing anything useful."""
+    from obsrv.compiler.timing import MIN_SEARCH_SECONDS, SEARCH_WEIGHT, Stage
+
+    out: list[Diagnostic] = []
+    for index, task in enumerate(spec.obsrv.job):
+        if task.timeout is None:
+            continue
+        planned = plan.task(task.task_id)
+        stage = Stage(planned.key, planned.stage, planned.environment, planned.depends_on)
+        need = stage.fixed_seconds + (MIN_SEARCH_SECONDS if planned.stage in SEARCH_WEIGHT else 0)
+        if task.timeout < need:
+            path: PathKey = ("obsrv", "job", index, "timeout")
+            out.append(
+                doc.diagnostic(
+                    "OBS405",
+                    f"task timeout ({task.timeout} s) is shorter than what `{task.task_id}` needs at the very "
+                    f"least on serverless {planned.environment.upper()} ({need} s: start-up, environment "
+                    "install and its own work)",
+                    doc.value_span(path),
+                    fix=f"give it at least {need} s, or remove `timeout:` to let obsrv plan it",
+                    severity="warning",
+                    path=dotted_path(path),
+                )
+            )
+    return out
+
+
 def check(doc: LoadedYaml) -> tuple[S.SpecFile | None, list[Diagnostic]]:
     """Every diagnostic for one loaded spec, and the spec itself when it has no errors."""
     diagnostics = list(doc.diagnostics)
@@ -789,6 +1040,9 @@ def check(doc: LoadedYaml) -> tuple[S.SpecFile | None, list[Diagnostic]]:
     diagnostics += context_diagnostics(doc)
     if spec is not None:
         diagnostics += spec_diagnostics(doc, spec)
+        diagnostics += feasibility_diagnostics(doc, spec)
+        if not any(d.is_error for d in diagnostics):  # the critical path needs a valid graph
+            diagnostics += timing_diagnostics(doc, spec)
     # Different layers can notice the same thing; keep one of each identical diagnostic.
     unique: dict[tuple[str, int, int, str], Diagnostic] = {}
     for d in diagnostics:

@@ -57,7 +57,8 @@ examples:
   obsrv compile examples/credit_routing_gpu.yaml --gpu-runner notebook
                                                         GPU tasks as notebook tasks
 
-Nothing is written unless every spec compiles. Files are replaced atomically, and unchanged
+Nothing is written unless every spec compiles. Every changed file is staged in full before any
+output is replaced (a failed write leaves the old outputs as they were), and unchanged
 files are not touched. Then `databricks bundle deploy` deploys them (databricks.yml includes
 bundle_out/*.yml)."""
 

@@ -9,12 +9,13 @@ as YAML, so it never sees the raw spec and the two cannot disagree. See ARCHITEC
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from obsrv.compiler import spec as S
+from obsrv.compiler.timing import Stage, Timing, plan_timing
 
 Environment = Literal["cpu", "gpu"]
 
@@ -32,16 +33,10 @@ JOB_PARAMETERS = ("catalog", "schema")
 # but evaluate moves the champion alias of one registered model: one run at a time, the rest queue.
 MAX_CONCURRENT_RUNS = 1
 
-# Stages that train models. Their time is bounded by the AutoML search itself, so they may use
-# the whole job timeout, and a timeout is not retried: a search that ran out of time would only
-# run out again, burning the rest of the job's budget.
+# Stages that train models. Their time is bounded by the AutoML search itself, and a timeout is not
+# retried: a search that ran out of time would only run out again, burning the rest of the job's
+# budget. Search budgets and every task's timeout are planned from the critical path (timing.py).
 TRAINING_STAGES = frozenset({"base", "boost", "route_cluster", "route_feature", "route_external"})
-# Share of the job timeout a task gets by default. prepare reads and samples the source (I/O bound,
-# may be large); combiners and evaluate only read prediction tables and are quick, so a long run
-# there means something hangs and a retry is worth it.
-TIMEOUT_SHARE = {"prepare": 0.5, "training": 1.0, "combiner": 0.25, "evaluate": 0.25}
-# No task gets less than this by default (serverless start-up alone can take a minute or two).
-MIN_TASK_TIMEOUT_SECONDS = 300
 # GPU capacity shortages are the usual transient failure on serverless GPU; wait longer there.
 RETRY_INTERVAL_MILLIS = {"cpu": 60_000, "gpu": 120_000}
 
@@ -71,6 +66,7 @@ class TaskPlan:
     spec_json: str  # the `--spec` argument: compact JSON, keys sorted
     upstream: tuple[str, ...]
     description: str
+    budget_seconds: int = 0  # search budget planned from the critical path (timing.py); in spec_json
 
     @property
     def argv(self) -> tuple[str, ...]:
@@ -120,6 +116,7 @@ class JobPlan:
     accelerator: str
     tasks: tuple[TaskPlan, ...]
     max_concurrent_runs: int = MAX_CONCURRENT_RUNS
+    timing: Timing | None = None  # the critical-path plan the budgets and timeouts come from
 
     @property
     def environments(self) -> tuple[Environment, ...]:
@@ -160,14 +157,26 @@ def _stage_class(stage: str) -> str:
     return "training" if stage in TRAINING_STAGES else "combiner"
 
 
-def default_timeout(stage: str, job_timeout: int) -> int:
-    share = TIMEOUT_SHARE[_stage_class(stage)]
-    return min(job_timeout, max(MIN_TASK_TIMEOUT_SECONDS, math.ceil(job_timeout * share)))
-
-
-def _spec_json(context: dict[str, Any], task: dict[str, Any], upstream: tuple[str, ...]) -> str:
-    payload = {"context": context, "task": task, "upstream": list(upstream)}
+def _spec_json(context: dict[str, Any], task: dict[str, Any], upstream: tuple[str, ...], budget: int = 0) -> str:
+    payload = {"context": context, "task": task, "upstream": list(upstream), "budget_seconds": budget}
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _with_timing(tasks: list[TaskPlan], ctx: S.Context, overrides: dict[str, int]) -> tuple[list[TaskPlan], Timing]:
+    """Every task with the timeout and search budget planned from the job's critical path."""
+    stages = [Stage(t.key, t.stage, t.environment, t.depends_on, overrides.get(t.key)) for t in tasks]
+    timing = plan_timing(stages, ctx.timeout)
+    timed = []
+    for task in tasks:
+        payload = json.loads(task.spec_json)
+        budget = timing.budgets[task.key]
+        spec_json = _spec_json(payload["context"], payload["task"], tuple(payload["upstream"]), budget)
+        timed.append(
+            dataclasses.replace(
+                task, timeout_seconds=timing.timeouts[task.key], budget_seconds=budget, spec_json=spec_json
+            )
+        )
+    return timed, timing
 
 
 def _user_order(tasks: list[Any]) -> list[Any]:
@@ -200,7 +209,7 @@ def _make_task(
         stage=stage,
         depends_on=depends_on,
         environment=environment,
-        timeout_seconds=timeout if timeout is not None else default_timeout(stage, ctx.timeout),
+        timeout_seconds=timeout if timeout is not None else ctx.timeout,  # planned in _with_timing
         max_retries=retries if retries is not None else ctx.retries,
         min_retry_interval_millis=RETRY_INTERVAL_MILLIS[environment],
         retry_on_timeout=_stage_class(stage) in ("combiner", "evaluate"),
@@ -267,6 +276,8 @@ def build_plan(spec: S.SpecFile, *, source: str) -> JobPlan:
             descriptions["evaluate"],
         )
     )
+    overrides = {t.task_id: t.timeout for t in spec.obsrv.job if t.timeout is not None}
+    tasks, timing = _with_timing(tasks, ctx, overrides)
     notifications = ctx.notifications
     schedule = ctx.schedule
     return JobPlan(
@@ -290,4 +301,5 @@ def build_plan(spec: S.SpecFile, *, source: str) -> JobPlan:
         ),
         accelerator=ctx.compute.accelerator,
         tasks=tuple(tasks),
+        timing=timing,
     )

@@ -353,6 +353,19 @@ class Notifications(StrictModel):
     )
 
 
+def _is_regression(metric: Any) -> bool:
+    """Whether a not yet validated `metric` value asks for regression (Metric's own check reports
+    anything malformed; this only has to pick a default)."""
+    if isinstance(metric, Metric):
+        return metric.problem == "regression"
+    return isinstance(metric, dict) and "regression" in metric and "classification" not in metric
+
+
+def _no_schema_default(schema: dict[str, Any]) -> None:
+    """Drop `default` from a field's JSON Schema when the real default depends on other fields."""
+    schema.pop("default", None)
+
+
 class Context(StrictModel):
     name: Identifier = Field(description="Job name; also the UC registered-model name of the champion.")
     compute: Compute = Field(default_factory=Compute, description="Serverless CPU and/or GPU.")
@@ -364,7 +377,12 @@ class Context(StrictModel):
     sample: Sample = Field(default_factory=Sample, description="Optional down-sampling before the split.")
     fold_type: Annotated[
         Literal["stratified", "kfold", "group", "time"], _one_of_list(Literal["stratified", "kfold", "group", "time"])
-    ] = Field(default="stratified", description="How the one shared fold plan is assigned.")
+    ] = Field(
+        default="stratified",  # never used as such: _default_fold_type picks the default by problem
+        description="How the one shared fold plan is assigned. Default: stratified for a classification "
+        "metric, kfold for a regression metric.",
+        json_schema_extra=_no_schema_default,
+    )
     folds: int = Field(default=5, ge=2, le=20, description="Number of CV folds shared by every model.")
     holdout: float = Field(
         default=0.2,
@@ -387,6 +405,15 @@ class Context(StrictModel):
         default_factory=dict,
         description=f"Job tags (at most {MAX_USER_TAGS}: obsrv adds its own `{RESERVED_TAG_PREFIX}*` tags).",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_fold_type(cls, data: Any) -> Any:
+        """An unwritten fold_type follows the problem: stratified folds need classes, so a regression
+        spec defaults to kfold (it must never be told to change a default it did not write)."""
+        if isinstance(data, dict) and "fold_type" not in data:
+            return {**data, "fold_type": "kfold" if _is_regression(data.get("metric")) else "stratified"}
+        return data
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "Context":

@@ -14,7 +14,9 @@ duplicate keys are collected and loading goes on, so the caller can report every
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, Union
@@ -37,6 +39,12 @@ _MERGE_TAG = "tag:yaml.org,2002:merge"
 # than silently read as a mapping.
 _COLLECTION_TAGS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
 _TAG_FIX = "remove the `!tag`: obsrv specs use plain YAML only"
+# A spec is a few KB (a 1000-task job is well under 1 MB). Anything larger is not a spec, and reading
+# it whole would only waste memory; the size is checked before any byte is read.
+MAX_SPEC_BYTES = 10 * 1024 * 1024
+# Opening a FIFO for reading blocks until a writer appears (`obsrv validate` would hang): open it
+# non-blocking, so the type check below can refuse it. Not every platform has the flag.
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
 
 
 def _short_tag(tag: str) -> str:
@@ -265,11 +273,25 @@ def load_text(text: str, file: str) -> LoadedYaml:
     return doc
 
 
-def load_file(path: str | Path, display: str | None = None) -> LoadedYaml:
-    """Read and parse a spec file; `display` is the name used in messages (default: as given)."""
-    name = display if display is not None else str(path)
+def _not_a_spec_file(mode: int) -> str | None:
+    """What kind of thing a non-regular path is, in words (None for a regular file)."""
+    kinds = (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    if stat.S_ISREG(mode):
+        return None
+    return next((words for test, words in kinds if test(mode)), "not a regular file")
+
+
+def read_spec_bytes(path: str | Path, name: str) -> bytes:
+    """The bytes of a spec file; a SpecError for anything that is not a regular file of at most
+    MAX_SPEC_BYTES. The checks run on the opened descriptor, so nothing can be swapped in between."""
     try:
-        raw = Path(path).read_bytes()
+        fd = os.open(path, _OPEN_FLAGS)
     except FileNotFoundError:
         raise SpecError(
             [Diagnostic("OBS001", "no such file", name, fix="check the path (it is relative to the current folder)")]
@@ -278,6 +300,50 @@ def load_file(path: str | Path, display: str | None = None) -> LoadedYaml:
         raise SpecError([Diagnostic("OBS001", "this is a folder, not a spec file", name, fix="name a .yaml file")]) from None
     except OSError as error:
         raise SpecError([Diagnostic("OBS001", f"cannot read the file: {error.strerror}", name)]) from None
+    try:
+        info = os.fstat(fd)
+        kind = _not_a_spec_file(info.st_mode)
+        if kind == "a folder":
+            raise SpecError([Diagnostic("OBS001", "this is a folder, not a spec file", name, fix="name a .yaml file")])
+        if kind is not None:
+            raise SpecError(
+                [
+                    Diagnostic(
+                        "OBS006",
+                        f"this is {kind}, not a regular file; obsrv reads specs only from regular files",
+                        name,
+                        fix="save the spec to a .yaml file and name that file",
+                    )
+                ]
+            )
+        if info.st_size > MAX_SPEC_BYTES:
+            raise SpecError([_too_large(name, info.st_size)])
+        if hasattr(os, "O_NONBLOCK"):  # regular files never block; reading is plain from here
+            os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            raw = handle.read(MAX_SPEC_BYTES + 1)  # the file may have grown since fstat
+    except OSError as error:
+        raise SpecError([Diagnostic("OBS001", f"cannot read the file: {error.strerror}", name)]) from None
+    finally:
+        os.close(fd)
+    if len(raw) > MAX_SPEC_BYTES:
+        raise SpecError([_too_large(name, len(raw))])
+    return raw
+
+
+def _too_large(name: str, size: int) -> Diagnostic:
+    return Diagnostic(
+        "OBS006",
+        f"the file is {size / 1024 / 1024:.1f} MB; a spec may be at most {MAX_SPEC_BYTES // (1024 * 1024)} MB",
+        name,
+        fix="name the spec file itself (a spec is a few KB of YAML), not a data file",
+    )
+
+
+def load_file(path: str | Path, display: str | None = None) -> LoadedYaml:
+    """Read and parse a spec file; `display` is the name used in messages (default: as given)."""
+    name = display if display is not None else str(path)
+    raw = read_spec_bytes(path, name)
     try:
         text = raw.decode("utf-8-sig")  # tolerate a BOM written by some Windows editors
     except UnicodeDecodeError as error:

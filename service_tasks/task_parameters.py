@@ -10,17 +10,11 @@ from typing import Any, Sequence
 from obsrv.compiler.spec import Context
 from obsrv.service_tasks.contract import TaskRequest
 
-# Share of the job timeout one task may spend on hyperparameter search. Base tasks run side by
-# side on Databricks, then the user tasks, then evaluate; the shares leave room for all of them.
-BUDGET_SHARE = {"base": 0.3, "prepare": 0.0, "evaluate": 0.0}
-USER_TASK_SHARE = 0.2
-
-
-def task_budget(stage: str, context: Context, task: dict[str, Any]) -> float:
-    """min($OBSRV_TASK_BUDGET_SECONDS, a share of the task or job timeout), in seconds."""
-    timeout = float(task.get("timeout") or context.timeout)
-    share = BUDGET_SHARE.get(stage, USER_TASK_SHARE)
-    budget = share * timeout
+def capped_budget(planned: float) -> float:
+    """The compiled search budget, capped by $OBSRV_TASK_BUDGET_SECONDS (`obsrv run --budget` or
+    `--time-limit`'s plan) when that is set. The compiler plans `planned` from the job's critical
+    path (compiler/timing.py) and passes it in the task payload, so both sides use one number."""
+    budget = float(planned)
     env = os.environ.get("OBSRV_TASK_BUDGET_SECONDS")
     if env:
         try:
@@ -40,9 +34,12 @@ def build_request(
     schema: str | None = None,
     task: dict[str, Any] | None = None,
     upstream: Sequence[str] = (),
-    budget_seconds: float | None = None,
+    budget_seconds: float,
 ) -> TaskRequest:
-    """A TaskRequest with the defaults the compiler would fill in (output = the source's schema)."""
+    """A TaskRequest with the defaults the compiler would fill in (output = the source's schema).
+
+    `budget_seconds` is the search budget as given (the compiled one goes through `capped_budget`
+    in `parse_request`)."""
     ctx = context if isinstance(context, Context) else Context.model_validate(context)
     task = dict(task or {})
     return TaskRequest(
@@ -54,7 +51,7 @@ def build_request(
         context=ctx,
         task=task,
         upstream=tuple(sorted(upstream)),
-        budget_seconds=task_budget(stage, ctx, task) if budget_seconds is None else float(budget_seconds),
+        budget_seconds=float(budget_seconds),
     )
 
 
@@ -73,6 +70,11 @@ def parse_request(argv: Sequence[str]) -> TaskRequest:
     """The TaskRequest for the compiled argv; unknown arguments are ignored (forward compatible)."""
     args, _unknown = argument_parser().parse_known_args(list(argv))
     payload = json.loads(args.spec)
+    if not isinstance(payload.get("budget_seconds"), (int, float)):
+        raise ValueError(
+            "the --spec payload has no budget_seconds (compiled by an older obsrv?); recompile the job "
+            "with `obsrv compile` and deploy it again"
+        )
     return build_request(
         stage=args.stage,
         task_id=args.task_id,
@@ -82,4 +84,5 @@ def parse_request(argv: Sequence[str]) -> TaskRequest:
         context=payload["context"],
         task=payload.get("task") or {},
         upstream=payload.get("upstream") or [],
+        budget_seconds=capped_budget(payload["budget_seconds"]),
     )

@@ -18,7 +18,8 @@ pytestmark = pytest.mark.slow
 
 def _argv(stage, task_id, task=None, upstream=None):
     ctx = Context.model_validate(context_for("binary")).model_dump(mode="json", by_alias=True)
-    spec = json.dumps({"context": ctx, "task": task or {}, "upstream": sorted(upstream or [])}, sort_keys=True)
+    spec = json.dumps({"context": ctx, "task": task or {}, "upstream": sorted(upstream or []), "budget_seconds": 0},
+                      sort_keys=True)
     return ["--stage", stage, "--task-id", task_id, "--workflow-id", "77", "--catalog", "main", "--schema", "lab",
             "--spec", spec]
 

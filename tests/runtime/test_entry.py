@@ -17,26 +17,35 @@ from support.runtime_helpers import SOURCE, context_for, synthetic
 
 
 def _argv(stage: str, task_id: str, task: dict | None = None, upstream: list[str] | None = None,
-          context: dict | None = None) -> list[str]:
+          context: dict | None = None, budget: float = 0) -> list[str]:
     from obsrv.compiler.spec import Context
 
     ctx = Context.model_validate(context or context_for("binary")).model_dump(mode="json", by_alias=True)
-    spec = json.dumps({"context": ctx, "task": task or {}, "upstream": upstream or []}, sort_keys=True,
-                      separators=(",", ":"))
+    spec = json.dumps({"context": ctx, "task": task or {}, "upstream": upstream or [], "budget_seconds": budget},
+                      sort_keys=True, separators=(",", ":"))
     return ["--stage", stage, "--task-id", task_id, "--workflow-id", "123", "--catalog", "main",
             "--schema", "lab", "--spec", spec]
 
 
 def test_parse_request_follows_the_contract(monkeypatch) -> None:
     monkeypatch.setenv("OBSRV_TASK_BUDGET_SECONDS", "7")
-    req = parse_request(_argv("base", "base_xgboost", {"family": "xgboost"}) + ["--future-flag", "x"])
+    req = parse_request(_argv("base", "base_xgboost", {"family": "xgboost"}, budget=1080) + ["--future-flag", "x"])
     assert (req.stage, req.task_id, req.workflow_id, req.catalog, req.schema) == (
         "base", "base_xgboost", "123", "main", "lab")
     assert req.task == {"family": "xgboost"} and req.upstream == ()
     assert req.context.source.target == "label"
     assert req.budget_seconds == 7.0
     monkeypatch.delenv("OBSRV_TASK_BUDGET_SECONDS")
-    assert parse_request(_argv("base", "base_xgboost")).budget_seconds == pytest.approx(0.3 * 3600)
+    # the compiled budget (planned from the critical path, compiler/timing.py) is used as it is
+    assert parse_request(_argv("base", "base_xgboost", budget=1080)).budget_seconds == 1080.0
+
+
+def test_a_payload_without_a_budget_is_refused(capsys) -> None:
+    argv = _argv("base", "base_xgboost")
+    spec = json.loads(argv[-1])
+    del spec["budget_seconds"]
+    assert entry.main(argv[:-1] + [json.dumps(spec)]) == 2
+    assert "no budget_seconds" in capsys.readouterr().err
 
 
 def test_main_runs_prepare(tmp_path, monkeypatch, capsys) -> None:
