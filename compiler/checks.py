@@ -796,7 +796,7 @@ MIN_RANKING_ROWS = 100
 
 def _sampled_rows(ctx: S.Context) -> tuple[int, int] | None:
     """(rows after sampling, training rows after the holdout) when `sample.size` bounds them, the
-    way prepare computes them (service_tasks/prepare.py `_holdout_mask`); None when the source's
+    way prepare computes them (service_tasks/stages/prepare.py `_holdout_mask`); None when the source's
     size decides (unknown at compile time)."""
     size = ctx.sample.size
     if size is None:

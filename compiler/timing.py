@@ -13,7 +13,7 @@ job timeout too short for the path even with minimum searches is reported by the
 warning (OBS403) naming the path and the time it needs.
 
 The budgets travel to the tasks in the compiled payload (`budget_seconds`, see
-service_tasks/request.py), so the compiler and the runtime cannot disagree about them.
+service_tasks/task_parameters.py), so the compiler and the runtime cannot disagree about them.
 
 Pure standard library (graphlib): it runs on the compile path.
 """
@@ -46,7 +46,7 @@ SEARCH_WEIGHT = {"base": 3, "boost": 2, "route_cluster": 2, "route_feature": 2, 
 # slower than the allowance, a retry of a quick stage, or a source larger than usual.
 PLANNED_SHARE = 0.8
 # A search stage never gets less: a budget of 0 would mean "train the default configs to the end,
-# unbounded" at run time (service_tasks/time_limits.py), the opposite of what a tight job needs.
+# unbounded" at run time (service_tasks/zoo/time_limits.py), the opposite of what a tight job needs.
 MIN_SEARCH_SECONDS = 30
 # No task timeout below this (a start-up alone can take minutes), unless the job timeout is shorter.
 MIN_TASK_TIMEOUT_SECONDS = 300

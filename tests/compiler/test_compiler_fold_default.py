@@ -55,7 +55,7 @@ def test_the_task_side_defaults_the_same_way(tmp_path: Path) -> None:
     fold_type assigns k-fold folds (StratifiedKFold would refuse a continuous target)."""
     pd = pytest.importorskip("pandas")
     np = pytest.importorskip("numpy")
-    from obsrv.service_tasks.prepare import prepare_frame
+    from obsrv.service_tasks.stages.prepare import prepare_frame
 
     ctx = Context.model_validate(
         {"name": "h", "metric": {"regression": ["rmse"]}, "folds": 3, "holdout": 0.2,

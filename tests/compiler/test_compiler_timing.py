@@ -135,7 +135,7 @@ def test_every_planned_task_fits_its_timeout_and_the_job(path: Path) -> None:
 def test_the_runtime_reads_the_budget_the_compiler_planned(monkeypatch: pytest.MonkeyPatch) -> None:
     """One number on both sides: each compiled task's argv, parsed by obsrv-task's own parser, gives
     the plan's budget; OBSRV_TASK_BUDGET_SECONDS (obsrv run --budget) only caps it."""
-    request = pytest.importorskip("obsrv.service_tasks.request")
+    request = pytest.importorskip("obsrv.service_tasks.task_parameters")
     monkeypatch.delenv("OBSRV_TASK_BUDGET_SECONDS", raising=False)
     spec, _, _ = load_spec(REPO / "examples" / "housing_regression.yaml")
     plan = build_plan(spec, source="housing_regression.yaml")
