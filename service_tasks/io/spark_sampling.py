@@ -15,7 +15,8 @@ would kill the driver. On Spark, prepare therefore asks `sample_source` for its 
    `sample.size` rows; `none` keeps the first `sample.size` rows in key order. A Bernoulli
    pre-filter (`u` under a threshold with a wide binomial margin) shrinks the data before the exact
    trim (the smallest `u` per class), so the trim sorts a few thousand rows, not the table.
-4. Only the sample is collected (`toPandas`), in key order.
+4. Only the sample is collected (`toPandas`), then put in row-key order (table order for file
+   addresses, id order for an id column).
 
 Determinism: `u` is `xxhash64(seed, row key)`. The row key is the spec's `id_column` when there is
 one, else the row's physical address (`_metadata.file_path`, `_metadata.row_index`), so the sample
@@ -135,15 +136,14 @@ def sample_source(sdf: Any, context: Context, name: str, log: Log = print) -> pd
     log(f"source {name}: {total:,} rows" + (f", {missing:,} with a missing target (not used)" if missing else ""))
     rows = frame.filter(usable)
     size = sample.size
-    # the sample is collected in row-key order (table order for file addresses), as pandas keeps it
-    order = [F.col(alias) for alias, _ in key_cols] or [F.col(_KEY)]
     by_u = [F.col(_KEY)] + [F.col(alias) for alias, _ in key_cols]
 
     quotas: dict[Any, int] | None = None
     if size is None or n_usable <= size:
         picked, what = rows, "every usable row"
     elif sample.method == "none":
-        picked, what = (rows.orderBy(*order).limit(size) if key_cols else rows.limit(size)), "first rows"
+        first = [F.col(alias) for alias, _ in key_cols]
+        picked, what = (rows.orderBy(*first).limit(size) if first else rows.limit(size)), "first rows"
     elif stratify and class_counts is not None and min(class_counts.values()) >= 2:
         quotas = class_quotas(class_counts, size)
         picked, what = _stratified(rows, src.target, class_counts, quotas, by_u), "stratified"
@@ -155,7 +155,7 @@ def sample_source(sdf: Any, context: Context, name: str, log: Log = print) -> pd
         picked, what = rows.filter(F.col(_KEY) < F.lit(threshold)).orderBy(*by_u).limit(size), "random"
     n_want = n_usable if size is None else min(size, n_usable)
 
-    out = _collect(picked, order, key_cols, _spark_to_pandas)
+    out = _collect(picked, key_cols, _spark_to_pandas)
     if len(out) < n_want and what in ("stratified", "random"):
         # the pre-filter fell short (about once in a billion runs): sample again without it
         log(f"the Spark pre-filter kept {len(out)} of the {n_want} rows wanted; sampling again without it")
@@ -163,7 +163,7 @@ def sample_source(sdf: Any, context: Context, name: str, log: Log = print) -> pd
             picked = _stratified(rows, src.target, class_counts or {}, quotas, by_u, prefilter=False)
         else:
             picked = rows.orderBy(*by_u).limit(n_want)
-        out = _collect(picked, order, key_cols, _spark_to_pandas)
+        out = _collect(picked, key_cols, _spark_to_pandas)
     if len(out) != n_want:
         raise RuntimeError(f"Spark sampling of {name} returned {len(out)} rows, expected {n_want}")
     log(f"sampled {len(out):,} of {n_usable:,} usable rows in Spark ({what}, seed {context.seed}); "
@@ -237,10 +237,13 @@ def _per_class(target: Any, values: dict[Any, Any]) -> Any:
     return expr.otherwise(F.lit(0))
 
 
-def _collect(picked: Any, order: list[Any], key_cols: list[tuple[str, Any]], to_pandas: Callable[[Any], pd.DataFrame]) -> pd.DataFrame:
-    helpers = [_KEY] + [alias for alias, _ in key_cols]
-    out = to_pandas(picked.orderBy(*order).drop(*helpers))
-    return out.reset_index(drop=True)
+def _collect(picked: Any, key_cols: list[tuple[str, Any]], to_pandas: Callable[[Any], pd.DataFrame]) -> pd.DataFrame:
+    """The sample as pandas, in row-key order (u without a key). The order is set here, not by a
+    Spark sort: a global sort costs Spark a sampling job and a shuffle, pandas a few milliseconds."""
+    keys = [alias for alias, _ in key_cols] or [_KEY]
+    out = to_pandas(picked)
+    out = out.sort_values(keys, kind="mergesort") if len(out) else out
+    return out.drop(columns=[_KEY] + [alias for alias, _ in key_cols]).reset_index(drop=True)
 
 
 def _is_floating(dtype: Any) -> bool:
