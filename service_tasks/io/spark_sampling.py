@@ -34,6 +34,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from obsrv.compiler.spec import Context
+from obsrv.service_tasks.errors import TaskError
 
 # More classes than this cannot be a label worth stratifying on; prepare's own checks then report
 # a continuous-looking target on the sample.
@@ -134,6 +135,11 @@ def sample_source(sdf: Any, context: Context, name: str, log: Log = print) -> pd
     total, n_usable, class_counts = _count(frame, src.target, usable, stratify and sample.size is not None)
     missing = total - n_usable
     log(f"source {name}: {total:,} rows" + (f", {missing:,} with a missing target (not used)" if missing else ""))
+    if total and not n_usable:  # the message prepare gives for it, before anything is collected
+        raise TaskError(
+            f"There are no non-missing values in target {src.target!r}: every row of {name} has it "
+            "missing. Check source.target and the table's contents."
+        )
     rows = frame.filter(usable)
     size = sample.size
     by_u = [F.col(_KEY)] + [F.col(alias) for alias, _ in key_cols]
