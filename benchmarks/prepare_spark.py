@@ -146,6 +146,7 @@ def measure(rows: int, path: Path, mode: str, sample_size: int, driver_memory: s
     for pool in pools:
         pool.resetPeakUsage()
     reset_ok = _reset_peak("self") and (jvm is None or _reset_peak(jvm))
+    py_before = _status_kb("self", "VmRSS")
     load_before = os.getloadavg()
     t0 = time.perf_counter()
     logs: list[str] = []
@@ -158,10 +159,12 @@ def measure(rows: int, path: Path, mode: str, sample_size: int, driver_memory: s
     return {
         "rows": rows,
         "mode": mode,
+        "driver_memory": driver_memory,
         "error": error,
         "prepare_s": round(total, 1),
         "read_sample_s": round(read_s[0], 1) if read_s else None,
         "rows_collected": collected[0] if collected else None,
+        "py_rss_before_mb": round(py_before / 1024),
         "py_ru_maxrss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "py_prepare_peak_mb": round(_status_kb("self", "VmHWM") / 1024) if reset_ok else None,
         "jvm_peak_rss_mb": round(_status_kb(jvm, "VmHWM") / 1024) if jvm and reset_ok else None,
@@ -183,6 +186,16 @@ def _child(args: list[str], timeout: float) -> tuple[int, str, str]:
         return res.returncode, res.stdout, res.stderr
     except subprocess.TimeoutExpired as exc:
         return 124, exc.stdout or "", f"timed out after {timeout:.0f} s"
+
+
+_FATAL = ("OutOfMemoryError", "maxResultSize", "Java heap space", "timed out")
+
+
+def _why(stderr: str, rc: int) -> str:
+    """The line of a dead child's stderr that says why: an out-of-memory line before the last one."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    fatal = [ln for ln in lines if any(f in ln for f in _FATAL)]
+    return (fatal or lines[-1:] or [f"exit {rc}"])[0][:200].replace("|", "/")
 
 
 def _java_version() -> str:
@@ -213,22 +226,26 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, started: dat
         f"- **load** (`uptime`) before: `{uptime_before}`; after: `{uptime_after}`. The machine is shared "
         "with other jobs, so **the timings are under contention** (load averages above the core count "
         "mean the benchmark had less than the whole machine); memory figures are not affected.",
-        f"- **setup**: Spark local mode (`local[*]`), `spark.driver.memory={args.driver_memory}` (in local "
+        f"- **setup**: Spark local mode (`local[*]`), `spark.driver.memory` as in the table (in local "
         "mode the executors run inside the driver JVM, so this bounds all of Spark); a synthetic parquet "
         "source (id, 8 floats, 2 string categoricals, an int, a bool, a timestamp, a 3-class label "
         f"70/25/5 % with 0.5 % missing); `sample.size: {args.sample_size:,}`, `method: stratified`, "
         "5 folds, 20 % holdout. `prepare` is the whole stage (`run_prepare`, both output tables written); "
         "`read` is the part that reads and samples the source. One process and JVM per row of the table.",
         "",
-        "| source rows | path | prepare (s) | of which read (s) | rows collected | Python peak, lifetime (MB) | "
+        "JVM heap peak is the sum of the heap pools' peaks (each pool peaks at its own time, so the sum "
+        "can exceed the maximum heap); JVM peak RSS includes the JVM's off-heap memory. A `baseline` row "
+        "whose result is an error is the read-then-sample path failing at that driver memory.",
+        "",
+        "| source rows | path | driver memory | prepare (s) | of which read (s) | rows collected | Python peak, lifetime (MB) | "
         "Python peak in prepare (MB) | JVM peak RSS in prepare (MB) | JVM heap peak / max (MB) | load 1-min before → after | result |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         heap = f"{_fmt(r.get('jvm_heap_peak_mb'))} / {_fmt(r.get('jvm_heap_max_mb'))}"
         load = (f"{r['load_before'][0]} → {r['load_after'][0]}" if r.get("load_before") else "—")
         lines.append(
-            f"| {r['rows']:,} | {r['mode']} | {_fmt(r.get('prepare_s'))} | {_fmt(r.get('read_sample_s'))} | "
+            f"| {r['rows']:,} | {r['mode']} | {r.get('driver_memory', '—')} | {_fmt(r.get('prepare_s'))} | {_fmt(r.get('read_sample_s'))} | "
             f"{_fmt(r.get('rows_collected'))} | {_fmt(r.get('py_ru_maxrss_mb'))} | {_fmt(r.get('py_prepare_peak_mb'))} | "
             f"{_fmt(r.get('jvm_peak_rss_mb'))} | {heap} | {load} | {r.get('error') or 'ok'} |"
         )
@@ -245,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-rows", default="", help="sizes to also run the read-then-sample path at")
     parser.add_argument("--sample-size", type=int, default=50_000)
     parser.add_argument("--driver-memory", default="512m")
+    parser.add_argument("--baseline-driver-memory", default="512m,4g",
+                        help="driver memories to run the baseline with, comma-separated")
     parser.add_argument("--data-dir", type=Path, default=Path("/tmp/obsrv_prepare_spark"))
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per child process")
     parser.add_argument("--out", type=Path, default=None, help="write the markdown report here")
@@ -276,14 +295,17 @@ def main(argv: list[str] | None = None) -> int:
             if rc != 0:
                 print(err[-3000:], file=sys.stderr)
                 return 1
-        for mode in [m for m, chosen in (("spark", sizes), ("baseline", baseline)) if rows in chosen]:
-            rc, out, err = _child([*shared, "--child", "measure", str(rows), mode], args.timeout)
+        runs = [("spark", args.driver_memory)] if rows in sizes else []
+        if rows in baseline:
+            runs += [("baseline", mem) for mem in args.baseline_driver_memory.split(",") if mem]
+        for mode, memory in runs:
+            child_args = [*shared, "--driver-memory", memory, "--child", "measure", str(rows), mode]
+            rc, out, err = _child(child_args, args.timeout)
             found = [json.loads(line[7:]) for line in out.splitlines() if line.startswith("RESULT ")]
             if found:
                 result = found[0]
-            else:  # the child died (killed for memory, timed out): its last error line is the figure
-                tail = [ln for ln in err.splitlines() if ln.strip()][-1:] or [f"exit {rc}"]
-                result = {"rows": rows, "mode": mode, "error": f"exit {rc}: {tail[0][:300]}"}
+            else:  # the child died (the JVM out of memory, a timeout): its error is the figure
+                result = {"rows": rows, "mode": mode, "driver_memory": memory, "error": f"exit {rc}: {_why(err, rc)}"}
             results.append(result)
             print(json.dumps({k: v for k, v in result.items() if k != "log"}), flush=True)
     uptime_after = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
