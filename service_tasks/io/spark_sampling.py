@@ -210,8 +210,8 @@ def _count(frame: Any, target: str, usable: Any, by_class: bool) -> tuple[int, i
             .limit(MAX_STRATA + 3)  # + null + NaN + one over: enough to know there are too many
             .collect()
         )
-        if len(groups) <= MAX_STRATA:
-            counts = {r["c"]: int(r["n"]) for r in groups if r["ok"] == 1}
+        counts = {r["c"]: int(r["n"]) for r in groups if r["ok"] == 1}
+        if len(counts) <= MAX_STRATA and len(groups) < MAX_STRATA + 3:
             total = sum(int(r["n"]) for r in groups)
             return total, sum(counts.values()), dict(sorted(counts.items(), key=lambda kv: _sort_key(kv[0])))
     row = frame.agg(F.count(F.lit(1)).alias("total"), F.sum(usable.cast("long")).alias("ok")).collect()[0]

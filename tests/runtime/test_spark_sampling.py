@@ -64,7 +64,8 @@ def spark(tmp_path_factory):
     session = (
         SparkSession.builder.master("local[1]")
         .appName("obsrv-spark-sampling")
-        # a bounded driver: the 200k-row table must never be collected into it
+        # a bounded driver: the 200k-row table must never be collected into it (this takes effect
+        # when this module starts the JVM; a JVM another module started keeps its own heap)
         .config("spark.driver.memory", "512m")
         .config("spark.sql.warehouse.dir", str(warehouse))
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
