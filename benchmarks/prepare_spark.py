@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -117,6 +118,7 @@ def measure(rows: int, path: Path, mode: str, sample_size: int, driver_memory: s
     from obsrv.service_tasks.kit import TaskRequest
     from obsrv.service_tasks.prepare import run_prepare
 
+    shutil.rmtree(workdir, ignore_errors=True)  # a fresh warehouse: the catalog is in memory only
     spark = _session(driver_memory, workdir)
     spark.sql(f"DROP TABLE IF EXISTS {TABLE}")
     spark.sql(f"CREATE TABLE {TABLE} USING parquet LOCATION '{path}'")
@@ -273,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:  # one generation or measurement, in this process
         task, rows, mode = args.child[0], int(args.child[1]), args.child[2]
         path = args.data_dir / f"source_{rows}"
-        workdir = args.data_dir / f"work_{task}_{rows}_{mode}"
+        workdir = args.data_dir / f"work_{task}_{rows}_{mode}_{args.driver_memory}"
         if task == "generate":
             generate(rows, path, args.driver_memory, workdir)
         else:
