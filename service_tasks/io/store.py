@@ -18,11 +18,11 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import pandas as pd
 
-from obsrv.compiler.spec import IDENTIFIER_RE, MAX_IDENTIFIER_LENGTH
+from obsrv.compiler.spec import IDENTIFIER_RE, MAX_IDENTIFIER_LENGTH, Context
 
 
 def check_identifier(value: str, what: str = "identifier") -> str:
@@ -82,6 +82,12 @@ class TableStore(Protocol):
     """The table I/O port every stage is written against."""
 
     def read(self, name: TableName) -> pd.DataFrame: ...
+
+    def read_sample(self, name: TableName, context: Context, log: Callable[[str], Any] = print) -> pd.DataFrame:
+        """The source rows prepare starts from. Either the whole table (prepare then samples it to
+        `context.sample.size` in pandas) or, where the table may not fit in memory, a sample of at
+        most `context.sample.size` rows drawn by the store (prepare then keeps every row)."""
+        ...
 
     def write(self, name: TableName, df: pd.DataFrame) -> None:
         """Replace `name` with `df` in one atomic commit (schema replaced too)."""
@@ -153,6 +159,10 @@ class LocalDeltaStore:
         df = table.to_pyarrow_table().to_pandas()
         dtypes = {f.name: (f.metadata or {}).get(_DTYPE_KEY) for f in table.schema().fields}
         return _restore_dtypes(df, {k: v for k, v in dtypes.items() if isinstance(v, str)})
+
+    def read_sample(self, name: TableName, context: Context, log: Callable[[str], Any] = print) -> pd.DataFrame:
+        """The whole table: prepare samples it in pandas, so local runs keep their exact rows."""
+        return self.read(name)
 
     def write(self, name: TableName, df: pd.DataFrame) -> None:
         from deltalake import write_deltalake
@@ -246,6 +256,15 @@ class SparkTableStore:
         if not self.exists(name):
             raise TableNotFound(f"table {name} does not exist")
         return _spark_to_pandas(self.spark.table(name.quoted))
+
+    def read_sample(self, name: TableName, context: Context, log: Callable[[str], Any] = print) -> pd.DataFrame:
+        """The sample, drawn in Spark: only the needed columns are read and only the sample is
+        collected, so a warehouse-scale table never reaches the driver (see `spark_sampling`)."""
+        from obsrv.service_tasks.io.spark_sampling import sample_source
+
+        if not self.exists(name):
+            raise TableNotFound(f"table {name} does not exist")
+        return sample_source(self.spark.table(name.quoted), context, name.full, log)
 
     def write(self, name: TableName, df: pd.DataFrame) -> None:
         frame = df.reset_index(drop=True)

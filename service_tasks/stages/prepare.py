@@ -64,7 +64,7 @@ def run_prepare(request: TaskRequest, store: TableStore, log: Any = print) -> di
             "`obsrv data demo` for the credit example or `obsrv data load FILE --table "
             f"{name}`, or fix context.source in the spec."
         )
-    raw = store.read(name)
+    raw = store.read_sample(name, context, log)  # on Spark: the sample only, drawn in Spark
     log(f"read {name}: {len(raw)} rows, {raw.shape[1]} columns")
     prepared, meta = prepare_frame(raw, context, log=log)
     store.write(prepared_table(request), prepared)
