@@ -14,9 +14,8 @@ from obsrv.service_tasks import metrics as M
 from obsrv.service_tasks import evaluate as E
 from obsrv.service_tasks import tracking
 from obsrv.service_tasks.context import proba_columns
-from obsrv.service_tasks.io import leaderboard_table, output_table
 from obsrv.service_tasks.entry import task_completed
-from obsrv.service_tasks.io import LocalDeltaStore
+from obsrv.service_tasks.io import LocalDeltaStore, leaderboard_table, output_table
 
 from runtime_helpers import Job, make_job, synthetic
 
