@@ -115,8 +115,8 @@ def _heap_pools(spark: Any) -> list[Any]:
 def measure(rows: int, path: Path, mode: str, sample_size: int, driver_memory: str, workdir: Path) -> dict[str, Any]:
     from obsrv.compiler.spec import Context
     from obsrv.service_tasks.io import SparkTableStore
-    from obsrv.service_tasks.kit import TaskRequest
-    from obsrv.service_tasks.prepare import run_prepare
+    from obsrv.service_tasks.contract import TaskRequest
+    from obsrv.service_tasks.stages.prepare import run_prepare
 
     shutil.rmtree(workdir, ignore_errors=True)  # a fresh warehouse: the catalog is in memory only
     spark = _session(driver_memory, workdir)

@@ -27,7 +27,6 @@ from support.ensemble_pool import fake_context, make_pool, make_prepared  # noqa
 POOL = [("linear", {}), ("hist_gbm", {}), ("random_forest", {}), ("extra_trees", {}), ("knn", {}),
         ("lightgbm", {}), ("catboost", {})]
 REPEATS = 3
-NOISE = 0.01  # fold/split noise of AUC on ~1.1k holdout rows (reference notes: 0.005-0.01)
 
 
 def credit_data() -> tuple[pd.DataFrame, np.ndarray]:
@@ -80,8 +79,8 @@ def test_vote_weight_and_stack_beat_the_best_single_model_on_credit_data():
         diff = table[f"{name}_auc"] - table["best_single_auc"]
         print(f"{name}: mean holdout AUC gain over the best single model {diff.mean():+.4f} (per split "
               f"{', '.join(f'{d:+.4f}' for d in diff)})")
-        assert (diff > -NOISE).all(), f"{name} lost to the best single model by more than the split noise"
-        assert diff.mean() > -0.001, f"{name} does not beat the best single model on average"
+        # what the name says: a higher holdout AUC than the best single model on every split
+        assert (diff > 0).all(), f"{name} did not beat the best single model on every split: {diff.tolist()}"
 
 
 if __name__ == "__main__":

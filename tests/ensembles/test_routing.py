@@ -84,15 +84,34 @@ class _SpyRouter(Router):
         return (X["rid"].to_numpy() % 2).astype(np.int64)
 
 
-def test_router_and_route_models_are_fit_on_training_folds_only():
+def test_router_and_route_models_are_fit_on_training_folds_only(monkeypatch):
+    """Per fold: one router fit, then the global model and one model per route (rid % 2), each on
+    the other folds' rows only (the route models on their route's rows among them)."""
+    from obsrv.service_tasks.ensembles.learners import ZooLearner
+
     X, y, _ = cluster_data(400, True)
     X = X.assign(rid=np.arange(len(X)))
     folds = np.arange(len(y)) % 4
     _SpyRouter.fitted_on = []
+    models_fit_on: list[set] = []
+    fit = ZooLearner.fit
+
+    def spy(self, X, y, w=None):
+        models_fit_on.append(set(X.index))  # routed_cv keeps row positions as the index
+        return fit(self, X, y, w)
+
+    monkeypatch.setattr(ZooLearner, "fit", spy)
     routed_cv(X, y, folds, _SpyRouter, FamilyFactory("linear", "classification", 2), 10,
               learner_columns=["f0", "f1", "f2", "f3"])
+    assert len(_SpyRouter.fitted_on) == 4  # one router per fold: the loop below ran
+    assert len(models_fit_on) == 4 * 3  # per fold: the global model, then routes 0 and 1
+    rows = np.arange(len(y))
     for f, seen in enumerate(_SpyRouter.fitted_on):
-        assert seen == set(np.flatnonzero(folds != f))
+        train = rows[folds != f]
+        assert seen == set(train)
+        glob, route0, route1 = models_fit_on[3 * f: 3 * f + 3]
+        assert glob == set(train)
+        assert route0 == set(train[train % 2 == 0]) and route1 == set(train[train % 2 == 1])
 
 
 def test_feature_router_sends_unseen_and_missing_values_to_global():

@@ -17,7 +17,7 @@ import pytest
 from obsrv.compiler.spec import Context
 from obsrv.service_tasks.io.spark_sampling import class_quotas, prefilter_threshold
 
-from runtime_helpers import context_for
+from support.runtime_helpers import context_for
 
 N_ROWS = 200_000
 SIZE = 2_000
@@ -177,8 +177,8 @@ def test_prepare_on_spark_collects_only_the_sample(spark, collected) -> None:
     """The stage end to end through SparkTableStore: prepare writes the prepared table of SIZE rows,
     and never collects the 200k-row source (today's read-then-sample did)."""
     from obsrv.service_tasks.io import SparkTableStore
-    from obsrv.service_tasks.kit import TaskRequest
-    from obsrv.service_tasks.prepare import prepared_table, run_prepare
+    from obsrv.service_tasks.contract import TaskRequest
+    from obsrv.service_tasks.stages.prepare import prepared_table, run_prepare
 
     ctx = Context.model_validate(
         context_for(

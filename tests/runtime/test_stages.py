@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import mlflow
 import numpy as np
@@ -13,7 +14,8 @@ from obsrv.service_tasks import metrics as M
 from obsrv.service_tasks.stages import evaluate as E
 from obsrv.service_tasks import tracking
 from obsrv.service_tasks.context import proba_columns
-from obsrv.service_tasks.io import leaderboard_table, output_table
+from obsrv.service_tasks.entry import task_completed
+from obsrv.service_tasks.io import LocalDeltaStore, leaderboard_table, output_table
 
 from support.runtime_helpers import Job, make_job, synthetic
 
@@ -43,6 +45,16 @@ def multiclass_job(tmp_path_factory):
 @pytest.fixture(scope="module")
 def regression_job(tmp_path_factory):
     return _run(tmp_path_factory, "regression")
+
+
+@pytest.fixture
+def binary_scratch(binary_job: Job, tmp_path) -> Job:
+    """A copy of binary_job's tables for a test that writes (publishes, re-evaluates): the module
+    fixtures are read by every test and must stay as their run left them. MLflow off (the copy
+    shares the original's artifact root)."""
+    home = tmp_path / "home"
+    shutil.copytree(binary_job.home, home)
+    return Job(home, binary_job.context, binary_job.workflow_id, mlflow=False)
 
 
 def _use(job: Job) -> None:
@@ -181,14 +193,44 @@ def test_regression_pyfunc_and_leaderboard(regression_job: Job) -> None:
     assert "Residuals" in report
 
 
-def test_retry_gives_identical_outputs(binary_job: Job) -> None:
-    before = {k: _table(binary_job, k, "base_lightgbm") for k in ("oof", "holdout")}
-    binary_job.base("lightgbm")  # a retried task replaces its own outputs
-    for kind, df in before.items():
-        pd.testing.assert_frame_equal(_table(binary_job, kind, "base_lightgbm"), df)
+class _Killed(BaseException):
+    """The task process dying (not an Exception: no handler in the task may turn it into a result)."""
 
 
-def test_thresholds_come_from_oof_only(binary_job: Job, monkeypatch) -> None:
+def test_a_task_retried_after_dying_between_its_tables_publishes_what_a_clean_run_does(
+        binary_job: Job, tmp_path, monkeypatch) -> None:
+    """base_lightgbm's first attempt dies after writing its oof and holdout tables but before its
+    models table (the completion marker): the task is not complete, and its retry replaces the
+    partial outputs with exactly what a clean run (binary_job's) published. MLflow off: the tables
+    are the task's outputs that downstream tasks read (and it halves the test's time)."""
+    job = make_job(tmp_path, "binary", mlflow=False)
+    job.prepare()
+    models = output_table("main", "lab", "training_data", "models", job.workflow_id, "base_lightgbm")
+    write = LocalDeltaStore.write
+
+    def dies_before_the_models_table(self, name, df):  # noqa: ANN001
+        if name == models:
+            raise _Killed
+        write(self, name, df)
+
+    monkeypatch.setattr(LocalDeltaStore, "write", dies_before_the_models_table)
+    with pytest.raises(_Killed):
+        job.base("lightgbm")
+    monkeypatch.setattr(LocalDeltaStore, "write", write)
+    request = job.request("base", "base_lightgbm", task={"family": "lightgbm"})
+    assert job.store.exists(output_table("main", "lab", "training_data", "oof", job.workflow_id, "base_lightgbm"))
+    assert not task_completed(request, job.store)
+
+    job.base("lightgbm")  # the retry: a new context, as a new attempt's process gets
+    assert task_completed(request, job.store)
+    for kind in ("oof", "holdout"):
+        pd.testing.assert_frame_equal(_table(job, kind, "base_lightgbm"), _table(binary_job, kind, "base_lightgbm"))
+    mlflow_columns = ["mlflow_run_id", "model_uri"]  # empty here: MLflow is off
+    retried, clean = _table(job, "models", "base_lightgbm"), _table(binary_job, "models", "base_lightgbm")
+    pd.testing.assert_frame_equal(retried.drop(columns=mlflow_columns), clean.drop(columns=mlflow_columns))
+
+
+def test_thresholds_come_from_oof_only(binary_scratch: Job, monkeypatch) -> None:
     """Every tuned threshold is computed on training rows' OOF predictions; the holdout labels
     cannot move them."""
     calls = []
@@ -199,8 +241,8 @@ def test_thresholds_come_from_oof_only(binary_job: Job, monkeypatch) -> None:
         return original(metric, y, pred, weights)
 
     monkeypatch.setattr(M, "tune_threshold", spy)
-    ctx = binary_job.ctx(binary_job.request("evaluate", "evaluate", upstream=[f"base_{f}" for f in FAMILIES]))
-    ctx.mlflow_enabled = False
+    ctx = binary_scratch.ctx(binary_scratch.request("evaluate", "evaluate",
+                                                    upstream=[f"base_{f}" for f in FAMILIES]))
     board = E.run_evaluate(ctx)
     n_train = len(ctx.prepared.y_train)
     assert calls and set(calls) == {n_train}
@@ -212,12 +254,12 @@ def test_thresholds_come_from_oof_only(binary_job: Job, monkeypatch) -> None:
     assert board["f1"].iloc[0] == pytest.approx(f1)
 
 
-def test_evaluate_includes_final_ensemble_models_only(binary_job: Job) -> None:
+def test_evaluate_includes_final_ensemble_models_only(binary_scratch: Job) -> None:
     """Non-final models of user tasks stay off the leaderboard; base models are always on it."""
     from obsrv.service_tasks.contract import ModelOutput
 
-    ctx = binary_job.ctx(binary_job.request("vote_mix", "vote_mix", upstream=[f"base_{f}" for f in FAMILIES]))
-    ctx.mlflow_enabled = False
+    job = binary_scratch
+    ctx = job.ctx(job.request("vote_mix", "vote_mix", upstream=[f"base_{f}" for f in FAMILIES]))
     preds = ctx.predictions()
     avg_oof, avg_hold = preds.oof.mean(axis=0), preds.holdout.mean(axis=0)
 
@@ -229,18 +271,16 @@ def test_evaluate_includes_final_ensemble_models_only(binary_job: Job) -> None:
         ModelOutput("mix", "vote_mix", Mean(), avg_oof, avg_hold, is_final=True),
         ModelOutput("helper", "vote_mix", Mean(), avg_oof, avg_hold, is_final=False),
     ])
-    ev = binary_job.ctx(binary_job.request("evaluate", "evaluate",
-                                           upstream=[f"base_{f}" for f in FAMILIES] + ["vote_mix"]))
-    ev.mlflow_enabled = False
+    ev = job.ctx(job.request("evaluate", "evaluate", upstream=[f"base_{f}" for f in FAMILIES] + ["vote_mix"]))
     board = E.run_evaluate(ev)
     assert "vote_mix/mix" in set(board["model"]) and "vote_mix/helper" not in set(board["model"])
     assert board.loc[board["model"] == "vote_mix/mix", "kind"].iloc[0] == "ensemble"
 
 
-def test_publish_rejects_bad_shapes(binary_job: Job) -> None:
+def test_publish_rejects_bad_shapes(binary_scratch: Job) -> None:
     from obsrv.service_tasks.contract import ModelOutput
 
-    ctx = binary_job.ctx(binary_job.request("vote_mix", "vote_bad", upstream=["base_linear"]))
+    ctx = binary_scratch.ctx(binary_scratch.request("vote_mix", "vote_bad", upstream=["base_linear"]))
     n, h = len(ctx.prepared.y_train), len(ctx.prepared.y_holdout)
     with pytest.raises(ValueError, match="bad.oof has shape"):
         ctx.publish([ModelOutput("bad", "x", None, np.zeros((n, 3)), np.zeros((h, 2)))])  # type: ignore[arg-type]

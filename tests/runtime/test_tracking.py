@@ -204,14 +204,24 @@ def test_logging_an_ensemble_does_not_unpickle_its_members(tmp_path, monkeypatch
         tracking.dump_predictor(bag, tmp_path / f"m{i}.pkl")
         packed.append(tracking.PackedPredictor((tmp_path / f"m{i}.pkl").read_bytes(), f"m{i}", keep_loaded=False))
     ensemble = CombinedPredictor(packed, SoftVote(np.array([0.5, 0.5])), member_names=["m0", "m1"])
+    # The state a task process is in once it has loaded a published ensemble: an in-process unpickle
+    # of obsrv's by-value classes rebinds PackedPredictor's methods to a copy of tracking's globals,
+    # so a spy set on the module attribute ``tracking._loads`` would never see a call. Spy where
+    # ``load`` really looks ``_loads`` up.
+    tracking.dump_predictor(ensemble, tmp_path / "roundtrip.pkl")
+    tracking.load_predictor(tmp_path / "roundtrip.pkl")
     unpickled = []
-    real_loads = tracking._loads
-    monkeypatch.setattr(tracking, "_loads", lambda blob: unpickled.append(len(blob)) or real_loads(blob))
+    space = tracking.PackedPredictor.load.__globals__
+    real_loads = space["_loads"]
+    monkeypatch.setitem(space, "_loads", lambda blob: unpickled.append(len(blob)) or real_loads(blob))
 
     tracking.configure("wens", tmp_path)
     with mlflow.start_run():
         uri = tracking.log_pyfunc(ensemble, problem="classification", classes=["no", "yes"], X_example=X)
     assert unpickled == []
+    # the spy is live: predicting unpickles each packed member (keep_loaded=False: every time)
+    ensemble.predict_matrix(X.head(3))
+    assert unpickled == [len(p.blob) for p in packed]
     model = mlflow.pyfunc.load_model(uri)
     outputs = model.metadata.signature.outputs
     assert outputs.input_names() == ["prediction", "probability_no", "probability_yes"]
