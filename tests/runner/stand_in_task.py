@@ -7,6 +7,7 @@ Runs as a script (cold launcher) or as `stand_in_task:main` forked by the warm l
   real entry point may).
 * `--wait-for KEY`: before sleeping, wait (bounded) until task KEY has started, so that a test
   proves two tasks overlap by event order instead of by timing; exit code 4 if KEY never starts.
+* `--wait-file PATH`: before sleeping, wait (bounded) until PATH exists: a test releases it.
 * `--grandchild MARKER`: start a child process that writes MARKER if it is ever orphaned (its
   parent, this task, gone while it still lives) and then lives on; its pid is journalled
   (`grandchild` event), so a test can check that it died with the task.
@@ -52,10 +53,11 @@ def main(argv: list[str]) -> int:
     attempt = int(open(counter).read()) + 1 if os.path.exists(counter) else 1
     with open(counter, "w") as f:
         f.write(str(attempt))
-    _journal(journal, {"task": key, "event": "start", "t": time.time(), "run": args.get("--run"),
+    _journal(journal, {"task": key, "event": "start", "t": time.time(), "run": args.get("--run", args.get("--workflow-id")),
                        "budget": os.environ.get("OBSRV_TASK_BUDGET_SECONDS"),
                        "compute": os.environ.get("OBSRV_COMPUTE"), "pid": os.getpid(),
-                       "pgid": os.getpgid(0), "omp": os.environ.get("OMP_NUM_THREADS")})
+                       "pgid": os.getpgid(0), "ppid": os.getppid(), "omp": os.environ.get("OMP_NUM_THREADS"),
+                       "workdir_home": os.environ.get("OBSRV_HOME")})
     print(f"stand-in {key} attempt {attempt} says hello", flush=True)
     if "--grandchild" in args:
         child = subprocess.Popen([sys.executable, "-c", GRANDCHILD, str(os.getpid()), args["--grandchild"]])
@@ -63,6 +65,12 @@ def main(argv: list[str]) -> int:
     if "--wait-for" in args:
         deadline = time.monotonic() + 120  # a bound for a broken scheduler, not a timing assertion
         while not _started(journal, args["--wait-for"]):
+            if time.monotonic() > deadline:
+                return 4
+            time.sleep(0.05)
+    if "--wait-file" in args:
+        deadline = time.monotonic() + 120
+        while not os.path.exists(args["--wait-file"]):
             if time.monotonic() > deadline:
                 return 4
             time.sleep(0.05)
