@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -109,3 +111,15 @@ def process_gone(pid: int) -> bool:
         return _stat(str(pid))[0] == "Z"
     except (ProcessLookupError, FileNotFoundError):
         return True
+
+
+def kill_leftovers(tmp: Path) -> None:
+    """After a test (a failing one above all): SIGKILL every group and grandchild the journal
+    names, so that a broken runner's orphans do not outlive the test."""
+    for event in events(tmp):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if "pgid" in event:
+                os.killpg(int(event["pgid"]), signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if event["event"] == "grandchild":
+                os.kill(int(event["pid"]), signal.SIGKILL)

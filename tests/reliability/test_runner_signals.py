@@ -14,13 +14,20 @@ import json
 import shlex
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from helpers import events, group_gone, process_gone, start_cli, wait_for, write_spec
+from helpers import events, group_gone, kill_leftovers, process_gone, start_cli, wait_for, write_spec
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process groups via /proc")
+
+
+@pytest.fixture(autouse=True)
+def _no_leftovers(tmp_path: Path) -> Iterator[None]:
+    yield
+    kill_leftovers(tmp_path)
 
 
 def _spinning_run(tmp_path: Path, kind: str, *extra_argv: str) -> tuple[object, Path, dict[str, object], Path]:

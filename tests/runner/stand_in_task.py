@@ -8,9 +8,9 @@ Runs as a script (cold launcher) or as `stand_in_task:main` forked by the warm l
 * `--wait-for KEY`: before sleeping, wait (bounded) until task KEY has started, so that a test
   proves two tasks overlap by event order instead of by timing; exit code 4 if KEY never starts.
 * `--wait-file PATH`: before sleeping, wait (bounded) until PATH exists: a test releases it.
-* `--grandchild MARKER`: start a child process that writes MARKER if it is ever orphaned (its
-  parent, this task, gone while it still lives) and then lives on; its pid is journalled
-  (`grandchild` event), so a test can check that it died with the task.
+* `--grandchild MARKER`: start a child process that ignores SIGTERM and writes MARKER if it is
+  ever orphaned (its parent, this task, gone while it still lives) and then lives on; it journals
+  its pid (`grandchild` event) once it ignores SIGTERM, so a test can check that it died with the task.
 """
 
 from __future__ import annotations
@@ -21,17 +21,21 @@ import subprocess
 import sys
 import time
 
-# The grandchild: notices its parent is gone, waits a moment for whoever should kill it, then
-# leaves the marker and lives on (an orphan doing work nobody asked for).
+# The grandchild: ignores SIGTERM (as a worker that traps it to finish its batch would), notices
+# its parent is gone, waits a moment for whoever should kill it, then leaves the marker and lives
+# on (an orphan doing work nobody asked for).
 GRANDCHILD = r"""
-import os, sys, time
-parent, marker = int(sys.argv[1]), sys.argv[2]
+import json, os, signal, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+parent, marker, journal, key = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+with open(journal, "a") as f:  # armed: from here on only SIGKILL ends it
+    f.write(json.dumps({"task": key, "event": "grandchild", "pid": os.getpid(), "pgid": os.getpgid(0)}) + "\n")
 while os.getppid() == parent:
     time.sleep(0.05)
-time.sleep(1.0)
+time.sleep(5.0)  # far longer than a kill takes; the group check is the real test
 with open(marker, "w") as f:
     f.write(str(os.getpid()))
-time.sleep(300)
+time.sleep(30)
 """
 
 
@@ -60,8 +64,7 @@ def main(argv: list[str]) -> int:
                        "workdir_home": os.environ.get("OBSRV_HOME")})
     print(f"stand-in {key} attempt {attempt} says hello", flush=True)
     if "--grandchild" in args:
-        child = subprocess.Popen([sys.executable, "-c", GRANDCHILD, str(os.getpid()), args["--grandchild"]])
-        _journal(journal, {"task": key, "event": "grandchild", "pid": child.pid, "pgid": os.getpgid(0)})
+        subprocess.Popen([sys.executable, "-c", GRANDCHILD, str(os.getpid()), args["--grandchild"], journal, key])
     if "--wait-for" in args:
         deadline = time.monotonic() + 120  # a bound for a broken scheduler, not a timing assertion
         while not _started(journal, args["--wait-for"]):
