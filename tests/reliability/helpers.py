@@ -22,6 +22,7 @@ SPEC = """obsrv:
     compute:
       serverless: [CPU]
     timeout: 30 minutes
+    retries: 0
     metric:
       classification: [auc]
     source:

@@ -39,6 +39,18 @@ time.sleep(30)
 """
 
 
+def _store_ready() -> bool:
+    """Whether the local MLflow store's schema is complete as this task starts (see workdir.py)."""
+    import sqlite3
+
+    db = os.path.join(os.environ.get("OBSRV_HOME", ""), "mlflow.db")
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            return bool(conn.execute("SELECT version_num FROM alembic_version").fetchall())
+    except sqlite3.Error:
+        return False
+
+
 def _journal(journal: str, event: dict[str, object]) -> None:
     with open(journal, "a") as f:
         f.write(json.dumps(event) + "\n")
@@ -61,7 +73,7 @@ def main(argv: list[str]) -> int:
                        "budget": os.environ.get("OBSRV_TASK_BUDGET_SECONDS"),
                        "compute": os.environ.get("OBSRV_COMPUTE"), "pid": os.getpid(),
                        "pgid": os.getpgid(0), "ppid": os.getppid(), "omp": os.environ.get("OMP_NUM_THREADS"),
-                       "workdir_home": os.environ.get("OBSRV_HOME")})
+                       "store_ready": _store_ready()})
     print(f"stand-in {key} attempt {attempt} says hello", flush=True)
     if "--grandchild" in args:
         subprocess.Popen([sys.executable, "-c", GRANDCHILD, str(os.getpid()), args["--grandchild"], journal, key])
