@@ -334,3 +334,13 @@ print("exit", process.wait(60))
     assert res.stdout.strip().splitlines()[-1] == "exit 0", res.stdout + res.stderr
     assert "Traceback" not in res.stderr
     assert "says hello" in (tmp_path / "t.log").read_text()
+
+
+@pytest.mark.parametrize("kind", LAUNCHERS)
+def test_an_entry_point_that_raises_system_exit_fails_with_its_code(tmp_path: Path, kind: str) -> None:
+    # The entry point may end with `raise SystemExit(code)` instead of returning the code: both
+    # launchers must report that code, not a crash.
+    runner, _, ok = run(tmp_path, [{"key": "quits", "behaviour": "exit", "sleep": 0}], kind=kind)
+    assert not ok
+    assert runner.state.tasks["quits"].state == FAILED
+    assert runner.state.tasks["quits"].message.startswith("exit code 5")
