@@ -2,8 +2,9 @@
 
 * **One run per job at a time** (`job_lock`): the compiled job says `max_concurrent_runs: 1` with
   the queue enabled, so on Databricks a second run of the job waits in the queue until the first
-  ends (https://docs.databricks.com/aws/en/jobs/advanced#configure-maximum-concurrent-runs,
-  https://docs.databricks.com/aws/en/jobs/advanced#what-is-queueing). Locally the same job shares
+  ends; without the queue it would be skipped (databricks-bundles 1.22,
+  `databricks/bundles/jobs/_models/job.py`, `max_concurrent_runs`: "new runs are skipped unless
+  there are fewer than 3 active runs"; `_models/queue_settings.py`). Locally the same job shares
   one warehouse schema, one MLflow experiment name prefix and one `champion` alias, so two runs
   at once would overwrite each other's tables and move the alias in whichever order they end. A
   second run therefore waits for the first (`--no-wait`: refuses at once, naming the other run).
