@@ -289,8 +289,10 @@ class LocalRunner:
     def _install_stop_handlers(self) -> dict[int, Any]:
         """SIGINT, SIGTERM and SIGHUP all stop the run cleanly; returns the handlers to restore.
         (Signal handlers can only be set in the main thread, which is also the thread the tasks'
-        parent-death signals are tied to: see `lifeline`.)"""
-        return {signum: signal.signal(signum, self._interrupt) for signum in STOP_SIGNALS}
+        parent-death signals are tied to: see `lifeline`.) A signal that was ignored when the run
+        started stays ignored: `nohup obsrv run` must survive its terminal closing."""
+        return {signum: signal.signal(signum, self._interrupt) for signum in STOP_SIGNALS
+                if signal.getsignal(signum) is not signal.SIG_IGN}
 
     def _interrupt(self, signum: int, frame: Any) -> None:
         self._stop = True
@@ -604,7 +606,8 @@ def recover_abandoned(state: RunState, home: Path) -> list[str]:
     The caller holds the job lock, so the runner that saved them is gone; its tasks died with it
     (`lifeline`). A process group still alive under a recorded pid that is an obsrv task of this
     workdir (a runner from before the lifelines, or a platform without them) is stopped first, so
-    that two copies of a task never publish at once.
+    that two copies of a task never publish at once. (A warm task's /proc environment is the
+    forkserver's, so it is never matched: left alone rather than guessed at.)
     """
     lines = []
     for key, task_state in state.tasks.items():

@@ -113,3 +113,21 @@ def test_sigkill_of_the_runner_takes_its_warm_task_along_and_resume_recovers(tmp
     assert {t["state"] for t in after["tasks"].values()} == {"succeeded"}
     prepare_starts = [e for e in events(tmp_path) if e["event"] == "start" and e["task"] == "prepare"]
     assert len(prepare_starts) == 2 and prepare_starts[1]["run"] == state["workflow_id"]
+
+
+def test_nohup_keeps_sighup_ignored(tmp_path: Path) -> None:
+    # `nohup obsrv run ...` starts the runner with SIGHUP ignored; a closed terminal must not stop it.
+    from obsrv.service_tasks.local_runner import LocalRunner, RunState
+
+    job = {"name": "wf", "tasks": []}
+    runner = LocalRunner(job, home=tmp_path, workflow_id="1", state=RunState("1", "wf", "x"), budget_seconds=None,
+                         jobs=1, command=["true"])
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        installed = runner._install_stop_handlers()
+        assert signal.SIGHUP not in installed and signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) == runner._interrupt
+        for signum, handler in installed.items():
+            signal.signal(signum, handler)
+    finally:
+        signal.signal(signal.SIGHUP, previous)
