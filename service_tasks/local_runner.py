@@ -594,7 +594,8 @@ def resume_command(
         parts += ["--only", only]
     for flag, value in (("--budget", budget), ("--time-limit", time_limit), ("--jobs", jobs)):
         if value is not None:
-            parts += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+            # 15 significant digits: the value as typed (`:g` would round 1234567 to 1.23457e+06)
+            parts += [flag, f"{value:.15g}" if isinstance(value, float) else str(value)]
     if cold:
         parts.append("--cold")
     return shlex.join(parts)

@@ -121,6 +121,8 @@ def test_the_resume_hint_parses_back_to_the_same_run() -> None:
     assert (args.spec, args.workdir, args.workflow_id, args.budget, args.time_limit, args.jobs, args.cold) == (
         "my spec.yaml", "/data/my ws", "20260101000000", 7.5, 120.0, 3, True)
     assert args.only is None and not args.resume
+    assert "--budget 1234567.25" in resume_command("s.yaml", "1", workdir=".", budget=1234567.25, time_limit=None,
+                                                    jobs=None, cold=False, only=None)
     # defaults stay out of it
     assert resume_command("s.yaml", "1", workdir=".", budget=None, time_limit=None, jobs=None, cold=False,
                           only=None) == "obsrv run s.yaml --workflow-id 1"
