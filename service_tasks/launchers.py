@@ -233,6 +233,7 @@ def _run_forked_task(target: str, argv: list[str], env: dict[str, str], log_path
         _bind_forked_task(watch)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)  # the server ignores it: forkserver_lifeline
     log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     os.dup2(log_fd, 1)
     os.dup2(log_fd, 2)

@@ -11,6 +11,7 @@ bounds in `wait_for` only turn a hang into a failure.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import signal
 import sys
@@ -61,7 +62,11 @@ def _assert_all_gone(tmp_path: Path, grandchild: dict[str, object], marker: Path
 def test_sigterm_and_sighup_stop_the_run_like_ctrl_c(tmp_path: Path, kind: str, signum: int) -> None:
     cold = ["--cold"] if kind == "cold" else []  # (the stand-in CLI picks its launcher by `kind`)
     proc, out, grandchild, marker = _spinning_run(tmp_path, kind, "--budget", "7", "--jobs", "1", *cold)
-    proc.send_signal(signum)  # type: ignore[attr-defined]
+    if signum == signal.SIGHUP:
+        # a closed terminal signals its whole foreground group: the runner and the forkserver
+        os.killpg(proc.pid, signum)  # type: ignore[attr-defined]
+    else:
+        proc.send_signal(signum)  # type: ignore[attr-defined]
     code = proc.wait(timeout=120)  # type: ignore[attr-defined]
     assert code == 128 + signum, out.read_text()
     _assert_all_gone(tmp_path, grandchild, marker)
