@@ -13,7 +13,10 @@
 * **Workflow ids are allocated atomically** (`allocate_workflow_id`): creating the run folder is
   the allocation (`mkdir` fails if it exists), so two runs started in the same second get two ids.
 * **The MLflow store is created once** (`store_needs_init`, `store_lock`): sqlite MLflow creates
-  its schema on first use; two processes doing that at once fail with `table ... already exists`.
+  its schema on first use; two processes doing that at once fail with `table ... already exists`
+  (MLflow 3.x `store/tracking/sqlalchemy_store.py` checks `_all_tables_exist` and then runs
+  `_initialize_tables`, `create_all` plus the migrations, with no lock; only its jobs and
+  workspace stores go through the locked `_safe_initialize_tables`).
   The runner creates it before any task starts, under a workdir-wide lock (different jobs share
   `mlflow.db`).
 * **A workdir that cannot be written** is the user's environment, not an obsrv bug
