@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import events, kill_leftovers, start_cli, wait_for, write_spec
+from runner_harness import events, kill_leftovers, start_cli, wait_for, write_spec
 from obsrv.service_tasks.local_runner import new_workflow_id
 from obsrv.service_tasks.workdir import allocate_workflow_id, store_needs_init
 

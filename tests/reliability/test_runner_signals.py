@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import events, group_gone, kill_leftovers, process_gone, start_cli, wait_for, write_spec
+from runner_harness import events, group_gone, kill_leftovers, process_gone, start_cli, wait_for, write_spec
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process groups via /proc")
 

@@ -151,7 +151,7 @@ def assert_tree_gone(events: list[dict[str, Any]], marker: Path) -> None:
     """Every task group the journal saw is gone (`os.killpg(pgid, 0)` raises, zombies aside) and no
     grandchild lived on to leave its marker."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reliability"))
-    from helpers import group_gone, process_gone, wait_for
+    from runner_harness import group_gone, process_gone, wait_for
 
     for event in events:
         if event["event"] == "start":
