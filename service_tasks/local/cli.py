@@ -8,6 +8,7 @@ inside the command functions, which keeps `obsrv compile` fast.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 RUN_EPILOG = """examples:
@@ -26,6 +27,29 @@ DATA_EPILOG = """examples:
 """
 
 
+def positive_seconds(text: str) -> float:
+    """argparse type of --budget and --time-limit: a finite number of seconds above 0. float()
+    accepts "nan" and "inf", and NaN fails every comparison, so they are refused by name."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a finite number of seconds above 0, e.g. 60")
+    return value
+
+
+def task_slots(text: str) -> int:
+    """argparse type of --jobs: a whole number of parallel tasks, at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of tasks") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give at least 1 task slot")
+    return value
+
+
 def add_run_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = subparsers.add_parser(
         "run",
@@ -39,11 +63,11 @@ def add_run_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ign
     parser.add_argument("spec", help="obsrv YAML spec")
     parser.add_argument("--workdir", default=".", help="folder that holds .obsrv/ (default: .)")
     parser.add_argument(
-        "--budget", type=float, default=None, metavar="SECONDS",
+        "--budget", type=positive_seconds, default=None, metavar="SECONDS",
         help="cap on the hyperparameter-search seconds of each search task (quick local runs)",
     )
     parser.add_argument(
-        "--time-limit", type=float, default=None, metavar="SECONDS",
+        "--time-limit", type=positive_seconds, default=None, metavar="SECONDS",
         help="wall-clock target for the whole run: each search task's budget is planned from the time "
         "left (a target: every family still trains its default config)",
     )
@@ -51,7 +75,12 @@ def add_run_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ign
     parser.add_argument("--from", dest="from_task", metavar="ID", help="re-run this task and everything downstream")
     parser.add_argument("--resume", action="store_true", help="continue the latest run of this job")
     parser.add_argument("--workflow-id", metavar="ID", help="run (or continue) this workflow id")
-    parser.add_argument("--jobs", type=int, default=None, help="tasks run in parallel (default: CPU cores)")
+    parser.add_argument("--jobs", type=task_slots, default=None, help="tasks run in parallel (default: CPU cores)")
+    parser.add_argument(
+        "--no-wait", dest="wait", action="store_false", default=None,
+        help="if another run of this job is running in the workdir, refuse (exit 1, naming it) instead of "
+        "waiting for it to end (the default, like the Databricks job queue with max_concurrent_runs: 1)",
+    )
     parser.add_argument("--no-live", action="store_true", help="plain progress lines instead of a live table")
     parser.add_argument(
         "--cold",
@@ -87,6 +116,7 @@ def _run(args: argparse.Namespace) -> int:
     from obsrv.compiler.api import SpecError
     from obsrv.service_tasks.local.launchers import LaunchError
     from obsrv.service_tasks.local.scheduler import RunError, run_workflow
+    from obsrv.service_tasks.local.workdir import JobBusy, WorkdirError, write_error
 
     try:
         return run_workflow(
@@ -101,12 +131,20 @@ def _run(args: argparse.Namespace) -> int:
             live=False if args.no_live else None,
             cold=args.cold,
             time_limit=args.time_limit,
+            wait=args.wait,
         )
     except SpecError as error:
         print(error.render(), file=sys.stderr)
         return 1
-    except (RunError, LaunchError) as error:
+    except (RunError, LaunchError, JobBusy, WorkdirError) as error:
         print(f"obsrv run: error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        # A full disk or a folder made read-only mid-run is the environment, not an obsrv bug.
+        message = write_error(error)
+        if message is None:
+            raise
+        print(f"obsrv run: error: {message}", file=sys.stderr)
         return 1
 
 

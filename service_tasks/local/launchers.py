@@ -2,7 +2,9 @@
 
 Both start every task in its own process and its own process group (so a timeout or Ctrl-C can
 kill the whole tree, joblib workers included), with the task's environment, its log file as stdout
-and stderr, and the compiled argv. They differ in where the process comes from:
+and stderr, and the compiled argv. Both bind each task to the runner (`lifeline`): a task and its
+children die with the runner, even when the runner is killed with SIGKILL. They differ in where the
+process comes from:
 
 * `ColdLauncher`: a fresh interpreter per task (`python -c <obsrv-task entry point> ARGV`), exactly
   how a Databricks wheel task starts. Each task pays ~3-4 s of imports (pandas, sklearn, MLflow,
@@ -23,15 +25,21 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import types
 from collections.abc import Iterator
 from importlib import import_module
 from importlib.metadata import entry_points
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Protocol
 
+from obsrv.service_tasks.local import lifeline
+
 ENTRY_POINT_NAME = "obsrv-task"
 PRELOAD_MODULE = "obsrv.service_tasks.local.warm_imports"
+# Imported by the forkserver before any other preload module: the server dies with the runner.
+LIFELINE_PRELOAD = "obsrv.service_tasks.local.forkserver_lifeline"
 
 
 class LaunchError(Exception):
@@ -56,12 +64,26 @@ class Launcher(Protocol):
 
 def kill_tree(process: TaskProcess, grace_seconds: float = 5.0) -> None:
     """SIGTERM the task's process group, then SIGKILL it if it has not exited after the grace."""
-    _signal_group(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=grace_seconds)
-    except subprocess.TimeoutExpired:
-        _signal_group(process.pid, signal.SIGKILL)
-        process.wait()
+    kill_trees([process], grace_seconds)
+
+
+def kill_trees(processes: list[TaskProcess], grace_seconds: float = 5.0) -> None:
+    """SIGTERM every task's process group at once, wait up to one shared grace for the tasks, then
+    SIGKILL each group: a child that ignored SIGTERM is not left behind by a task that obeyed it."""
+    for process in processes:
+        _signal_group(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_seconds
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _signal_group(process.pid, signal.SIGKILL)
+            process.wait()
+        else:
+            # The task is gone (and reaped: its pid is no longer a process to fall back on); any
+            # member of its group that ignored SIGTERM is not.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
 
 
 def _signal_group(pid: int, sig: int) -> None:
@@ -96,9 +118,20 @@ class ColdLauncher:
         self.command = list(command)
 
     def start(self, argv: list[str], env: dict[str, str], log_path: Path) -> TaskProcess:
+        return self._popen([*self.command, *argv], env, log_path)
+
+    def start_function(self, target: str, argv: list[str], env: dict[str, str], log_path: Path) -> TaskProcess:
+        """Run `module:function(argv)` in a task process (the runner's own helpers, not tasks)."""
+        module, _, attr = target.partition(":")
+        code = f"import sys; from {module} import {attr} as main; sys.exit(main(sys.argv[1:]))"
+        return self._popen([sys.executable, "-c", code, *argv], env, log_path)
+
+    def _popen(self, command: list[str], env: dict[str, str], log_path: Path) -> TaskProcess:
+        watch_fd = lifeline.runner_watch_fd()
         with open(log_path, "ab") as log:
             return subprocess.Popen(
-                [*self.command, *argv],
+                _bound_to_runner(command, watch_fd),
+                pass_fds=(watch_fd,),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -107,6 +140,13 @@ class ColdLauncher:
                 # children itself, and a timeout can kill the whole tree.
                 start_new_session=True,
             )
+
+
+def _bound_to_runner(command: list[str], watch_fd: int) -> list[str]:
+    """`command` behind the lifeline shim, which binds the new process to this runner and then
+    execs it: any command (a stand-in too) gets the same protection, for one small interpreter
+    start (`-I -S`: no site packages, no environment, no script folder on sys.path)."""
+    return [sys.executable, "-I", "-S", lifeline.__file__, str(os.getpid()), str(watch_fd), *command]
 
 
 # ---------------------------------------------------------------------------------------- warm
@@ -147,17 +187,26 @@ class WarmLauncher:
         self._context = multiprocessing.get_context("forkserver")
         # The forkserver is one per runner process (it exits with it); the preload applies when it
         # first starts.
-        self._context.set_forkserver_preload(list(preload))
+        self._context.set_forkserver_preload([LIFELINE_PRELOAD, *preload])
 
     def start(self, argv: list[str], env: dict[str, str], log_path: Path) -> TaskProcess:
+        return self.start_function(self.target, argv, env, log_path)
+
+    def start_function(self, target: str, argv: list[str], env: dict[str, str], log_path: Path) -> TaskProcess:
+        """Fork `module:function(argv)` from the server, like a task (the runner's own helpers)."""
+        # multiprocessing hands a pickled Connection's descriptor to the forked task (SCM_RIGHTS).
+        watch = Connection(os.dup(lifeline.runner_watch_fd()), writable=False)
         process = self._context.Process(
             target=_run_forked_task,
-            args=(self.target, list(argv), dict(env), str(log_path)),
+            args=(target, list(argv), dict(env), str(log_path), watch),
             name=f"obsrv-task {' '.join(argv[:4])}",
             daemon=False,  # tasks may start their own worker processes (joblib)
         )
-        with _main_module_hidden():
-            process.start()
+        try:
+            with _main_module_hidden():
+                process.start()
+        finally:
+            watch.close()
         return _WarmProcess(process)
 
 
@@ -175,11 +224,15 @@ def _main_module_hidden() -> Iterator[None]:
             sys.modules["__main__"] = main
 
 
-def _run_forked_task(target: str, argv: list[str], env: dict[str, str], log_path: str) -> None:
+def _run_forked_task(target: str, argv: list[str], env: dict[str, str], log_path: str,
+                     watch: Connection | None = None) -> None:
     """Runs in the forked task process: become a cold task in all but the imports."""
     os.setsid()
+    if watch is not None:
+        _bind_forked_task(watch)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)  # the server ignores it: forkserver_lifeline
     log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     os.dup2(log_fd, 1)
     os.dup2(log_fd, 2)
@@ -204,6 +257,12 @@ def _run_forked_task(target: str, argv: list[str], env: dict[str, str], log_path
     sys.stdout.flush()
     sys.stderr.flush()
     sys.exit(int(code or 0))
+
+
+def _bind_forked_task(watch: Connection) -> None:
+    """Die with the forkserver (which dies with the runner) and guard this task's group."""
+    lifeline.bind_to_runner(None, os.dup(watch.fileno()))
+    watch.close()
 
 
 def warm_supported() -> bool:

@@ -16,20 +16,32 @@ import contextlib
 import graphlib
 import hashlib
 import json
+import math
 import os
 import re
+import shlex
 import signal
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import yaml
 
-from obsrv.service_tasks.local.launchers import Launcher, TaskProcess, kill_tree, make_launcher
+from obsrv.service_tasks.local.launchers import Launcher, TaskProcess, kill_tree, kill_trees, make_launcher
 from obsrv.service_tasks.local.budget_plan import BUDGETED_STAGES, TimePlan
+from obsrv.service_tasks.local.workdir import (
+    JobLock,
+    allocate_workflow_id,
+    describe_holder,
+    ensure_writable,
+    init_store,
+    job_lock,
+    local_store_uri,
+    store_lock,
+    store_needs_init,
+)
 
 _REFERENCE = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}")
 
@@ -45,6 +57,9 @@ SUCCEEDED, FAILED, SKIPPED, UPSTREAM_FAILED, CANCELLED, TIMED_OUT = (
 PENDING, RUNNING, RETRY_WAIT = "pending", "running", "retry_wait"
 DONE_STATES = {SUCCEEDED, SKIPPED}
 TERMINAL_STATES = {SUCCEEDED, FAILED, SKIPPED, UPSTREAM_FAILED, CANCELLED, TIMED_OUT}
+# Signals that stop a run cleanly (tasks stopped, state saved, exit 128 + the signal's number):
+# Ctrl-C, `kill` and a closed terminal. SIGKILL cannot be caught: see `lifeline`.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class RunError(Exception):
@@ -102,6 +117,7 @@ class TaskState:
     seconds: float = 0.0
     started: float | None = None
     message: str = ""
+    pid: int | None = None  # of the task process (its process group), while running
 
 
 @dataclass
@@ -112,12 +128,14 @@ class RunState:
     job_name: str
     job_digest: str
     tasks: dict[str, TaskState] = field(default_factory=dict)
+    runner_pid: int | None = None  # the runner that last saved it
 
     def save(self, path: Path) -> None:
         payload = {
             "workflow_id": self.workflow_id,
             "job_name": self.job_name,
             "job_digest": self.job_digest,
+            "runner_pid": os.getpid(),
             "tasks": {k: asdict(v) for k, v in self.tasks.items()},
         }
         tmp = path.with_suffix(".tmp")
@@ -132,6 +150,7 @@ class RunState:
             job_name=data["job_name"],
             job_digest=data["job_digest"],
             tasks={k: TaskState(**v) for k, v in data["tasks"].items()},
+            runner_pid=data.get("runner_pid"),
         )
 
 
@@ -155,13 +174,9 @@ def job_references(job: dict[str, Any], workflow_id: str) -> dict[str, str]:
 
 
 def new_workflow_id(runs_dir: Path) -> str:
-    """A numeric id, like Databricks' job.run_id, unique within this OBSRV_HOME."""
-    base = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S")
-    candidate, n = base, 0
-    while (runs_dir / candidate).exists():
-        n += 1
-        candidate = f"{base}{n:02d}"
-    return candidate
+    """A numeric id, like Databricks' job.run_id, unique within this OBSRV_HOME (its run folder is
+    created as the allocation: `workdir.allocate_workflow_id`)."""
+    return allocate_workflow_id(runs_dir)
 
 
 def latest_workflow_id(runs_dir: Path, job_name: str) -> str:
@@ -238,6 +253,7 @@ class LocalRunner:
         # --time-limit counts from here, or from `started_at` (run_workflow: before compiling).
         self._started_at = time.monotonic() if started_at is None else started_at
         self._stop = False
+        self.stop_signal: int | None = None  # the signal that stopped the run
         for key in self.tasks:
             self.state.tasks.setdefault(key, TaskState())
 
@@ -249,7 +265,7 @@ class LocalRunner:
         # Among ready tasks, budgeted ones first: they are the longest, and a late one (boost
         # after seven quick stacks) would hold up evaluate at the end of the run.
         order.sort(key=lambda k: self.tasks[k].stage not in BUDGETED_STAGES)
-        previous = signal.signal(signal.SIGINT, self._interrupt)
+        previous = self._install_stop_handlers()
         try:
             while not self._all_terminal():
                 if self._stop:
@@ -265,17 +281,39 @@ class LocalRunner:
                 self.on_change()
                 time.sleep(0.1)
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
             self._save()
         return all(self.state.tasks[k].state in DONE_STATES for k in self.tasks)
 
+    def _install_stop_handlers(self) -> dict[int, Any]:
+        """SIGINT, SIGTERM and SIGHUP all stop the run cleanly; returns the handlers to restore.
+        (Signal handlers can only be set in the main thread, which is also the thread the tasks'
+        parent-death signals are tied to: see `lifeline`.) A signal that was ignored when the run
+        started stays ignored: `nohup obsrv run` must survive its terminal closing."""
+        return {signum: signal.signal(signum, self._interrupt) for signum in STOP_SIGNALS
+                if signal.getsignal(signum) is not signal.SIG_IGN}
+
     def _interrupt(self, signum: int, frame: Any) -> None:
         self._stop = True
+        if self.stop_signal is None:
+            self.stop_signal = signum
 
     @property
     def stopped(self) -> bool:
-        """Ctrl-C ended the run."""
+        """A stop signal (Ctrl-C, SIGTERM, SIGHUP) ended the run."""
         return self._stop
+
+    @property
+    def stop_reason(self) -> str:
+        if self.stop_signal in (None, signal.SIGINT):
+            return "Ctrl-C"
+        return signal.Signals(self.stop_signal).name
+
+    @property
+    def stop_exit_code(self) -> int:
+        """The shell's convention for a process ended by a signal: 128 + its number."""
+        return 128 + int(self.stop_signal or signal.SIGINT)
 
     def _all_terminal(self) -> bool:
         return not self._running and all(s.state in TERMINAL_STATES for s in self.state.tasks.values())
@@ -337,6 +375,7 @@ class LocalRunner:
             return
         deadline = time.monotonic() + task.timeout_seconds if task.timeout_seconds > 0 else None
         self._running[key] = _Running(process, deadline, budget)
+        task_state.pid = process.pid
         self._save()
 
     def _longest_chain_s(self, keys: set[str], plan: TimePlan) -> float:
@@ -370,6 +409,7 @@ class LocalRunner:
                 kill_tree(running.process)
             del self._running[key]
             task, task_state = self.tasks[key], self.state.tasks[key]
+            task_state.pid = None
             wall = time.time() - (task_state.started or time.time())
             task_state.seconds += wall
             if self.time_plan is not None and code == 0:
@@ -389,10 +429,12 @@ class LocalRunner:
             self._save()
 
     def _cancel_all(self) -> None:
-        for key, running in list(self._running.items()):
-            kill_tree(running.process)
+        # All groups at once: a second task does not wait for the first one's grace period.
+        kill_trees([running.process for running in self._running.values()])
+        for key in self._running:
             self.state.tasks[key].state = CANCELLED
-            self.state.tasks[key].message = "stopped by Ctrl-C"
+            self.state.tasks[key].message = f"stopped by {self.stop_reason}"
+            self.state.tasks[key].pid = None
         self._running.clear()
         for task_state in self.state.tasks.values():
             if task_state.state in (PENDING, RETRY_WAIT):
@@ -487,37 +529,128 @@ def run_workflow(
     cold: bool = False,
     launcher: Launcher | None = None,
     time_limit: float | None = None,
+    wait: bool | None = None,
 ) -> int:
     """Compile `spec_path` and run it locally; returns the process exit code.
 
     `cold` starts each task in a fresh interpreter; `launcher` (benchmarks, tests) replaces both.
+    `wait`: when another run of the same job holds this workdir, queue behind it (True) or refuse
+    (False); None follows the compiled job's `queue.enabled`, as Databricks does.
     """
     from obsrv.compiler.api import compile_file
 
     clock = time.monotonic()
+    check_run_numbers(budget=budget, time_limit=time_limit, jobs=jobs)
     compiled = compile_file(spec_path)
     job = compiled.job
     home = (Path(workdir) / ".obsrv").resolve()
     runs_dir = home / "runs"
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    if budget is not None and budget <= 0:
-        raise RunError("--budget must be a positive number of seconds")
-    if time_limit is not None and time_limit <= 0:
-        raise RunError("--time-limit must be a positive number of seconds")
+    ensure_writable(runs_dir)
 
     job_name = str(job["name"])
     keys = [t["task_key"] for t in job["tasks"]]
     for name, flag in ((only, "--only"), (from_task, "--from")):
         if name is not None and name not in keys:
             raise RunError(f"{flag} {name!r}: no such task; tasks are {', '.join(keys)}")
+    if workflow_id is not None and not re.fullmatch(r"[A-Za-z0-9_]{1,40}", workflow_id):
+        raise RunError("--workflow-id must be 1-40 letters, digits or underscores (it is part of table names)")
+    if wait is None:
+        wait = bool(job.get("queue", {}).get("enabled", False))
+
+    def queued(holder: dict[str, Any]) -> None:
+        print(f"[obsrv] job {job_name!r} is already running in this workdir: {describe_holder(holder)}; "
+              "waiting for it to end (as Databricks queues a run of a job with max_concurrent_runs: 1). "
+              "Ctrl-C to give up, --no-wait to refuse instead", file=sys.stderr, flush=True)
+
+    with job_lock(home, job_name, wait=wait, on_wait=queued) as lock:
+        return _run_locked(
+            spec_path, compiled, home, lock, workdir=workdir, budget=budget, only=only, from_task=from_task,
+            workflow_id=workflow_id, resume=resume, jobs=jobs, live=live, cold=cold, launcher=launcher,
+            time_limit=time_limit, clock=clock,
+        )
+
+
+def check_run_numbers(*, budget: float | None, time_limit: float | None, jobs: int | None) -> None:
+    """The numeric flags of `obsrv run`, for callers of `run_workflow` other than the CLI (which
+    checks them while parsing: `cli_commands`). NaN compares false with everything, so a plain
+    `<= 0` check would let it through."""
+    for value, flag in ((budget, "--budget"), (time_limit, "--time-limit")):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise RunError(f"{flag} must be a positive number of seconds, not {value!r}")
+    if jobs is not None and jobs < 1:
+        raise RunError(f"--jobs must be a whole number of at least 1, not {jobs!r}")
+
+
+def resume_command(
+    spec_path: str, workflow_id: str, *, workdir: str, budget: float | None, time_limit: float | None,
+    jobs: int | None, cold: bool, only: str | None,
+) -> str:
+    """The command that continues this very run with the same options (printed on stop/failure)."""
+    parts = ["obsrv", "run", spec_path]
+    if workdir != ".":
+        parts += ["--workdir", workdir]
+    parts += ["--workflow-id", workflow_id]
+    if only:
+        parts += ["--only", only]
+    for flag, value in (("--budget", budget), ("--time-limit", time_limit), ("--jobs", jobs)):
+        if value is not None:
+            # 15 significant digits: the value as typed (`:g` would round 1234567 to 1.23457e+06)
+            parts += [flag, f"{value:.15g}" if isinstance(value, float) else str(value)]
+    if cold:
+        parts.append("--cold")
+    return shlex.join(parts)
+
+
+def recover_abandoned(state: RunState, home: Path) -> list[str]:
+    """Tasks a dead runner left `running` (or waiting to retry): they are re-run, not trusted.
+
+    The caller holds the job lock, so the runner that saved them is gone; its tasks died with it
+    (`lifeline`). A process group still alive under a recorded pid that is an obsrv task of this
+    workdir (a runner from before the lifelines, or a platform without them) is stopped first, so
+    that two copies of a task never publish at once. (A warm task's /proc environment is the
+    forkserver's, so it is never matched: left alone rather than guessed at.)
+    """
+    lines = []
+    for key, task_state in state.tasks.items():
+        if task_state.state not in (RUNNING, RETRY_WAIT):
+            continue
+        if task_state.pid and _is_task_of(task_state.pid, home):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(task_state.pid, signal.SIGKILL)
+            lines.append(f"task {key}: stopped its process group {task_state.pid}, left by the runner that died")
+        lines.append(f"task {key} was left {task_state.state} by a runner that is gone "
+                     f"(pid {state.runner_pid or '?'}); re-running it")
+    return lines
+
+
+def _is_task_of(pid: int, home: Path) -> bool:
+    """Whether `pid` leads a live process group whose environment says OBSRV_HOME=home (Linux /proc;
+    elsewhere False: never signal a process that cannot be identified)."""
+    try:
+        os.killpg(pid, 0)
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return f"OBSRV_HOME={home}".encode() in environ
+
+
+def _run_locked(
+    spec_path: str, compiled: Any, home: Path, lock: JobLock, *, workdir: str, budget: float | None,
+    only: str | None, from_task: str | None, workflow_id: str | None, resume: bool, jobs: int | None,
+    live: bool | None, cold: bool, launcher: Launcher | None, time_limit: float | None, clock: float,
+) -> int:
+    """`run_workflow` once this process holds the job's lock."""
+    job = compiled.job
+    runs_dir = home / "runs"
+    job_name = str(job["name"])
+    keys = [t["task_key"] for t in job["tasks"]]
     if resume and workflow_id is None:
         workflow_id = latest_workflow_id(runs_dir, job_name)
     continuing = workflow_id is not None and (runs_dir / workflow_id / "state.json").exists()
-    if workflow_id is not None and not re.fullmatch(r"[A-Za-z0-9_]{1,40}", workflow_id):
-        raise RunError("--workflow-id must be 1-40 letters, digits or underscores (it is part of table names)")
     if (only or from_task) and not continuing:
         raise RunError("--only and --from re-run tasks of an earlier run: add --resume or --workflow-id ID")
     workflow_id = workflow_id or new_workflow_id(runs_dir)
+    lock.record(workflow_id)
     run_dir = runs_dir / workflow_id
     run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -528,6 +661,8 @@ def run_workflow(
             raise RunError(
                 f"the spec changed since workflow {workflow_id} ran; start a new run (drop --resume/--workflow-id)"
             )
+        for line in recover_abandoned(state, home):
+            print(f"[obsrv] {line}", file=sys.stderr, flush=True)
     else:
         state = RunState(workflow_id=workflow_id, job_name=job_name, job_digest=digest)
     # Keep exactly what ran (the job file; a notebook shim, if any, is not needed locally).
@@ -553,6 +688,8 @@ def run_workflow(
         if missing:
             raise RunError(f"--only {only}: its upstream {', '.join(missing)} has not succeeded in workflow {workflow_id}")
 
+    launcher = launcher or make_launcher(cold=cold)
+    initialise_store(home, launcher, run_dir / "logs")
     runner = LocalRunner(
         job,
         home=home,
@@ -560,7 +697,7 @@ def run_workflow(
         state=state,
         budget_seconds=budget,
         jobs=jobs or os.cpu_count() or 1,
-        launcher=launcher or make_launcher(cold=cold),
+        launcher=launcher,
         time_limit=time_limit,
         started_at=clock,
     )
@@ -574,24 +711,49 @@ def run_workflow(
         # The other tasks were deliberately left alone; success means the selected one succeeded.
         ok = state.tasks[only].state == SUCCEEDED
     wall = time.time() - started
+    again = resume_command(spec_path, workflow_id, workdir=workdir, budget=budget, time_limit=time_limit,
+                           jobs=jobs, cold=cold, only=only)
 
     if runner.stopped:
-        print(f"[obsrv] stopped. Resume with: obsrv run {spec_path} --resume", file=sys.stderr)
-        return 130
+        print(f"[obsrv] stopped by {runner.stop_reason}. Resume with: {again}", file=sys.stderr)
+        return runner.stop_exit_code
     if not ok:
         for key in keys:
             task_state = state.tasks[key]
             if task_state.state in (FAILED, TIMED_OUT):
                 print(f"\n[obsrv] task {key} {task_state.state}: {task_state.message}", file=sys.stderr)
                 print(log_tail(runner.log_dir / f"{key}.log"), file=sys.stderr)
-        print(f"\n[obsrv] run {workflow_id} failed after {wall:.1f}s. Fix the cause, then: "
-              f"obsrv run {spec_path} --resume", file=sys.stderr)
+        print(f"\n[obsrv] run {workflow_id} failed after {wall:.1f}s. Fix the cause, then: {again}",
+              file=sys.stderr)
         return 1
     if not only:
         print_summary(job, home, workflow_id, wall)
     else:
         print(f"[obsrv] task {only} done in {wall:.1f}s")
     return 0
+
+
+def initialise_store(home: Path, launcher: Launcher, log_dir: Path) -> None:
+    """Create the sqlite MLflow schema before any task can race to (see `workdir`). It runs in a
+    task process of `launcher`, where the warm server has MLflow imported already; a launcher
+    without `start_function` (a test's own) gets it done in this process."""
+    uri = local_store_uri(home)
+    if not store_needs_init(uri):
+        return
+    artifacts = (home / "mlartifacts").resolve().as_uri()
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / "_mlflow_store.log"
+    with store_lock(home):
+        if not store_needs_init(uri):  # another job's run created it while this one waited
+            return
+        start_function = getattr(launcher, "start_function", None)
+        if start_function is None:
+            init_store([uri, artifacts])
+            return
+        env = dict(os.environ, OBSRV_HOME=str(home))
+        code = start_function("obsrv.service_tasks.local.workdir:init_store", [uri, artifacts], env, log_path).wait()
+    if code != 0:
+        raise RunError(f"could not create the MLflow store {uri} (exit code {code}):\n{log_tail(log_path)}")
 
 
 def print_summary(job: dict[str, Any], home: Path, workflow_id: str, wall: float) -> None:

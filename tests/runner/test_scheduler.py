@@ -49,6 +49,7 @@ def make_job(journal: Path, tasks: list[dict[str, Any]]) -> dict[str, Any]:
         argv += ["--sleep", str(spec.get("sleep", 0.2)), "--behaviour", spec.get("behaviour", "ok")]
         if spec.get("stage"):
             argv += ["--stage", spec["stage"]]
+        argv += spec.get("extra", [])
         task: dict[str, Any] = {
             "task_key": spec["key"],
             "environment_key": spec.get("env", "cpu"),
@@ -83,13 +84,15 @@ def times(events: list[dict[str, Any]], task: str, event: str) -> list[float]:
 
 @pytest.mark.parametrize("kind", LAUNCHERS)
 def test_dependencies_are_respected_and_independent_tasks_overlap(tmp_path: Path, kind: str) -> None:
+    # a and b each wait for the other to start before they end: they can only both succeed if the
+    # runner ran them side by side (event order, not timing: a slow start cannot fail this).
     runner, events, ok = run(tmp_path, [
         {"key": "prepare"},
-        {"key": "a", "deps": ["prepare"], "sleep": 0.8},
-        {"key": "b", "deps": ["prepare"], "sleep": 0.8},
+        {"key": "a", "deps": ["prepare"], "sleep": 0, "extra": ["--wait-for", "b"]},
+        {"key": "b", "deps": ["prepare"], "sleep": 0, "extra": ["--wait-for", "a"]},
         {"key": "final", "deps": ["a", "b"]},
     ], budget=7, kind=kind)
-    assert ok
+    assert ok, {k: s.message for k, s in runner.state.tasks.items()}
     assert times(events, "a", "start")[0] >= times(events, "prepare", "end")[0]
     assert times(events, "final", "start")[0] >= max(times(events, "a", "end")[0], times(events, "b", "end")[0])
     # a and b ran side by side: each started before the other ended.
@@ -130,15 +133,33 @@ def test_retry_then_success_and_failure_propagates(tmp_path: Path, kind: str) ->
 
 @pytest.mark.parametrize("kind", LAUNCHERS)
 def test_timeout_kills_the_task_and_respects_retry_on_timeout(tmp_path: Path, kind: str) -> None:
-    started = time.time()
+    # No wall-clock cap: a task that was not killed would journal its end (after 120 s) and fail
+    # the last assertion; its grandchild would be left alive and mark itself orphaned.
+    marker = tmp_path / "orphan.marker"
     runner, events, ok = run(tmp_path, [
-        {"key": "slow", "sleep": 30, "timeout": 1, "retries": 2, "retry_on_timeout": False},
+        {"key": "slow", "sleep": 120, "timeout": 1, "retries": 2, "retry_on_timeout": False,
+         "extra": ["--grandchild", str(marker)]},
     ], kind=kind)
     assert not ok
-    assert time.time() - started < 15
     assert runner.state.tasks["slow"].state == TIMED_OUT
     assert runner.state.tasks["slow"].attempts == 1
     assert not times(events, "slow", "end")  # killed before it finished
+    assert_tree_gone(events, marker)
+
+
+def assert_tree_gone(events: list[dict[str, Any]], marker: Path) -> None:
+    """Every task group the journal saw is gone (`os.killpg(pgid, 0)` raises, zombies aside) and no
+    grandchild lived on to leave its marker."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reliability"))
+    from runner_harness import group_gone, process_gone, wait_for
+
+    for event in events:
+        if event["event"] == "start":
+            wait_for(lambda: group_gone(int(event["pgid"])), f"task group {event['pgid']} to be gone")
+        if event["event"] == "grandchild":
+            assert process_gone(int(event["pid"]))
+    assert [e for e in events if e["event"] == "grandchild"], "the test needs a grandchild to watch"
+    assert not marker.exists(), "a task's child outlived it"
 
 
 @pytest.mark.parametrize("kind", LAUNCHERS)
@@ -238,7 +259,9 @@ from test_scheduler import launcher, make_job
 from obsrv.service_tasks.local.scheduler import LocalRunner, RunState
 
 tmp = Path(sys.argv[1])
-job = make_job(tmp / "journal.jsonl", [{"key": "a", "sleep": 60}, {"key": "b", "sleep": 60},
+grandchild = ["--grandchild", str(tmp / "orphan.marker")]
+job = make_job(tmp / "journal.jsonl", [{"key": "a", "sleep": 120, "extra": grandchild},
+                                        {"key": "b", "sleep": 120, "extra": grandchild},
                                         {"key": "c", "deps": ["a"]}])
 state = RunState(workflow_id="1", job_name="wf", job_digest="x")
 runner = LocalRunner(job, home=tmp / ".obsrv", workflow_id="1", state=state, budget_seconds=None, jobs=2,
@@ -259,17 +282,17 @@ def test_ctrl_c_stops_running_tasks_and_cancels_the_rest(tmp_path: Path, kind: s
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "ready"
     journal = tmp_path / "journal.jsonl"
-    deadline = time.time() + 20
-    while time.time() < deadline and (not journal.exists() or journal.read_text().count('"start"') < 2):
+    deadline = time.time() + 120  # a bound for a hang, not a timing assertion
+    while time.time() < deadline and (not journal.exists() or journal.read_text().count('"grandchild"') < 2):
         time.sleep(0.1)
-    started = time.time()
     proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=30)
-    assert time.time() - started < 15  # the 60 s tasks were stopped, not waited for
+    # The tasks sleep 120 s: a runner that waited for them instead of stopping them would exceed this.
+    out, _ = proc.communicate(timeout=100)
     states = json.loads(out.strip().splitlines()[-1])
     assert states == {"a": CANCELLED, "b": CANCELLED, "c": CANCELLED}
     events = [json.loads(line) for line in journal.read_text().splitlines()]
     assert not [e for e in events if e["event"] == "end"]  # killed, never finished
+    assert_tree_gone(events, tmp_path / "orphan.marker")
 
 
 @pytest.mark.parametrize(
@@ -311,3 +334,13 @@ print("exit", process.wait(60))
     assert res.stdout.strip().splitlines()[-1] == "exit 0", res.stdout + res.stderr
     assert "Traceback" not in res.stderr
     assert "says hello" in (tmp_path / "t.log").read_text()
+
+
+@pytest.mark.parametrize("kind", LAUNCHERS)
+def test_an_entry_point_that_raises_system_exit_fails_with_its_code(tmp_path: Path, kind: str) -> None:
+    # The entry point may end with `raise SystemExit(code)` instead of returning the code: both
+    # launchers must report that code, not a crash.
+    runner, _, ok = run(tmp_path, [{"key": "quits", "behaviour": "exit", "sleep": 0}], kind=kind)
+    assert not ok
+    assert runner.state.tasks["quits"].state == FAILED
+    assert runner.state.tasks["quits"].message.startswith("exit code 5")
