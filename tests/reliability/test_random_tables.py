@@ -20,7 +20,7 @@ from obsrv.service_tasks.request import build_request
 
 from runtime_helpers import context_for
 
-NAME_CHARS = st.sampled_from(list("abcXYZ_.é ßö1"))
+NAME_CHARS = st.sampled_from(list("abxXyY_.éÉ ßö1"))  # x/X, y/Y, é/É: names equal up to case
 DTYPES = ("float", "float_inf", "float_inf", "int", "bool", "str", "all_missing")  # inf twice: the classic crash
 
 
