@@ -49,7 +49,7 @@ def small_split_warnings(n_holdout: int, fold_sizes: Sequence[int]) -> list[str]
 def fold_sizes(folds: np.ndarray) -> list[int]:
     """Rows per fold id, in fold order (training rows only: fold >= 0)."""
     folds = np.asarray(folds)
-    ids, counts = np.unique(folds[folds >= 0], return_counts=True)
+    _, counts = np.unique(folds[folds >= 0], return_counts=True)
     return [int(c) for c in counts]
 
 

@@ -125,3 +125,16 @@ def test_a_column_mapped_delta_table_is_read_with_its_values(tmp_path) -> None:
     write_deltalake(store.location(name), _to_arrow(df), mode="overwrite", configuration={
         "delta.columnMapping.mode": "name", "delta.minReaderVersion": "2", "delta.minWriterVersion": "5"})
     pd.testing.assert_frame_equal(store.read(name), df, check_dtype=False)
+
+
+def test_evaluate_repeats_the_small_split_warnings_beside_the_leaderboard(tmp_path, capsys) -> None:
+    from runtime_helpers import make_job
+
+    job = make_job(tmp_path, "binary", df=synthetic("binary", n=40), mlflow=False,
+                   metric={"classification": ["auc"]})
+    job.prepare()
+    job.base("linear")
+    capsys.readouterr()
+    job.evaluate(["base_linear"])
+    out = capsys.readouterr().out
+    assert "[evaluate" in out and f"WARNING: the holdout has 10 rows (fewer than {MIN_SCORED_ROWS})" in out
