@@ -261,7 +261,7 @@ class RuntimeContext:
         prep = self.prepared
         X = prep.X_train.head(n)
         extra = [c for c in (getattr(predictor, "extra_input_columns", None) or []) if c not in X.columns]
-        id_column = self.request.context.source.id_column
+        id_column = prep.id_column or self.request.context.source.id_column  # the source's spelling
         for col in extra:
             if col == id_column and prep.ids_train is not None:
                 X = X.assign(**{col: prep.ids_train[: len(X)]})

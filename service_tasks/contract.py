@@ -70,13 +70,19 @@ class PreparedData:
     # feature column (as in X_*, identifier-safe) -> its name in the source table; only the columns
     # prepare had to rename appear (xgboost/lightgbm/Delta reject `[`, `]`, `<`, `:`, spaces, ...)
     original_names: dict[str, str] | None = None
+    # the source's id column as the source spells it (the spec's `id_column` may differ in case)
+    id_column: str | None = None
 
     def feature_name(self, source_name: str) -> str:
-        """The X_* column of a source column named in the spec (identity unless renamed)."""
-        for safe, original in (self.original_names or {}).items():
-            if original == source_name:
-                return safe
-        return source_name
+        """The X_* column of a source column named in the spec, or ``source_name`` itself when no
+        feature column matches. Matched ignoring case, as Spark does (`columns.find_column`): a
+        name that two feature columns match is a TaskError."""
+        from obsrv.service_tasks.columns import find_column
+
+        names = self.original_names or {}
+        by_source = {names.get(c, c): c for c in self.feature_columns}
+        found = find_column(list(by_source), source_name, "the column")
+        return by_source[found] if found is not None else source_name
 
     @property
     def n_outputs(self) -> int:

@@ -199,11 +199,23 @@ class ObsrvPyfunc(_PythonModelBase):  # type: ignore[misc,valid-type]
         missing = [names.get(c, c) for c in wanted if c not in X.columns]
         if missing:
             raise ValueError(f"missing input columns: {', '.join(missing)}")
-        return X[wanted]
+        return _infinities_as_missing(X[wanted])
 
     def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
         X = self.model_input(model_input)
         return output_frame(self.predictor.predict_matrix(X), self.problem, self.classes)
+
+
+def _infinities_as_missing(X: pd.DataFrame) -> pd.DataFrame:
+    """±inf in float columns as NaN, as prepare treats them in training (the models never saw an
+    inf, and most estimators refuse one)."""
+    floats = [c for c, t in X.dtypes.items() if pd.api.types.is_float_dtype(t)]
+    if not floats or not np.isinf(X[floats].to_numpy(dtype=np.float64, na_value=np.nan)).any():
+        return X
+    X = X.copy()
+    for c in floats:
+        X[c] = X[c].mask(np.isinf(X[c].to_numpy(dtype=np.float64, na_value=np.nan)))
+    return X
 
 
 def pip_requirements() -> list[str]:

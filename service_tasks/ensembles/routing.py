@@ -140,6 +140,11 @@ class ExternalRouter(Router):
     @classmethod
     def from_table(cls, table: pd.DataFrame, key: str, column: str, table_name: str = "the routing table"
                    ) -> "ExternalRouter":
+        from obsrv.service_tasks.columns import find_column
+
+        # spec names match the table's columns ignoring case, as Spark does (`columns`)
+        key = find_column(map(str, table.columns), key, "route.external.key") or key
+        column = find_column(map(str, table.columns), column, "route.external.column") or column
         for c, field_name in ((key, "route.external.key"), (column, "route.external.column")):
             if c not in table:
                 raise TaskError(f"The routing table {table_name} has no column {c!r} ({field_name}); it has "

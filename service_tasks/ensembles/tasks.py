@@ -22,6 +22,7 @@ from obsrv.compiler import spec
 from obsrv.service_tasks import metrics, zoo
 from obsrv.service_tasks.zoo import time_limits
 from obsrv.service_tasks.stages.base_models import search_metric
+from obsrv.service_tasks.columns import name_key, same_column
 from obsrv.service_tasks.errors import TaskError
 from obsrv.service_tasks.contract import ModelOutput, PredictionSet, PreparedData, TaskContext, predict_rows
 from obsrv.service_tasks.tracking import PackedPredictor
@@ -556,13 +557,13 @@ def _source_roles(ctx: TaskContext) -> dict[str, str]:
     src = ctx.request.context.source
     roles = {"target": src.target, "id_column": src.id_column, "weight_column": src.weight_column,
              "group_column": src.group_column, "time_column": src.time_column}
-    return {c: role for role, c in roles.items() if c}
+    return {name_key(c): role for role, c in roles.items() if c}  # spec names match ignoring case
 
 
 def _not_a_feature(ctx: TaskContext, column: str, what: str, alternative: str = "") -> str:
     """Why ``column`` is not among the prepared features, and what to change (for a TaskError)."""
     features = ", ".join(ctx.prepared.feature_columns)
-    role = _source_roles(ctx).get(column)
+    role = _source_roles(ctx).get(name_key(column))
     why = (f"it is the source's {role}, which is never a feature" if role else
            "prepare did not keep it as a feature (it is not in the source table, or it was dropped as a "
            "per-row id-like key, an unsupported type or an all-missing column; the prepare log lists them)")
@@ -628,15 +629,17 @@ def route_external(ctx: TaskContext) -> None:
     key = d.feature_name(e.key)  # the frame's name of the key (prepare may have renamed a feature)
     extra_inputs: list[str] = []
     if key not in d.feature_columns:
-        if e.key != ctx.request.context.source.id_column:
+        id_column = d.id_column or ctx.request.context.source.id_column  # the source's spelling
+        if not (id_column and same_column(e.key, id_column)):
             raise TaskError(_not_a_feature(
                 ctx, e.key, "route.external.key",
                 f"; or, if {e.key!r} is a unique row id, declare it as the source's id_column "
                 f"(source.id_column: {e.key})"))
-        ids_tr, ids_ho = _id_keys(ctx, e.key)
-        X = X.assign(**{e.key: ids_tr})
-        H = H.assign(**{e.key: ids_ho})
-        extra_inputs = [e.key]
+        key = id_column
+        ids_tr, ids_ho = _id_keys(ctx, key)
+        X = X.assign(**{key: ids_tr})
+        H = H.assign(**{key: ids_ho})
+        extra_inputs = [key]
     table = ctx.read_table(e.table)
     router = ExternalRouter.from_table(table, e.key, e.column, table_name=e.table)
     router = ExternalRouter(key, router.mapping)

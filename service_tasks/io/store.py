@@ -156,7 +156,7 @@ class LocalDeltaStore:
         if not self.exists(name):
             raise TableNotFound(f"table {name} does not exist (looked in {self.path(name)})")
         table = DeltaTable(str(self.path(name)))
-        df = table.to_pyarrow_table().to_pandas()
+        df = _read_arrow(table).to_pandas()
         dtypes = {f.name: (f.metadata or {}).get(_DTYPE_KEY) for f in table.schema().fields}
         return _restore_dtypes(df, {k: v for k, v in dtypes.items() if isinstance(v, str)})
 
@@ -179,6 +179,25 @@ class LocalDeltaStore:
         if not base.is_dir():
             return []
         return sorted(p.name for p in base.iterdir() if p.is_dir() and (p / "_delta_log").is_dir())
+
+
+def _read_arrow(table: Any) -> Any:
+    """The table as a pyarrow Table.
+
+    Column names are written as they are (delta-rs accepts spaces, dots, ``,;{}()=`` and any
+    Unicode without column mapping, and reads them back). A table *with* column mapping (written by
+    another engine) is read through delta-rs' query engine: its pyarrow reader returns every value
+    of such a table as null (deltalake 1.6.6), which would lose the data silently."""
+    import pyarrow as pa
+
+    mode = (table.metadata().configuration or {}).get("delta.columnMapping.mode", "none")
+    if mode == "none":
+        return table.to_pyarrow_table()
+    from deltalake import QueryBuilder
+
+    result = pa.table(QueryBuilder().register("t", table).execute('SELECT * FROM "t"').read_all())
+    fields = [pa.field(f.name, pa.string() if pa.types.is_string_view(f.type) else f.type) for f in result.schema]
+    return result.cast(pa.schema(fields))
 
 
 def _to_arrow(df: pd.DataFrame) -> Any:

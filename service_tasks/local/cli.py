@@ -159,11 +159,15 @@ def _data_load(args: argparse.Namespace) -> int:
     from obsrv.service_tasks.errors import TaskError
 
     try:
-        name, rows = load_file(args.file, args.table, _home(args.workdir))
+        loaded = load_file(args.file, args.table, _home(args.workdir))
     except TaskError as error:
         print(f"obsrv data load: error: {error}", file=sys.stderr)
         return 1
-    print(f"loaded {rows} rows into {name}")
+    for note in loaded.notes:
+        print(f"obsrv data load: note: {note}", file=sys.stderr)
+    for warning in loaded.warnings:
+        print(f"obsrv data load: warning: {warning}", file=sys.stderr)
+    print(f"loaded {loaded.rows} rows into {loaded.table}")
     return 0
 
 

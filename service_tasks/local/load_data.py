@@ -5,11 +5,14 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from obsrv.service_tasks.columns import RESERVED_COLUMNS, case_duplicates, reserved_columns
 from obsrv.service_tasks.errors import TaskError
 from obsrv.service_tasks.io import LocalDeltaStore, TableName
 from obsrv.service_tasks.io.naming import identifier
@@ -36,11 +39,25 @@ def normalise_columns(df: pd.DataFrame) -> pd.DataFrame:
     return df.rename(columns=lambda c: mapping[str(c)])
 
 
-def load_file(path: str | Path, table_name: str, home: str | Path) -> tuple[TableName, int]:
+@dataclass(frozen=True)
+class Loaded:
+    """What `load_file` wrote: the table, its row count and what the user should know about it."""
+
+    table: TableName
+    rows: int
+    notes: list[str] = field(default_factory=list)  # printed as `note: ...` lines
+    warnings: list[str] = field(default_factory=list)  # printed as `warning: ...` lines
+
+
+def load_file(path: str | Path, table_name: str, home: str | Path) -> Loaded:
     """Load a CSV or Parquet file into `<home>/warehouse` as `table_name` (catalog.schema.table).
 
-    Returns the table name and the row count. Column names are normalised to lowercase
-    identifiers. An existing table of that name is replaced.
+    Column names are kept as the file has them: case, dots, spaces and non-ASCII letters (the
+    local table uses Delta column mapping where a name needs it). Names a table cannot hold are
+    reported: a duplicate or empty CSV header gets pandas' name (`a.1`, `Unnamed: 3`) and a note
+    says so; two names equal up to case are an error (Delta and Unity Catalog match column names
+    ignoring case). A name obsrv reserves is a warning: prepare will refuse the table. An existing
+    table of that name is replaced.
     """
     p = Path(path)
     if not p.is_file():
@@ -53,17 +70,81 @@ def load_file(path: str | Path, table_name: str, home: str | Path) -> tuple[Tabl
     try:
         if suffix.endswith((".parquet", ".pq")):
             df = pd.read_parquet(p)
+            header = [str(c) for c in df.columns]
         elif suffix.endswith((".csv", ".csv.gz", ".tsv", ".txt")):
-            df = pd.read_csv(p, sep="\t" if ".tsv" in suffix else ",")
+            sep = "\t" if ".tsv" in suffix else ","
+            header = _csv_header(p, sep)
+            df = pd.read_csv(p, sep=sep)
         else:
             raise TaskError(f"Cannot tell the format of {p.name}: use a .csv or .parquet file.")
     except TaskError:
         raise
     except Exception as exc:  # noqa: BLE001 - parser errors become a user message
         raise TaskError(f"Could not read {p}: {exc}") from exc
-    df = normalise_columns(df)
-    LocalDeltaStore(home).write(name, df)
-    return name, len(df)
+    df, notes = _checked_names(df, header, p)
+    warnings = [
+        f"column {c!r} has a name obsrv reserves for its own columns ({', '.join(RESERVED_COLUMNS)}, in "
+        "any case): prepare will refuse this table as a source. Rename it in the file and load it again."
+        for c in reserved_columns(df.columns)
+    ]
+    try:
+        LocalDeltaStore(home).write(name, df)
+    except OSError as exc:
+        raise TaskError(f"cannot write to {exc.filename or LocalDeltaStore(home).location(name)}: "
+                        f"{exc.strerror or exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - deltalake reports I/O failures as plain exceptions
+        if _is_permission_error(exc):
+            raise TaskError(f"cannot write to {LocalDeltaStore(home).location(name)}: {exc}") from exc
+        raise
+    return Loaded(name, len(df), notes, warnings)
+
+
+def _is_permission_error(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return any(s in text for s in ("permission denied", "read-only file system", "operation not permitted"))
+
+
+def _csv_header(path: Path, sep: str) -> list[str]:
+    """The header row as written (pandas renames duplicate and empty names as it reads)."""
+    import csv
+    import gzip
+
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    with opener(path, "rt", encoding="utf-8-sig", errors="replace", newline="") as fh:  # type: ignore[operator]
+        return next(csv.reader(fh, delimiter=sep), [])
+
+
+def _checked_names(df: pd.DataFrame, header: list[str], path: Path) -> tuple[pd.DataFrame, list[str]]:
+    """String column names, with a note for every name pandas made up, and a TaskError for names
+    equal up to case (one pass: every clash is reported)."""
+    notes: list[str] = []
+    df = df.copy(deep=False)
+    df.columns = [str(c) for c in df.columns]
+    if df.columns.duplicated().any():  # Parquet may hold duplicate names; pandas keeps them
+        seen: dict[str, int] = {}
+        out = []
+        for c in df.columns:
+            k = seen.get(c, 0)
+            seen[c] = k + 1
+            out.append(c if k == 0 else f"{c}.{k}")
+        df.columns = out
+    if len(header) == df.shape[1]:
+        for i, (written, got) in enumerate(zip(header, df.columns), start=1):
+            if written == got:
+                continue
+            if not written.strip():
+                notes.append(f"column {i} of {path.name} has no name in the header; it is loaded as {got!r}")
+            else:
+                notes.append(f"column {i} of {path.name} repeats the name {written!r}; it is loaded as {got!r}")
+    clashes = case_duplicates(df.columns)
+    if clashes:
+        raise TaskError(
+            f"{path.name} has column names that differ only by case: "
+            + "; ".join(", ".join(repr(c) for c in group) for group in clashes)
+            + ". A Delta or Unity Catalog table cannot hold both (column names are matched ignoring "
+            "case); rename one of each in the file's header."
+        )
+    return df, notes
 
 
 def credit_frame() -> pd.DataFrame:

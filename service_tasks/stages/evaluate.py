@@ -29,6 +29,7 @@ from obsrv.service_tasks import tracking
 from obsrv.service_tasks.context import RuntimeContext
 from obsrv.service_tasks.errors import TaskError
 from obsrv.service_tasks.io import leaderboard_table, on_databricks
+from obsrv.service_tasks.split_checks import fold_sizes, small_split_warnings
 
 
 def candidate_models(ctx: RuntimeContext) -> pd.DataFrame:
@@ -80,6 +81,8 @@ def run_evaluate(ctx: RuntimeContext) -> pd.DataFrame:
     preds = ctx.predictions(sorted(set(cands["task_id"])))
     index = {name: i for i, name in enumerate(preds.models)}
     scored_on = scored_rows(ctx)
+    for line in small_split_warnings(len(prep.y_holdout), fold_sizes(prep.folds)):
+        ctx.log(line)
     y_eval, w_eval = (prep.y_holdout, prep.w_holdout) if scored_on == "holdout" else (prep.y_train, prep.w_train)
     records, thresholds, scored_preds = [], {}, {}
     for _, row in cands.iterrows():

@@ -23,13 +23,14 @@ from sklearn.model_selection import (
 )
 
 from obsrv.compiler.spec import Context
+from obsrv.service_tasks import columns as cols
+from obsrv.service_tasks.columns import FOLD, ROW_ID
 from obsrv.service_tasks.io.naming import identifier
 from obsrv.service_tasks.errors import TaskError
 from obsrv.service_tasks.io import TableName, TableStore, output_table
 from obsrv.service_tasks.contract import PreparedData, TaskRequest
+from obsrv.service_tasks.split_checks import check_classes_fit_folds, fold_sizes, small_split_warnings
 
-ROW_ID = "obsrv_row_id"
-FOLD = "obsrv_fold"
 HOLDOUT_FOLD = -1
 
 
@@ -84,11 +85,12 @@ def run_prepare(request: TaskRequest, store: TableStore, log: Any = print) -> di
 
 def prepare_frame(raw: pd.DataFrame, context: Context, log: Any = print) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The pure part of prepare: checked, sampled, split and fold-assigned rows plus the meta."""
-    src = context.source
-    problem = context.metric.problem
     df = raw.copy()
     df.columns = [str(c) for c in df.columns]
-    _check_columns(df, context)
+    context = _check_columns(df, context)  # spec column names resolved to the source's own
+    src = context.source
+    problem = context.metric.problem
+    _drop_infinities(df, log)
 
     missing_target = df[src.target].isna()
     if missing_target.any():
@@ -114,8 +116,6 @@ def prepare_frame(raw: pd.DataFrame, context: Context, log: Any = print) -> tupl
         if src.id_column and df[src.id_column].duplicated().any():
             raise TaskError(f"The id column {src.id_column!r} is not unique.")
         row_ids = np.arange(len(df), dtype=np.int64)
-    if ROW_ID in df.columns and ROW_ID != src.id_column:
-        df = df.drop(columns=[ROW_ID])
     df.insert(0, ROW_ID, row_ids)
 
     classes: list[Any] = []
@@ -158,8 +158,13 @@ def prepare_frame(raw: pd.DataFrame, context: Context, log: Any = print) -> tupl
             f"Only {len(train_idx)} training rows remain after the {context.holdout:.0%} holdout, fewer "
             f"than the {context.folds} folds. Add rows, lower context.holdout or context.folds."
         )
+    if problem == "classification":
+        check_classes_fit_folds(df[src.target].iloc[train_idx].to_numpy(), context.folds,
+                                holdout=context.holdout, target=src.target)
     folds = np.full(len(df), HOLDOUT_FOLD, dtype=np.int32)
     folds[train_idx] = _assign_folds(df.iloc[train_idx], context)
+    for line in small_split_warnings(int(is_holdout.sum()), fold_sizes(folds)):
+        log(line)
     df.insert(1, FOLD, folds)
 
     feature_cols, categorical = _feature_columns(df, context, log)
@@ -169,7 +174,7 @@ def prepare_frame(raw: pd.DataFrame, context: Context, log: Any = print) -> tupl
     ]
     renames = safe_feature_names(feature_cols, reserved=keep)
     if renames:
-        log("renamed feature columns to identifiers (served models accept the original names): "
+        log("internal names for feature columns a library would reject (served models take the source names): "
             + ", ".join(f"{old!r} -> {new!r}" for old, new in renames.items()))
     keep = list(dict.fromkeys(keep + feature_cols))
     is_hold = df[FOLD] < 0
@@ -198,44 +203,100 @@ def prepare_frame(raw: pd.DataFrame, context: Context, log: Any = print) -> tupl
     return prepared, meta
 
 
-def _check_columns(df: pd.DataFrame, context: Context) -> None:
+_SOURCE_ROLES = ("target", "id_column", "group_column", "time_column", "weight_column")
+
+
+def _check_columns(df: pd.DataFrame, context: Context) -> Context:
+    """Check the source's columns against the spec; returns ``context`` with every spec column name
+    replaced by the source column it refers to (matched case-insensitively, as Spark does: see
+    ``columns``). Every problem is reported in one TaskError."""
     src = context.source
-    named = {
-        "source.target": src.target,
-        "source.id_column": src.id_column,
-        "source.group_column": src.group_column,
-        "source.time_column": src.time_column,
-        "source.weight_column": src.weight_column,
-    }
-    missing = [f"{field} = {col!r}" for field, col in named.items() if col and col not in df.columns]
+    problems: list[str] = []
+    reserved = cols.reserved_columns(df.columns)
+    if reserved:
+        problems.append(cols.reserved_message(reserved, source_table(context)))
+    resolved: dict[str, str] = {}
+    missing: list[str] = []
+    for role in _SOURCE_ROLES:
+        name = getattr(src, role)
+        if not name:
+            continue
+        try:
+            found = cols.find_column(df.columns, name, f"source.{role}")
+        except TaskError as exc:
+            problems.append(str(exc))
+            continue
+        if found is None:
+            missing.append(f"source.{role} = {name!r}")
+        else:
+            resolved[role] = found
     if missing:
-        cols = ", ".join(df.columns[:30]) + (" ..." if df.shape[1] > 30 else "")
-        raise TaskError(
-            f"The source table {source_table(context)} has no column for {', '.join(missing)}. "
-            f"Its columns are: {cols}."
+        shown = ", ".join(repr(c) for c in df.columns[:30]) + (" ..." if df.shape[1] > 30 else "")
+        problems.append(
+            f"The source table {source_table(context)} has no column for {', '.join(missing)} (names are "
+            f"matched ignoring case). Its columns are: {shown}."
         )
+    if problems:
+        raise TaskError("\n".join(problems))
     if len(df) == 0:
         raise TaskError(f"The source table {source_table(context)} is empty.")
+    changed = {k: v for k, v in resolved.items() if getattr(src, k) != v}
+    if not changed:
+        return context
+    # model_construct: the source's own names need not be spec identifiers (`Default Flag`)
+    source = type(src).model_construct(**{**dict(src), **changed})
+    return context.model_copy(update={"source": source})
+
+
+def _drop_infinities(df: pd.DataFrame, log: Any) -> None:
+    """±inf in a numeric column becomes missing, in place, per column, and the log says where.
+
+    Why: most estimators refuse inf (sklearn's input check, the imputers), while every family
+    handles missing values; an infinite value carries no more than "very large", which a missing
+    value plus the families' missing-value handling keeps. The target's rows with ±inf are then
+    dropped as missing targets (logged)."""
+    found: list[str] = []
+    for col in df.columns:
+        s = df[col]
+        if not pd.api.types.is_float_dtype(s):  # ints, bools and strings cannot hold inf
+            continue
+        values = s.to_numpy(dtype=np.float64, na_value=np.nan)
+        inf = np.isinf(values)
+        n = int(inf.sum())
+        if n:
+            df[col] = s.mask(pd.Series(inf, index=s.index))
+            found.append(f"{col!r}: {n}")
+    if found:
+        log(f"treated ±inf as missing (column: values): {', '.join(found)}")
 
 
 _SAFE_NAME = re.compile(r"[0-9A-Za-z_]+")
 
 
 def safe_feature_names(features: list[str], reserved: list[str] | tuple[str, ...] = ()) -> dict[str, str]:
-    """{source name: identifier} for the feature columns whose names the boosting libraries or Delta
-    would reject (anything outside [0-9A-Za-z_]: `[`, `]`, `<`, `:`, JSON characters, spaces, ...).
-    Names that are already identifiers stay as they are (so spec references keep working); a new
-    name never collides with another column (suffix `_2`, `_3`, ...)."""
-    taken = set(reserved) | {c for c in features if _SAFE_NAME.fullmatch(c)}
+    """{source name: internal name} for the feature columns whose names a library would reject.
+
+    Internal only: the prepared table and the models use the internal name, the served model's
+    signature and inputs the source name (``ObsrvPyfunc``). Renamed are names outside
+    [0-9A-Za-z_] (xgboost and lightgbm reject `[`, `]`, `<`, `:`, JSON characters; Delta without
+    column mapping rejects spaces and ``,;{}()=``; non-ASCII letters), and a name equal up to case
+    to an earlier column (Delta tables are case-insensitive). Identifier names stay as they are; a
+    new name never collides with another column, in any case (suffix `_2`, `_3`, ...)."""
+    taken = {cols.name_key(c) for c in reserved}
+    keep: set[str] = set()
+    for col in features:  # identifiers keep their names unless an earlier name takes them (case)
+        if _SAFE_NAME.fullmatch(col) and cols.name_key(col) not in taken:
+            taken.add(cols.name_key(col))
+            keep.add(col)
     out: dict[str, str] = {}
     for col in features:
-        if _SAFE_NAME.fullmatch(col):
+        if col in keep:
             continue
         base = identifier(col, lower=False) or "feature"
         name, i = base, 2
-        while name in taken:
+        while cols.name_key(name) in taken:
             name, i = f"{base}_{i}", i + 1
-        taken.add(name)
+        taken.add(cols.name_key(name))
         out[col] = name
     return out
 
@@ -460,6 +521,7 @@ def prepared_from_frame(df: pd.DataFrame, meta: dict[str, Any]) -> PreparedData:
         ids_train=train[idcol].to_numpy() if has_ids else None,
         ids_holdout=hold[idcol].to_numpy() if has_ids else None,
         original_names=dict(meta.get("column_names") or {}),
+        id_column=idcol or None,
     )
 
 

@@ -947,8 +947,9 @@ def search_family(
     the budget. A further trial starts only when the time used plus the slowest trial so far stays
     within `budget_seconds`. The config sequence is fixed by
     `seed`; how many configs run depends on the machine, unless `max_trials` (or env
-    `OBSRV_MAX_TRIALS`) caps it; the env variable also turns `time_bound` off, so that a run with it
-    does not depend on the clock at all. The best fit carries the whole trial list in `.trials`.
+    `OBSRV_MAX_TRIALS`) caps it; the env variable also turns `time_bound` off and makes the search
+    run exactly that many configs whatever the budget, so that a run with it does not depend on the
+    clock at all. The best fit carries the whole trial list in `.trials`.
     """
     if family not in FAMILIES:
         raise ValueError(f"unknown model family {family!r}; expected one of {', '.join(FAMILIES)}")
@@ -973,8 +974,10 @@ def search_family(
     kept: list[tuple[float, int, FamilyFit]] = []
     seen: set[str] = set()
     i = 0
+    # with OBSRV_MAX_TRIALS the trial count is the pin, never the clock (README: reproducible runs)
+    clock_stops = not time_limits.trials_pinned()
     while configs_left > 0:
-        if i > 0 and time.perf_counter() - start + slowest > budget_seconds:
+        if clock_stops and i > 0 and time.perf_counter() - start + slowest > budget_seconds:
             break
         cfg = dict(params) if params is not None else (
             default_params(family, problem) if i == 0 else sample_params(family, problem, rng)

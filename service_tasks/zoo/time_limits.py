@@ -40,12 +40,18 @@ BOUNDED_FAMILIES = frozenset({"xgboost", "lightgbm", "catboost", "random_forest"
 """The zoo families whose fits stop at a time limit (CatBoost on the CPU only)."""
 
 
+def trials_pinned() -> bool:
+    """``OBSRV_MAX_TRIALS`` is set: a reproducible run, in which nothing may depend on the clock
+    (every search runs exactly that many configs, and every fit runs to the end)."""
+    return bool(os.environ.get("OBSRV_MAX_TRIALS"))
+
+
 def task_deadline(start: float, budget_seconds: float) -> float | None:
     """The ``time.perf_counter()`` at which a task's bounded fits must end, or None for no bound.
 
     No bound for a budget of 0 (train the default configs to the end) or when ``OBSRV_MAX_TRIALS``
-    asks for a reproducible run, in which nothing may depend on the clock."""
-    if budget_seconds <= 0 or os.environ.get("OBSRV_MAX_TRIALS"):
+    asks for a reproducible run (``trials_pinned``)."""
+    if budget_seconds <= 0 or trials_pinned():
         return None
     return start + budget_seconds
 

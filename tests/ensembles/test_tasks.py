@@ -503,3 +503,30 @@ def test_passthrough_encoder_is_fit_inside_the_nested_folds(binary_setup, monkey
 
         assert isinstance(o.predictor.combiner, PassthroughCombiner) and o.predictor.passthrough
         np.testing.assert_allclose(o.predictor.predict_matrix(data.X_holdout), o.holdout, atol=1e-6)
+
+
+# ------------------------------------------- spec names match columns ignoring case (issue 20, defect 0)
+
+
+def test_route_feature_finds_its_column_ignoring_case(binary_setup):
+    ctx = _run(binary_setup, {"task": "route_feature", "route": {"feature": {"column": "SEG"}}}, "auc")
+    assert ctx.published[0].predictor.bundles[0].router.column == "seg"
+
+
+def test_route_external_matches_the_id_column_and_the_routing_table_ignoring_case(binary_setup):
+    """Spec `key: CUST`, `column: REGION`; the source's id column is `Cust` (PreparedData.id_column)
+    and the routing table's columns are `Cust` and `Region`: the served key is the source's `Cust`."""
+    data, pool, preds = binary_setup
+    ids_tr = np.array([f"C-{r:05d}" for r in data.row_ids_train], dtype=object)
+    ids_ho = np.array([f"C-{r:05d}" for r in data.row_ids_holdout], dtype=object)
+    data = dataclasses.replace(_with_ids(data, ids_tr, ids_ho), id_column="Cust")
+    seg = pd.concat([data.X_train.seg, data.X_holdout.seg], ignore_index=True).to_numpy()
+    keys = np.concatenate([ids_tr, ids_ho])
+    routes = pd.DataFrame({"Cust": keys[seg != "c"], "Region": np.where(seg[seg != "c"] == "a", "north", "south")})
+    cfg = {"task": "route_external",
+           "route": {"external": {"table": "routes", "key": "CUST", "column": "REGION", "min_size": 40}}}
+    ctx = fake_context(data, pool, preds, cfg, metric="auc", id_column="cust", tables={"routes": routes})
+    run_task(ctx)
+    n_ab = int((data.X_train.seg != "c").sum())
+    assert f"route_external: {n_ab} of {len(data.y_train)} training rows found a route in routes" in ctx.logs
+    assert all(o.predictor.extra_input_columns == ["Cust"] for o in ctx.published)

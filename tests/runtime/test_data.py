@@ -10,26 +10,50 @@ from obsrv.service_tasks.errors import TaskError
 from obsrv.service_tasks.io import LocalDeltaStore, TableName
 
 
-def test_load_csv_normalises_columns(tmp_path) -> None:
+def test_load_csv_keeps_column_names(tmp_path) -> None:
     path = tmp_path / "in.csv"
-    pd.DataFrame({"Credit Amount": [1, 2], "Status": ["a", "b"], "2nd": [0.5, 1.5]}).to_csv(path, index=False)
-    name, rows = load_file(path, "main.s.t", tmp_path)
-    assert (name, rows) == (TableName("main", "s", "t"), 2)
-    df = LocalDeltaStore(tmp_path).read(name)
-    assert list(df.columns) == ["credit_amount", "status", "c_2nd"]
+    names = ["Credit Amount", "Status", "2nd", "a.b", "Gewicht (kg)", "Größe", "x,y;z={}"]
+    pd.DataFrame([[1, "a", 0.5, 1.0, 2.0, 3.0, 4], [2, "b", 1.5, 2.0, 3.0, 4.0, 5]], columns=names).to_csv(
+        path, index=False)
+    loaded = load_file(path, "main.s.t", tmp_path)
+    assert (loaded.table, loaded.rows, loaded.notes, loaded.warnings) == (TableName("main", "s", "t"), 2, [], [])
+    df = LocalDeltaStore(tmp_path).read(loaded.table)
+    assert list(df.columns) == names
+    assert df["Status"].tolist() == ["a", "b"]
 
 
 def test_load_parquet(tmp_path) -> None:
     path = tmp_path / "in.parquet"
     pd.DataFrame({"a": [1, 2, 3]}).to_parquet(path)
-    name, rows = load_file(path, "main.s.p", tmp_path)
-    assert rows == 3 and LocalDeltaStore(tmp_path).read(name)["a"].tolist() == [1, 2, 3]
+    loaded = load_file(path, "main.s.p", tmp_path)
+    assert loaded.rows == 3 and LocalDeltaStore(tmp_path).read(loaded.table)["a"].tolist() == [1, 2, 3]
+
+
+def test_load_says_which_csv_headers_it_had_to_name(tmp_path) -> None:
+    path = tmp_path / "dup.csv"
+    path.write_text("a,a,,b\n1,2,3,4\n", encoding="utf-8")
+    loaded = load_file(path, "main.s.d", tmp_path)
+    assert list(LocalDeltaStore(tmp_path).read(loaded.table).columns) == ["a", "a.1", "Unnamed: 2", "b"]
+    assert loaded.notes == [
+        "column 2 of dup.csv repeats the name 'a'; it is loaded as 'a.1'",
+        "column 3 of dup.csv has no name in the header; it is loaded as 'Unnamed: 2'",
+    ]
+
+
+def test_load_warns_about_reserved_names(tmp_path) -> None:
+    path = tmp_path / "r.csv"
+    pd.DataFrame({"OBSRV_ROW_ID": [1], "obsrv_fold": [0], "y": [1]}).to_csv(path, index=False)
+    loaded = load_file(path, "main.s.r", tmp_path)
+    assert len(loaded.warnings) == 2
+    assert "'OBSRV_ROW_ID' has a name obsrv reserves" in loaded.warnings[0]
+    assert "prepare will refuse this table" in loaded.warnings[1]
 
 
 @pytest.mark.parametrize(
     ("frame", "file", "table", "message"),
     [
-        (pd.DataFrame({"A b": [1], "a_b": [2]}), "x.csv", "main.s.t", "both become 'a_b'"),
+        (pd.DataFrame({"Amount": [1], "b": [0], "amount": [2], "B": [3]}), "x.csv", "main.s.t",
+         "differ only by case: 'Amount', 'amount'; 'b', 'B'"),
         (pd.DataFrame({"a": [1]}), "x.json", "main.s.t", "use a .csv or .parquet file"),
         (pd.DataFrame({"a": [1]}), "x.csv", "s.t", "needs a catalog"),
         (pd.DataFrame({"a": [1]}), "x.csv", "main.s.bad-name", "not a valid identifier"),
