@@ -21,7 +21,7 @@ import pytest
 from obsrv.service_tasks.ensembles import run_task, tasks
 from sklearn.metrics import roc_auc_score
 
-from .conftest import FakeContext, fake_context, make_pool, make_prepared
+from support.ensemble_pool import FakeContext, fake_context, make_pool, make_prepared
 from .test_tasks import ROUTES_TABLE, TASK_CONFIGS
 
 NOISE_POOL = [("linear", {}), ("knn", {"n_neighbors": 2}), ("hist_gbm", {"max_iter": 30}),
