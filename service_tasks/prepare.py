@@ -24,7 +24,7 @@ from sklearn.model_selection import (
 
 from obsrv.compiler.spec import Context
 from obsrv.service_tasks.data import identifier
-from obsrv.service_tasks.errors import TaskError
+from obsrv.service_tasks.errors import FinalTaskError, TaskError
 from obsrv.service_tasks.io import TableName, TableStore, output_table
 from obsrv.service_tasks.kit import PreparedData, TaskRequest
 
@@ -66,7 +66,12 @@ def run_prepare(request: TaskRequest, store: TableStore, log: Any = print) -> di
         )
     raw = store.read(name)
     log(f"read {name}: {len(raw)} rows, {raw.shape[1]} columns")
-    prepared, meta = prepare_frame(raw, context, log=log)
+    try:
+        prepared, meta = prepare_frame(raw, context, log=log)
+    except TaskError as exc:
+        # prepare_frame is a pure function of the rows just read: the same rows fail the same way,
+        # so a retry cannot help (docs/runtime.md, "Retries")
+        raise FinalTaskError(str(exc)) from exc
     store.write(prepared_table(request), prepared)
     store.write(meta_table(request), pd.DataFrame({"payload": [json.dumps(meta, sort_keys=True)]}))
     n_hold = int((prepared[FOLD] == HOLDOUT_FOLD).sum())

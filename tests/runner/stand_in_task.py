@@ -11,7 +11,9 @@ import sys
 import time
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str] | None = None) -> None:
+    """Called like the real entry point: no arguments (sys.argv), SystemExit(code) on failure."""
+    argv = sys.argv[1:] if argv is None else argv
     args = dict(zip(argv[0::2], argv[1::2]))
     journal = args["--journal"]
     key = args["--task-id"]
@@ -30,12 +32,15 @@ def main(argv: list[str]) -> int:
     code = 0
     if behaviour == "fail" or (behaviour == "fail_once" and attempt == 1):
         code = 3
+    if behaviour == "final":  # obsrv-task's EXIT_FINAL: an error retrying cannot fix
+        code = 65
     if behaviour == "raise":
         raise RuntimeError("stand-in crashed")
     with open(journal, "a") as f:
         f.write(json.dumps({"task": key, "event": "end", "t": time.time(), "code": code}) + "\n")
-    return code
+    if code:
+        raise SystemExit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    main()
