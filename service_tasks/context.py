@@ -102,7 +102,7 @@ class RuntimeContext:
     def setup_mlflow(self) -> str | None:
         if not self.mlflow_enabled:
             return None
-        return tracking.configure(self.request.workflow_id, self.home)
+        return tracking.configure(tracking.experiment_name(self.request), self.home)
 
     # ------------------------------------------------------------------------- upstream reads
     def models_table(self, task_id: str) -> pd.DataFrame:
@@ -226,17 +226,11 @@ class RuntimeContext:
         for k, v in o.metrics.items():
             metrics[tracking.safe_metric_name(k)] = float(v)
         metrics = {k: v for k, v in metrics.items() if v is not None and np.isfinite(v)}
-        tags = {
-            "obsrv.workflow_id": self.request.workflow_id,
-            "obsrv.task_id": self.request.task_id,
-            "obsrv.model": full_name,
-            "obsrv.family": o.family,
-            "obsrv.kind": self.kind,
-            "obsrv.is_final": str(bool(o.is_final)).lower(),
-        }
+        tags = tracking.run_tags(self.request, self.kind, model=full_name, family=o.family,
+                                 is_final=str(bool(o.is_final)).lower())
         if o.notes:
             tags["mlflow.note.content"] = "\n".join(o.notes)
-        run = tracking._retry(lambda: mlflow.start_run(run_name=full_name, tags=tags))
+        run = tracking._retry(lambda: mlflow.start_run(run_name=tracking.run_name(self.request, full_name), tags=tags))
         try:
             params = tracking.flat_params(o.params)
             items = list(params.items())

@@ -41,6 +41,8 @@ def build_request(
     task: dict[str, Any] | None = None,
     upstream: Sequence[str] = (),
     budget_seconds: float | None = None,
+    experiment: str = "",
+    model: str = "",
 ) -> TaskRequest:
     """A TaskRequest with the defaults the compiler would fill in (output = the source's schema)."""
     ctx = context if isinstance(context, Context) else Context.model_validate(context)
@@ -55,6 +57,8 @@ def build_request(
         task=task,
         upstream=tuple(sorted(upstream)),
         budget_seconds=task_budget(stage, ctx, task) if budget_seconds is None else float(budget_seconds),
+        experiment=experiment,
+        model=model,
     )
 
 
@@ -66,6 +70,8 @@ def argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--catalog", required=True)
     parser.add_argument("--schema", required=True)
     parser.add_argument("--spec", required=True, help="compact JSON: context, task, upstream")
+    parser.add_argument("--experiment", default="", help="the job's MLflow experiment (the bundle's resource)")
+    parser.add_argument("--model", default="", help="the champion's registered-model name in catalog.schema")
     return parser
 
 
@@ -82,4 +88,6 @@ def parse_request(argv: Sequence[str]) -> TaskRequest:
         context=payload["context"],
         task=payload.get("task") or {},
         upstream=payload.get("upstream") or [],
+        experiment=args.experiment,
+        model=args.model,
     )

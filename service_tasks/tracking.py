@@ -1,8 +1,15 @@
 """MLflow glue: where runs go, the servable pyfunc wrapper, and champion registration.
 
-* Databricks: experiment `/Experiments/ensemble_{workflow_id}`, registry `databricks-uc`.
+* One MLflow experiment per job, not per run: the one the task is given (`--experiment`, the
+  bundle's `resources.experiments.<job>` as deployed). Locally, without one, the same name the
+  bundle deploys for a target without development mode: `/Users/<user>/obsrv_<job name>`
+  (`<user>` = `$OBSRV_USER`, else the operating-system user). Each run's MLflow runs carry the
+  workflow id (the job run id) in their name (`<workflow id> <model>`) and in the tag
+  `obsrv_workflow_id`, so one run's models are one filter away:
+  `tags.obsrv_workflow_id = '<id>'`.
+* Databricks: tracking `databricks`, registry `databricks-uc`.
 * Locally: tracking and registry `sqlite:///$OBSRV_HOME/mlflow.db` (unless `MLFLOW_TRACKING_URI` is
-  set), artifacts under `$OBSRV_HOME/mlartifacts`, experiment `ensemble_{workflow_id}`.
+  set), artifacts under `$OBSRV_HOME/mlartifacts`.
 
 Models are logged as a small `PythonModel` whose only artifact is the cloudpickled predictor.
 obsrv's own modules are pickled *by value*, so the logged model needs only the public libraries in
@@ -43,8 +50,62 @@ def quiet() -> None:
     warnings.filterwarnings("ignore", message=".*pydantic.*")
 
 
-def experiment_name(workflow_id: str) -> str:
-    return f"/Experiments/ensemble_{workflow_id}" if on_databricks() else f"ensemble_{workflow_id}"
+def local_user() -> str:
+    """The user a local run stands for: `$OBSRV_USER`, else the operating-system user."""
+    import getpass
+
+    try:
+        user = getpass.getuser()
+    except Exception:  # noqa: BLE001 - no passwd entry (containers): fall back to a fixed name
+        user = ""
+    return os.environ.get("OBSRV_USER") or user or "local"
+
+
+def default_experiment(job_name: str) -> str:
+    """The local experiment of a job when the task was given none (see the module doc)."""
+    return f"/Users/{local_user()}/obsrv_{job_name}"
+
+
+def experiment_name(request: Any) -> str:
+    """The job's experiment for this task (`request.experiment`, else the local default)."""
+    from obsrv.service_tasks.errors import FinalTaskError
+
+    name = str(getattr(request, "experiment", "") or "")
+    if "${" in name:
+        raise FinalTaskError(
+            f"The experiment {name!r} is an unresolved bundle reference: run the job from a deployed bundle "
+            "(`databricks bundle deploy`) or with `obsrv run`, which resolve it."
+        )
+    if name:
+        return name
+    if on_databricks():
+        # A workspace path needs an existing parent folder; only the bundle's resource guarantees one.
+        raise FinalTaskError(
+            "No MLflow experiment was given (--experiment): this compiled job predates per-job experiments. "
+            "Recompile with `obsrv compile` and redeploy the bundle."
+        )
+    return default_experiment(request.context.name)
+
+
+RUN_TAG_PREFIX = "obsrv_"
+
+
+def run_tags(request: Any, kind: str, **extra: str) -> dict[str, str]:
+    """The tags of every MLflow run obsrv logs: workflow (job run) id, job, task and kind, plus
+    `extra` (each key prefixed `obsrv_`). Keys use `_` only, the form Unity Catalog also accepts."""
+    tags = {
+        "obsrv_workflow_id": str(request.workflow_id),
+        "obsrv_job": str(request.context.name),
+        "obsrv_task_id": str(request.task_id),
+        "obsrv_kind": kind,
+    }
+    tags.update({f"{RUN_TAG_PREFIX}{k}": str(v) for k, v in extra.items()})
+    return tags
+
+
+def run_name(request: Any, name: str) -> str:
+    """`<workflow id> <name>`: runs of one job share an experiment, so the name says which run."""
+    return f"{request.workflow_id} {name}"
 
 
 def tracking_uri(home: Path | None = None) -> str:
@@ -58,8 +119,9 @@ def tracking_uri(home: Path | None = None) -> str:
     return f"sqlite:///{home / 'mlflow.db'}"
 
 
-def configure(workflow_id: str, home: Path | None = None) -> str:
-    """Point MLflow at this environment's tracking server and experiment; returns the experiment id.
+def configure(experiment: str, home: Path | None = None) -> str:
+    """Point MLflow at this environment's tracking server and the experiment named `experiment`
+    (see `experiment_name`); returns the experiment id.
 
     Safe to call from parallel task processes: a lost race to create the experiment is retried.
     """
@@ -72,7 +134,7 @@ def configure(workflow_id: str, home: Path | None = None) -> str:
     _SET_BY_US.add(uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri("databricks-uc" if on_databricks() else uri)
-    name = experiment_name(workflow_id)
+    name = experiment
     key = f"{uri}|{name}"
     if key in _CONFIGURED:
         mlflow.set_experiment(experiment_id=_CONFIGURED[key])
@@ -416,15 +478,25 @@ def safe_metric_name(name: str) -> str:
 def register_champion(
     model_uri: str, name: str, *, alias: str = "champion", tags: dict[str, str] | None = None
 ) -> str:
-    """Register `model_uri` under `name`, tag the new version with `tags` and point `alias` at it;
-    returns the version."""
+    """Register `model_uri` under `name`, point `alias` at the new version, then tag it with `tags`;
+    returns the version.
+
+    Every name, the alias and the tags are checked against Unity Catalog's rules first (locally
+    too), so nothing is written when one would be rejected. The alias is set before any tag: should
+    a tag write still fail, the new version is not left without its alias.
+    """
     import mlflow
     from mlflow.tracking import MlflowClient
 
+    from obsrv.service_tasks import uc_rules
+
+    uc_rules.check_registered_model_name(name, three_level=on_databricks())
+    uc_rules.check_alias(alias)
+    checked = uc_rules.check_tags(tags or {}, f"a version of {name}")
     with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull), contextlib.redirect_stderr(devnull):
         version = _retry(lambda: mlflow.register_model(model_uri, name))
     client = MlflowClient()
-    for key, value in (tags or {}).items():
-        _retry(lambda k=key, v=value: client.set_model_version_tag(name, version.version, k, v))
     _retry(lambda: client.set_registered_model_alias(name, alias, version.version))
+    for key, value in checked.items():
+        _retry(lambda k=key, v=value: client.set_model_version_tag(name, version.version, k, v))
     return str(version.version)

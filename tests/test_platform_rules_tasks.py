@@ -103,3 +103,109 @@ def test_entry_point_bad_arguments_raise_usage_code(local_home: Path) -> None:
     with pytest.raises(SystemExit) as raised:
         _platform_call(["--stage", "prepare"])
     assert raised.value.code == 2
+
+
+# ------------------------------------------------------------------------------ Unity Catalog names
+# Tag rules: https://docs.databricks.com/database-objects/tags.html ("Constraints": tag keys may not
+# contain . , - = / : ; keys at most 255 characters, values at most 1000).
+# Object names: https://docs.databricks.com/aws/en/data-governance/unity-catalog/requirements
+# ("Securable object naming requirements": at most 255 characters, no period, space, '/', control
+# characters or DELETE).
+# Aliases: MLflow's own check (mlflow/utils/validation.py, `_validate_model_alias_name`).
+
+
+@pytest.mark.parametrize("bad", [".", ",", "-", "=", "/", ":"])
+def test_uc_tag_keys_reject_the_reserved_characters(bad: str) -> None:
+    from obsrv.service_tasks import uc_rules
+
+    with pytest.raises(uc_rules.UCNameError, match="tag key"):
+        uc_rules.check_tags({f"obsrv{bad}threshold": "0.5"}, "a model version")
+    assert uc_rules.check_tags({"obsrv_threshold": "0.5"}, "a model version") == {"obsrv_threshold": "0.5"}
+
+
+def test_uc_tag_limits_and_all_problems_in_one_message() -> None:
+    from obsrv.service_tasks import uc_rules
+
+    with pytest.raises(uc_rules.UCNameError) as raised:
+        uc_rules.check_tags({"a.b": "x", "k" * 256: "y", "ok": "v" * 1001}, "a model version")
+    text = str(raised.value)
+    assert "'a.b'" in text and "256 characters" in text and "1001 characters" in text
+    assert not raised.value.retryable  # the same write fails again: a final error
+
+
+def test_uc_object_names_and_aliases() -> None:
+    from obsrv.service_tasks import uc_rules
+
+    assert uc_rules.check_registered_model_name("main.lab.credit_risk", three_level=True)
+    for bad in ("main.lab", "main.lab.credit risk", "main.lab.a/b", "main..x", "main.lab." + "m" * 256):
+        with pytest.raises(uc_rules.UCNameError):
+            uc_rules.check_registered_model_name(bad, three_level=True)
+    with pytest.raises(uc_rules.UCNameError):
+        uc_rules.check_registered_model_name("credit.risk", three_level=False)  # a local name has one part
+    assert uc_rules.check_alias("champion") == "champion"
+    for bad in ("latest", "v3", "champ ion", "a.b", ""):
+        with pytest.raises(uc_rules.UCNameError):
+            uc_rules.check_alias(bad)
+    with pytest.raises(uc_rules.UCNameError, match="table"):
+        uc_rules.check_table("main", "lab", "bad\x07name")
+
+
+def test_every_model_version_tag_obsrv_sets_is_a_valid_uc_tag() -> None:
+    """evaluate's threshold tags (binary, threshold primary metric, as in the seed example)."""
+    from obsrv.service_tasks import uc_rules
+    from obsrv.service_tasks.evaluate import champion_threshold_tags
+
+    for metric in ("accuracy", "f1", "precision", "recall"):
+        tags = champion_threshold_tags(metric, {metric: 0.4})
+        assert tags and uc_rules.check_tags(tags, "the champion's version") == tags
+
+
+def test_table_writes_are_checked_locally(tmp_path: Path) -> None:
+    """The local store refuses what UC would, before writing anything."""
+    import pandas as pd
+
+    from obsrv.service_tasks import uc_rules
+    from obsrv.service_tasks.io import LocalDeltaStore, TableName
+
+    name = TableName.__new__(TableName)  # bypass the stricter identifier check to reach the store's
+    object.__setattr__(name, "catalog", "main")
+    object.__setattr__(name, "schema", "lab")
+    object.__setattr__(name, "table", "two words")
+    with pytest.raises(uc_rules.UCNameError):
+        LocalDeltaStore(tmp_path).write(name, pd.DataFrame({"a": [1]}))
+    assert not (tmp_path / "warehouse").exists()
+
+
+def test_register_champion_validates_first_and_sets_the_alias_before_any_tag(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow
+    import pandas as pd
+    from mlflow.tracking import MlflowClient
+
+    from obsrv.service_tasks import tracking, uc_rules
+
+    monkeypatch.delenv("DATABRICKS_RUNTIME_VERSION", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    tracking.configure("/Users/t/obsrv_rules", tmp_path)
+
+    class Constant(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+            return pd.DataFrame({"prediction": [0] * len(model_input)})
+
+    with mlflow.start_run():
+        info = mlflow.pyfunc.log_model(name="m", python_model=Constant(), input_example=pd.DataFrame({"x": [1.0]}))
+    client = MlflowClient()
+    # a dotted tag key: rejected before anything is registered
+    with pytest.raises(uc_rules.UCNameError):
+        tracking.register_champion(info.model_uri, "rules_model", tags={"obsrv.threshold.f1": "0.5"})
+    assert client.search_registered_models() == []
+
+    def failing_tag(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("tag write failed")
+
+    monkeypatch.setattr(MlflowClient, "set_model_version_tag", failing_tag)
+    with pytest.raises(RuntimeError, match="tag write failed"):
+        tracking.register_champion(info.model_uri, "rules_model", tags={"obsrv_threshold_f1": "0.5"})
+    # the alias came first, so the new version is not left without it
+    assert str(client.get_model_version_by_alias("rules_model", "champion").version) == "1"

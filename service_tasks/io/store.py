@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import pandas as pd
 
 from obsrv.compiler.spec import IDENTIFIER_RE, MAX_IDENTIFIER_LENGTH
+from obsrv.service_tasks.uc_rules import check_table
 
 
 def check_identifier(value: str, what: str = "identifier") -> str:
@@ -157,6 +158,7 @@ class LocalDeltaStore:
     def write(self, name: TableName, df: pd.DataFrame) -> None:
         from deltalake import write_deltalake
 
+        check_table(name.catalog, name.schema, name.table)  # fail locally where UC would
         path = self.path(name)
         path.parent.mkdir(parents=True, exist_ok=True)
         write_deltalake(str(path), _to_arrow(df), mode="overwrite", schema_mode="overwrite")
@@ -248,6 +250,7 @@ class SparkTableStore:
         return _spark_to_pandas(self.spark.table(name.quoted))
 
     def write(self, name: TableName, df: pd.DataFrame) -> None:
+        check_table(name.catalog, name.schema, name.table)
         frame = df.reset_index(drop=True)
         sdf = self.spark.createDataFrame(_pandas_for_spark(frame), schema=_spark_schema(frame))
         (

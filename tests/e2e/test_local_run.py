@@ -207,7 +207,7 @@ def test_holdout_zero_trains_on_every_row_and_scores_out_of_fold(
     monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    evaluate_run = mlflow.search_runs(search_all_experiments=True, filter_string="tags.`obsrv.kind` = 'evaluate'")
+    evaluate_run = mlflow.search_runs(search_all_experiments=True, filter_string="tags.obsrv_kind = 'evaluate'")
     assert "metrics.champion_oof_auc" in evaluate_run.columns
     assert "metrics.champion_holdout_auc" not in evaluate_run.columns
     model = mlflow.pyfunc.load_model("models:/e2e_all_tasks@champion")

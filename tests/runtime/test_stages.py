@@ -47,7 +47,7 @@ def regression_job(tmp_path_factory):
 
 def _use(job: Job) -> None:
     """Point MLflow at this job's local store (module fixtures share the process)."""
-    tracking.configure(job.workflow_id, job.home)
+    tracking.configure(tracking.default_experiment(job.context["name"]), job.home)
 
 
 def _table(job: Job, kind: str, task_id: str) -> pd.DataFrame:
@@ -141,7 +141,7 @@ def test_leaderboard_and_champion(binary_job: Job) -> None:
     client = mlflow.MlflowClient()
     version = client.get_model_version_by_alias("lab_job", "champion")
     run = client.get_run(version.run_id) if version.run_id else None
-    assert run is None or run.data.tags["obsrv.model"] == champ["model"]
+    assert run is None or run.data.tags["obsrv_model"] == champ["model"]
     report = (binary_job.home / "runs" / binary_job.workflow_id / "report.html").read_text()
     assert "<img src='data:image/png;base64," in report and champ["model"] in report
 
