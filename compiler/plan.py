@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from obsrv.compiler import spec as S
@@ -44,11 +44,18 @@ TIMEOUT_SHARE = {"prepare": 0.5, "training": 1.0, "combiner": 0.25, "evaluate": 
 MIN_TASK_TIMEOUT_SECONDS = 300
 # GPU capacity shortages are the usual transient failure on serverless GPU; wait longer there.
 RETRY_INTERVAL_MILLIS = {"cpu": 60_000, "gpu": 120_000}
+# The final cleanup task only lists and drops tables: a short timeout (capped by the job's).
+CLEANUP_TIMEOUT_SECONDS = MIN_TASK_TIMEOUT_SECONDS
+# Databricks runs a task with `run_if: ALL_DONE` once all its dependencies ended, whatever their
+# outcome (jobs.Task.run_if, enum jobs.RunIf in ../shared/reference/databricks_bundle_schema.json;
+# ../shared/reference/databricks-bundles.md section 4): cleanup runs after a failed evaluate too.
+RUN_IF_DEFAULT = "ALL_SUCCESS"
 
 _DESCRIPTIONS = {
     "prepare": "obsrv prepare: sample the source, assign the shared folds and the holdout",
     "base": "obsrv base models: tune and cross-validate the {family} family",
     "evaluate": "obsrv evaluate: score every model on the holdout, write the leaderboard, register the champion",
+    "cleanup": "obsrv cleanup: drop the intermediate tables of finished runs, keeping context.keep_runs runs",
 }
 # `context.holdout: 0`: nothing is held out, and evaluate scores the out-of-fold predictions
 _NO_HOLDOUT_DESCRIPTIONS = {
@@ -71,6 +78,7 @@ class TaskPlan:
     spec_json: str  # the `--spec` argument: compact JSON, keys sorted
     upstream: tuple[str, ...]
     description: str
+    run_if: str = RUN_IF_DEFAULT
 
     @property
     def argv(self) -> tuple[str, ...]:
@@ -155,8 +163,8 @@ def _task_doc(task: Any) -> str:
 
 
 def _stage_class(stage: str) -> str:
-    if stage in ("prepare", "evaluate"):
-        return stage
+    if stage in ("prepare", "evaluate", "cleanup"):
+        return "evaluate" if stage == "cleanup" else stage
     return "training" if stage in TRAINING_STAGES else "combiner"
 
 
@@ -265,6 +273,23 @@ def build_plan(spec: S.SpecFile, *, source: str) -> JobPlan:
             {},
             tuple(sorted(everything)),
             descriptions["evaluate"],
+        )
+    )
+    tasks.append(
+        replace(
+            _make_task(
+                ctx,
+                context_dump,
+                "cleanup",
+                "cleanup",
+                ("evaluate",),
+                "cpu",
+                {},
+                (),
+                _DESCRIPTIONS["cleanup"],
+                timeout=min(ctx.timeout, CLEANUP_TIMEOUT_SECONDS),
+            ),
+            run_if="ALL_DONE",
         )
     )
     notifications = ctx.notifications

@@ -31,7 +31,7 @@ from obsrv.service_tasks.errors import (
 )
 from obsrv.service_tasks.kit import TaskRequest
 
-RUNTIME_STAGES = ("prepare", "base", "evaluate")
+RUNTIME_STAGES = ("prepare", "base", "evaluate", "cleanup")
 
 
 def run_stage(request: TaskRequest, ctx: "object | None" = None) -> None:
@@ -54,6 +54,10 @@ def run_stage(request: TaskRequest, ctx: "object | None" = None) -> None:
         from obsrv.service_tasks.evaluate import run_evaluate
 
         run_evaluate(context)  # type: ignore[arg-type]
+    elif request.stage == "cleanup":
+        from obsrv.service_tasks.cleanup import run_cleanup
+
+        run_cleanup(request, context.store, log=context.log)  # type: ignore[attr-defined]
     elif request.stage in TASK_TYPES:
         from obsrv.service_tasks.ensembles import run_task
 
@@ -71,6 +75,8 @@ def task_completed(request: TaskRequest, store: "object | None" = None) -> bool:
     """
     from obsrv.service_tasks.io import get_store, leaderboard_table, output_table
 
+    if request.stage == "cleanup":
+        return False  # idempotent and cheap: a resumed run always applies keep_runs again
     st = store if store is not None else get_store()
     table = request.context.source.table
     if request.stage == "evaluate":

@@ -5,7 +5,7 @@ Databricks only "raised or not" reaches the platform, and a task has no per-atte
 switch: its retry settings are `max_retries`, `min_retry_interval_millis` and `retry_on_timeout`
 and nothing else (jobs.Task in the bundle schema, ../shared/reference/databricks_bundle_schema.json;
 `task_retry_mode` exists only for continuous jobs). So the first attempt that fails with a
-`FinalTaskError` records it in a one-row marker table, `<table>_final_error_<run id>_<task>`, and
+`FinalTaskError` records it in a one-row marker table, `<table>_failed_<run id>_<task>`, and
 every later attempt of the same task in the same run finds the marker and fails within seconds,
 saying that it does not repeat the work. The cleanup task drops the marker with the run's other
 intermediate tables.
@@ -19,7 +19,7 @@ from obsrv.service_tasks.errors import FinalTaskError, TaskError
 from obsrv.service_tasks.io import TableName, get_store, on_databricks, output_table
 from obsrv.service_tasks.kit import TaskRequest
 
-MARKER_KIND = "final_error"
+MARKER_KIND = "failed"  # short: the name must fit UC's 255 characters with the longest task id
 
 
 class AlreadyFailed(FinalTaskError):

@@ -92,6 +92,10 @@ class TableStore(Protocol):
 
     def drop(self, name: TableName) -> None: ...
 
+    def list_tables(self, catalog: str, schema: str) -> list[str]:
+        """The names of the tables in `catalog.schema` (cleanup)."""
+        ...
+
     def location(self, name: TableName) -> str:
         """Where the table lives, for messages (a path locally, the name on Databricks)."""
         ...
@@ -258,6 +262,11 @@ class SparkTableStore:
             .option("overwriteSchema", "true")
             .saveAsTable(name.quoted)
         )
+
+    def list_tables(self, catalog: str, schema: str) -> list[str]:
+        """The table names in `catalog.schema` (the catalog API: no SQL text is built)."""
+        database = f"{check_identifier(catalog, 'catalog')}.{check_identifier(schema, 'schema')}"
+        return sorted(t.name for t in self.spark.catalog.listTables(database))
 
     def drop(self, name: TableName) -> None:
         # a named parameter inside IDENTIFIER(): the name is never spliced into the SQL text
