@@ -19,12 +19,14 @@ its pinned `pip_requirements` (no obsrv wheel at serving time, no requirement in
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import re
 import tempfile
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -375,7 +377,21 @@ def _loads(blob: bytes) -> Any:
     return _load_stream(io.BytesIO(blob))
 
 
-def log_pyfunc(
+@dataclass(frozen=True)
+class LoggedModel:
+    """Where a logged model is and what its predictor file holds (recorded in the models table)."""
+
+    model_uri: str
+    artifact_uri: str  # the model's artifact location (inside the experiment's artifact root)
+    sha256: str  # of its predictor.pkl, as uploaded
+
+
+def log_pyfunc(predictor: Any, **kwargs: Any) -> str:
+    """`log_pyfunc_model`, returning only the model URI."""
+    return log_pyfunc_model(predictor, **kwargs).model_uri
+
+
+def log_pyfunc_model(
     predictor: Any,
     *,
     problem: str,
@@ -384,8 +400,9 @@ def log_pyfunc(
     name: str = "model",
     feature_columns: list[str] | None = None,
     input_names: dict[str, str] | None = None,
-) -> str:
-    """Log `predictor` as a pyfunc model with a signature into the active run; returns its URI.
+) -> LoggedModel:
+    """Log `predictor` as a pyfunc model with a signature into the active run; returns its URI,
+    artifact location and the sha256 of its predictor file.
 
     `feature_columns` (default: every column of `X_example`) are the model's feature columns;
     `X_example` must also hold the predictor's `extra_input_columns`, if it declares any.
@@ -413,6 +430,7 @@ def log_pyfunc(
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "predictor.pkl"
         dump_predictor(predictor, path)
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
         with _obsrv_by_value():
             info = _retry(
                 lambda: mlflow.pyfunc.log_model(
@@ -423,7 +441,57 @@ def log_pyfunc(
                     pip_requirements=pip_requirements(),
                 )
             )
-    return info.model_uri
+    return LoggedModel(info.model_uri, str(info.artifact_path or model_location(info.model_uri)), digest)
+
+
+def model_location(model_uri: str) -> str:
+    """The artifact location a model URI (`models:/...`, `runs:/...`) resolves to."""
+    if model_uri.startswith("models:/"):
+        from mlflow.store.artifact.models_artifact_repo import ModelsArtifactRepository
+
+        return str(ModelsArtifactRepository.get_underlying_uri(model_uri))
+    if model_uri.startswith("runs:/"):
+        from mlflow.store.artifact.runs_artifact_repo import RunsArtifactRepository
+
+        return str(RunsArtifactRepository.get_underlying_uri(model_uri))
+    return model_uri
+
+
+def experiment_artifact_root(experiment_id: str) -> str:
+    from mlflow.tracking import MlflowClient
+
+    return str(MlflowClient().get_experiment(experiment_id).artifact_location)
+
+
+def verified_model_blob(model: str, model_uri: str, *, artifact_uri: str, sha256: str, root: str) -> bytes:
+    """The bytes of `model`'s predictor.pkl, only if its model URI still resolves to the artifact
+    location recorded when it was published, that location lies inside `root` (this job's
+    experiment), and the bytes hash to the recorded sha256. Anything else is a FinalTaskError
+    naming the model: the file is never unpickled."""
+    from obsrv.service_tasks.errors import FinalTaskError
+
+    if not sha256 or not artifact_uri:
+        raise FinalTaskError(
+            f"The published model {model} has no recorded artifact location or hash in its models table, so "
+            "it cannot be checked before it is loaded; rerun the task that published it."
+        )
+    location = model_location(model_uri).rstrip("/")
+    inside = root.rstrip("/") + "/"
+    if location != artifact_uri.rstrip("/") or not location.startswith(inside):
+        raise FinalTaskError(
+            f"The published model {model} points to {location}, which is not the location recorded when it was "
+            f"published ({artifact_uri}) inside this job's experiment ({root}); refusing to load it. Check who "
+            "can write the output schema and the experiment (docs/runtime.md, \"Model integrity\")."
+        )
+    blob = load_model_blob(model_uri)
+    actual = hashlib.sha256(blob).hexdigest()
+    if actual != sha256:
+        raise FinalTaskError(
+            f"The predictor file of the published model {model} changed since it was published (sha256 "
+            f"{actual[:12]}..., recorded {sha256[:12]}...); refusing to load it. Rerun the task that published "
+            "it, and check who can write the experiment (docs/runtime.md, \"Model integrity\")."
+        )
+    return blob
 
 
 def _signature_frame(X: pd.DataFrame) -> pd.DataFrame:
