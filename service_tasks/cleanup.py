@@ -8,6 +8,8 @@ to this job's runs in the output schema:
 * A run is known by its prepare tables (`prepared`, `meta`, or a `failed` marker of prepare) or its
   leaderboard. Runs are ordered by run id (Databricks run ids grow over time, as do local ones);
   the current run is the newest.
+* The current run keeps every table: it is what a person (or `obsrv run`'s summary, or a
+  benchmark) inspects right after the run, and the next run's cleanup trims it like any other.
 * The champion run is the newest run with a leaderboard: its evaluate registered the model that
   `@champion` points to. Its leaderboard and its prepared sample (`prepared`, `meta`: the baseline
   that batch-scoring monitoring compares with) are always kept. The served model itself lives in
@@ -16,8 +18,9 @@ to this job's runs in the output schema:
   whose evaluate did not finish keeps every table, so that it can still be resumed or repaired.
 * Older runs lose every table, except the champion run's leaderboard and prepared sample.
 
-So the schema holds at most `keep_runs` leaderboards plus the champion's, and the intermediate
-tables of at most `keep_runs` unfinished runs: a bound that does not grow with the number of runs.
+So the schema holds the current run's tables, at most `keep_runs` leaderboards plus the
+champion's leaderboard and sample, and the intermediate tables of at most `keep_runs - 1`
+unfinished earlier runs: a bound that does not grow with the number of runs.
 """
 
 from __future__ import annotations
@@ -90,7 +93,9 @@ def plan_cleanup(table: str, current_run: str, names: list[str], keep_runs: int)
     plan = CleanupPlan(runs=runs, champion_run=champion)
     for run in runs:
         for name, kind in sorted(per_run[run].items()):
-            if run == champion and kind in ("leaderboard", *BASELINE_KINDS):
+            if run == current_run:
+                keep = True
+            elif run == champion and kind in ("leaderboard", *BASELINE_KINDS):
                 keep = True
             elif run in recent:
                 keep = kind == "leaderboard" or run not in evaluated

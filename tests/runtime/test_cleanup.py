@@ -21,9 +21,8 @@ def test_plan_keeps_recent_leaderboards_the_champion_baseline_and_unfinished_run
     plan = plan_cleanup("t", "13", names, keep_runs=2)
     assert plan.runs == ["10", "11", "12", "13"] and plan.champion_run == "13"
     kept = set(plan.keep)
-    # the champion run (newest with a leaderboard): leaderboard + prepared sample
-    assert {"t_leaderboard_13", "t_prepared_13_prepare", "t_meta_13_prepare"} <= kept
-    assert "t_oof_13_base_linear" in plan.drop
+    # the current run keeps everything until the next run's cleanup
+    assert set(_names("13")) <= kept
     # run 12 is recent and unfinished: everything kept, so it can still be resumed
     assert set(_names("12", evaluated=False)) <= kept
     # runs 10 and 11 are older than keep_runs: every table dropped
@@ -32,6 +31,13 @@ def test_plan_keeps_recent_leaderboards_the_champion_baseline_and_unfinished_run
     assert "t" not in plan.drop and "other_x_13_y" not in plan.drop and "t" not in kept
     # a kind ending in digits cannot be read as another run's table
     assert plan_cleanup("t", "2", ["t_oof_12_1_base", "t_leaderboard_2"], keep_runs=1).drop == []
+
+
+def test_plan_keeps_only_the_champion_baseline_of_an_older_champion_run() -> None:
+    names = _names("10") + _names("11") + _names("12")
+    plan = plan_cleanup("t", "12", names, keep_runs=2)
+    assert plan.champion_run == "12"
+    assert set(plan.drop) == set(_names("10")) | (set(_names("11")) - {"t_leaderboard_11"})
 
 
 def test_plan_without_a_finished_current_run_keeps_the_previous_champion() -> None:
@@ -44,15 +50,15 @@ def test_plan_without_a_finished_current_run_keeps_the_previous_champion() -> No
         plan_cleanup("t", "11", names, keep_runs=0)
 
 
-@pytest.mark.slow  # four in-process runs of four stages: ~16 s on the shared 2-core machine
+@pytest.mark.slow  # five in-process runs of four stages: ~20 s on the shared 2-core machine
 def test_table_count_stays_bounded_over_repeated_runs(tmp_path) -> None:
-    """Four in-process runs with keep_runs 2; the third stops before evaluate (kept for a resume)."""
+    """Five in-process runs with keep_runs 2; the third stops before evaluate (kept for a resume)."""
     from runtime_helpers import synthetic
 
     keep = 2
     first = make_job(tmp_path, "binary", df=synthetic("binary", n=120), mlflow=False, keep_runs=keep)
     counts = []
-    for i in range(4):
+    for i in range(5):
         job = Job(tmp_path, first.context, workflow_id=str(100 + i), mlflow=False)
         job.prepare()
         job.base("linear")
@@ -60,14 +66,13 @@ def test_table_count_stays_bounded_over_repeated_runs(tmp_path) -> None:
             job.evaluate(["base_linear"])
         run_stage(job.request("cleanup", "cleanup"), job.ctx(job.request("cleanup", "cleanup")))
         counts.append(len(job.store.list_tables("main", "lab")))
-    # source + per run: 100: lb100 + baseline(100) | 101: lb100, lb101 + baseline(101) |
-    # 102 (unfinished): lb101 + baseline(101) + 102's five tables | 103: 102's five + lb103 + baseline(103)
-    assert counts == [4, 5, 9, 9], counts
+    # source + the current run's 6 tables (5 without evaluate) +
+    # 100: - | 101: lb100 | 102: champion 101's lb + sample (3) | 103: unfinished 102 (5) | 104: lb103
+    assert counts == [7, 8, 9, 12, 8], counts
     tables = set(first.store.list_tables("main", "lab"))
     assert SOURCE.table in tables  # the source table is not a run table
-    assert {"training_data_leaderboard_103", "training_data_prepared_103_prepare",
-            "training_data_meta_103_prepare", "training_data_oof_102_base_linear"} <= tables
-    assert not any("_100" in t or "_101" in t for t in tables), tables  # older than keep_runs
+    assert {"training_data_leaderboard_103", "training_data_oof_104_base_linear"} <= tables
+    assert not any(f"_{run}" in t for t in tables for run in (100, 101, 102)), tables
 
 
 def test_keep_runs_is_validated() -> None:
