@@ -108,7 +108,7 @@ def test_every_model_uses_the_one_shared_fold_plan(all_tasks_run: Run) -> None:
     train = prepared[prepared["obsrv_fold"] >= 0].set_index("obsrv_row_id")["obsrv_fold"]
     assert train.nunique() == 3
     for task_id in run.task_ids:
-        if task_id in ("prepare", "evaluate"):
+        if task_id in ("prepare", "evaluate", "cleanup"):
             continue
         oof = run.table("oof", task_id)
         assert not oof.empty, task_id
@@ -185,7 +185,7 @@ def test_holdout_zero_trains_on_every_row_and_scores_out_of_fold(
     prepared = run.table("prepared", "prepare")
     assert len(prepared) == 1200 and (prepared["obsrv_fold"] >= 0).all()
     for task_id in run.task_ids:
-        if task_id in ("prepare", "evaluate"):
+        if task_id in ("prepare", "evaluate", "cleanup"):
             continue
         assert run.table("holdout", task_id).empty, task_id
         oof = run.table("oof", task_id)
