@@ -50,12 +50,14 @@ def _entry_point():
     return next(e for e in entry_points(group="console_scripts") if e.name == "obsrv-task").load()
 
 
-def run(argv: list[str]) -> int:
-    """The warm launcher's target: the real entry point, then the record."""
+def run(argv: list[str] | None = None) -> None:
+    """The warm launcher's target: the real entry point (called as a wheel task calls it: no
+    arguments, `sys.argv` set, SystemExit on failure), then the record."""
     global _T0
     _T0 = time.perf_counter()
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        return int(_entry_point()(argv) or 0)
+        _entry_point()()
     finally:
         _dump(argv)
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from obsrv.compiler import spec as S
@@ -39,11 +40,18 @@ MAX_CONCURRENT_RUNS = 1
 TRAINING_STAGES = frozenset({"base", "boost", "route_cluster", "route_feature", "route_external"})
 # GPU capacity shortages are the usual transient failure on serverless GPU; wait longer there.
 RETRY_INTERVAL_MILLIS = {"cpu": 60_000, "gpu": 120_000}
+# The final cleanup task only lists and drops tables: a short timeout (capped by the job's).
+CLEANUP_TIMEOUT_SECONDS = MIN_TASK_TIMEOUT_SECONDS
+# Databricks runs a task with `run_if: ALL_DONE` once all its dependencies ended, whatever their
+# outcome (jobs.Task.run_if, enum jobs.RunIf in ../shared/reference/databricks_bundle_schema.json;
+# ../shared/reference/databricks-bundles.md section 4): cleanup runs after a failed evaluate too.
+RUN_IF_DEFAULT = "ALL_SUCCESS"
 
 _DESCRIPTIONS = {
     "prepare": "obsrv prepare: sample the source, assign the shared folds and the holdout",
     "base": "obsrv base models: tune and cross-validate the {family} family",
     "evaluate": "obsrv evaluate: score every model on the holdout, write the leaderboard, register the champion",
+    "cleanup": "obsrv cleanup: drop the intermediate tables of finished runs, keeping context.keep_runs runs",
 }
 # `context.holdout: 0`: nothing is held out, and evaluate scores the out-of-fold predictions
 _NO_HOLDOUT_DESCRIPTIONS = {
@@ -67,6 +75,7 @@ class TaskPlan:
     upstream: tuple[str, ...]
     description: str
     budget_seconds: int = 0  # search budget planned from the critical path (timing.py); in spec_json
+    run_if: str = RUN_IF_DEFAULT
 
     @property
     def argv(self) -> tuple[str, ...]:
@@ -152,8 +161,8 @@ def _task_doc(task: Any) -> str:
 
 
 def _stage_class(stage: str) -> str:
-    if stage in ("prepare", "evaluate"):
-        return stage
+    if stage in ("prepare", "evaluate", "cleanup"):
+        return "evaluate" if stage == "cleanup" else stage
     return "training" if stage in TRAINING_STAGES else "combiner"
 
 
@@ -274,6 +283,23 @@ def build_plan(spec: S.SpecFile, *, source: str) -> JobPlan:
             {},
             tuple(sorted(everything)),
             descriptions["evaluate"],
+        )
+    )
+    tasks.append(
+        replace(
+            _make_task(
+                ctx,
+                context_dump,
+                "cleanup",
+                "cleanup",
+                ("evaluate",),
+                "cpu",
+                {},
+                (),
+                _DESCRIPTIONS["cleanup"],
+                timeout=min(ctx.timeout, CLEANUP_TIMEOUT_SECONDS),
+            ),
+            run_if="ALL_DONE",
         )
     )
     overrides = {t.task_id: t.timeout for t in spec.obsrv.job if t.timeout is not None}

@@ -24,7 +24,7 @@ MAX_IDENTIFIER_LENGTH = 255
 # are kept short.
 MAX_TASK_ID_LENGTH = 64
 # Stage ids that the compiler adds itself; a user task may not take them.
-RESERVED_TASK_IDS = frozenset({"prepare", "evaluate"})
+RESERVED_TASK_IDS = frozenset({"prepare", "evaluate", "cleanup"})
 RESERVED_TASK_PREFIX = "base_"
 # Databricks allows 25 tags on a job; the compiler adds its own `obsrv_*` tags (see
 # compiler/plan.py), so users get the rest and may not use that prefix.
@@ -397,6 +397,15 @@ class Context(StrictModel):
     source: Source = Field(description="The training table and its special columns.")
     output: Output = Field(default_factory=Output, description="Where output tables go (default: the source's schema).")
     retries: int = Field(default=1, ge=0, le=10, description="Default max_retries for every task.")
+    keep_runs: int = Field(
+        default=5,
+        ge=1,
+        le=1000,
+        description=(
+            "How many recent runs keep their tables in the output schema. The final cleanup task drops the "
+            "rest, keeping the champion run's leaderboard and prepared sample (docs/runtime.md)."
+        ),
+    )
     schedule: Schedule | None = Field(default=None, description="Run the job on a Quartz cron schedule.")
     notifications: Notifications = Field(
         default_factory=Notifications, description="Who hears about runs: emails and webhook destinations."

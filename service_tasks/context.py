@@ -24,7 +24,9 @@ from obsrv.service_tasks.io import TableName, TableStore, get_store, obsrv_home,
 from obsrv.service_tasks.contract import ModelOutput, PredictionSet, PreparedData, Predictor, TaskRequest
 from obsrv.service_tasks.stages.prepare import load_prepared
 
-MODEL_COLUMNS = ("task_id", "model", "family", "kind", "is_final", "mlflow_run_id", "model_uri")
+MODEL_COLUMNS = (
+    "task_id", "model", "family", "kind", "is_final", "mlflow_run_id", "model_uri", "artifact_uri", "sha256",
+)
 
 
 def proba_columns(classes: list[Any]) -> list[str]:
@@ -102,7 +104,7 @@ class RuntimeContext:
     def setup_mlflow(self) -> str | None:
         if not self.mlflow_enabled:
             return None
-        return tracking.configure(self.request.workflow_id, self.home)
+        return tracking.configure(tracking.experiment_name(self.request), self.home)
 
     # ------------------------------------------------------------------------- upstream reads
     def models_table(self, task_id: str) -> pd.DataFrame:
@@ -153,12 +155,18 @@ class RuntimeContext:
         the moment it predicts, so an ensemble over large fold bags never holds them all at once."""
         rows = self.model_rows(sorted({n.split("/", 1)[0] for n in model_names}))
         by_name = {r["model"]: r for _, r in rows.iterrows()}
-        self.setup_mlflow()
+        experiment_id = self.setup_mlflow()
+        root = tracking.experiment_artifact_root(str(experiment_id)) if experiment_id else ""
         out: dict[str, Predictor] = {}
         for name in model_names:
             if name not in by_name:
                 raise TaskError(f"No published model named {name!r} in workflow {self.request.workflow_id}.")
-            blob = tracking.load_model_blob(str(by_name[name]["model_uri"]))
+            row = by_name[name]
+            # checked before anything is unpickled (docs/runtime.md, "Model integrity")
+            blob = tracking.verified_model_blob(
+                name, str(row["model_uri"]), artifact_uri=str(row.get("artifact_uri") or ""),
+                sha256=str(row.get("sha256") or ""), root=root,
+            )
             out[name] = tracking.PackedPredictor(blob, name, keep_loaded=False)
         return out
 
@@ -184,10 +192,11 @@ class RuntimeContext:
             hold_frames.append(
                 _frame(full, prep.row_ids_holdout, np.full(len(prep.row_ids_holdout), -1), o.holdout, cols)
             )
-            run_id, uri, seconds = "", "", 0.0
+            run_id, uri, location, digest, seconds = "", "", "", "", 0.0
             if self.mlflow_enabled:
                 t0 = time.perf_counter()
-                run_id, uri = self._log_model_run(full, o)
+                run_id, logged = self._log_model_run(full, o)
+                uri, location, digest = logged.model_uri, logged.artifact_uri, logged.sha256
                 seconds = time.perf_counter() - t0
             primary = M.score(self.primary_metric, prep.y_train, o.oof, problem=prep.problem, weights=prep.w_train)
             rows.append(
@@ -199,6 +208,8 @@ class RuntimeContext:
                     "is_final": bool(o.is_final),
                     "mlflow_run_id": run_id,
                     "model_uri": uri,
+                    "artifact_uri": location,
+                    "sha256": digest,
                     f"oof_{self.primary_metric}": float(primary),
                     "params": json.dumps(o.params, sort_keys=True, default=str),
                 }
@@ -213,7 +224,7 @@ class RuntimeContext:
         self.store.write(self.table("models"), pd.DataFrame(rows))
         self._models_cache.pop(self.request.task_id, None)
 
-    def _log_model_run(self, full_name: str, o: ModelOutput) -> tuple[str, str]:
+    def _log_model_run(self, full_name: str, o: ModelOutput) -> tuple[str, tracking.LoggedModel]:
         import mlflow
 
         prep = self.prepared
@@ -226,24 +237,18 @@ class RuntimeContext:
         for k, v in o.metrics.items():
             metrics[tracking.safe_metric_name(k)] = float(v)
         metrics = {k: v for k, v in metrics.items() if v is not None and np.isfinite(v)}
-        tags = {
-            "obsrv.workflow_id": self.request.workflow_id,
-            "obsrv.task_id": self.request.task_id,
-            "obsrv.model": full_name,
-            "obsrv.family": o.family,
-            "obsrv.kind": self.kind,
-            "obsrv.is_final": str(bool(o.is_final)).lower(),
-        }
+        tags = tracking.run_tags(self.request, self.kind, model=full_name, family=o.family,
+                                 is_final=str(bool(o.is_final)).lower())
         if o.notes:
             tags["mlflow.note.content"] = "\n".join(o.notes)
-        run = tracking._retry(lambda: mlflow.start_run(run_name=full_name, tags=tags))
+        run = tracking._retry(lambda: mlflow.start_run(run_name=tracking.run_name(self.request, full_name), tags=tags))
         try:
             params = tracking.flat_params(o.params)
             items = list(params.items())
             for i in range(0, len(items), 100):
                 tracking._retry(lambda chunk=dict(items[i : i + 100]): mlflow.log_params(chunk))
             tracking._retry(lambda: mlflow.log_metrics(metrics))
-            uri = tracking.log_pyfunc(
+            logged = tracking.log_pyfunc_model(
                 o.predictor,
                 problem=prep.problem,
                 classes=prep.classes,
@@ -253,7 +258,7 @@ class RuntimeContext:
             )
         finally:
             tracking._retry(lambda: mlflow.end_run())
-        return run.info.run_id, uri
+        return run.info.run_id, logged
 
     def _serving_example(self, predictor: Predictor, n: int = 5) -> pd.DataFrame:
         """A few training rows as the served model receives them: the feature columns plus the

@@ -35,6 +35,8 @@ def build_request(
     task: dict[str, Any] | None = None,
     upstream: Sequence[str] = (),
     budget_seconds: float,
+    experiment: str = "",
+    model: str = "",
 ) -> TaskRequest:
     """A TaskRequest with the defaults the compiler would fill in (output = the source's schema).
 
@@ -52,6 +54,8 @@ def build_request(
         task=task,
         upstream=tuple(sorted(upstream)),
         budget_seconds=float(budget_seconds),
+        experiment=experiment,
+        model=model,
     )
 
 
@@ -63,6 +67,8 @@ def argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--catalog", required=True)
     parser.add_argument("--schema", required=True)
     parser.add_argument("--spec", required=True, help="compact JSON: context, task, upstream")
+    parser.add_argument("--experiment", default="", help="the job's MLflow experiment (the bundle's resource)")
+    parser.add_argument("--model", default="", help="the champion's registered-model name in catalog.schema")
     return parser
 
 
@@ -85,4 +91,6 @@ def parse_request(argv: Sequence[str]) -> TaskRequest:
         task=payload.get("task") or {},
         upstream=payload.get("upstream") or [],
         budget_seconds=capped_budget(payload["budget_seconds"]),
+        experiment=args.experiment,
+        model=args.model,
     )

@@ -1,8 +1,15 @@
 """MLflow glue: where runs go, the servable pyfunc wrapper, and champion registration.
 
-* Databricks: experiment `/Experiments/ensemble_{workflow_id}`, registry `databricks-uc`.
+* One MLflow experiment per job, not per run: the one the task is given (`--experiment`, the
+  bundle's `resources.experiments.<job>` as deployed). Locally, without one, the same name the
+  bundle deploys for a target without development mode: `/Users/<user>/obsrv_<job name>`
+  (`<user>` = `$OBSRV_USER`, else the operating-system user). Each run's MLflow runs carry the
+  workflow id (the job run id) in their name (`<workflow id> <model>`) and in the tag
+  `obsrv_workflow_id`, so one run's models are one filter away:
+  `tags.obsrv_workflow_id = '<id>'`.
+* Databricks: tracking `databricks`, registry `databricks-uc`.
 * Locally: tracking and registry `sqlite:///$OBSRV_HOME/mlflow.db` (unless `MLFLOW_TRACKING_URI` is
-  set), artifacts under `$OBSRV_HOME/mlartifacts`, experiment `ensemble_{workflow_id}`.
+  set), artifacts under `$OBSRV_HOME/mlartifacts`.
 
 Models are logged as a small `PythonModel` whose only artifact is the cloudpickled predictor.
 obsrv's own modules are pickled *by value*, so the logged model needs only the public libraries in
@@ -12,12 +19,14 @@ its pinned `pip_requirements` (no obsrv wheel at serving time, no requirement in
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import re
 import tempfile
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -43,8 +52,62 @@ def quiet() -> None:
     warnings.filterwarnings("ignore", message=".*pydantic.*")
 
 
-def experiment_name(workflow_id: str) -> str:
-    return f"/Experiments/ensemble_{workflow_id}" if on_databricks() else f"ensemble_{workflow_id}"
+def local_user() -> str:
+    """The user a local run stands for: `$OBSRV_USER`, else the operating-system user."""
+    import getpass
+
+    try:
+        user = getpass.getuser()
+    except Exception:  # noqa: BLE001 - no passwd entry (containers): fall back to a fixed name
+        user = ""
+    return os.environ.get("OBSRV_USER") or user or "local"
+
+
+def default_experiment(job_name: str) -> str:
+    """The local experiment of a job when the task was given none (see the module doc)."""
+    return f"/Users/{local_user()}/obsrv_{job_name}"
+
+
+def experiment_name(request: Any) -> str:
+    """The job's experiment for this task (`request.experiment`, else the local default)."""
+    from obsrv.service_tasks.errors import FinalTaskError
+
+    name = str(getattr(request, "experiment", "") or "")
+    if "${" in name:
+        raise FinalTaskError(
+            f"The experiment {name!r} is an unresolved bundle reference: run the job from a deployed bundle "
+            "(`databricks bundle deploy`) or with `obsrv run`, which resolve it."
+        )
+    if name:
+        return name
+    if on_databricks():
+        # A workspace path needs an existing parent folder; only the bundle's resource guarantees one.
+        raise FinalTaskError(
+            "No MLflow experiment was given (--experiment): this compiled job predates per-job experiments. "
+            "Recompile with `obsrv compile` and redeploy the bundle."
+        )
+    return default_experiment(request.context.name)
+
+
+RUN_TAG_PREFIX = "obsrv_"
+
+
+def run_tags(request: Any, kind: str, **extra: str) -> dict[str, str]:
+    """The tags of every MLflow run obsrv logs: workflow (job run) id, job, task and kind, plus
+    `extra` (each key prefixed `obsrv_`). Keys use `_` only, the form Unity Catalog also accepts."""
+    tags = {
+        "obsrv_workflow_id": str(request.workflow_id),
+        "obsrv_job": str(request.context.name),
+        "obsrv_task_id": str(request.task_id),
+        "obsrv_kind": kind,
+    }
+    tags.update({f"{RUN_TAG_PREFIX}{k}": str(v) for k, v in extra.items()})
+    return tags
+
+
+def run_name(request: Any, name: str) -> str:
+    """`<workflow id> <name>`: runs of one job share an experiment, so the name says which run."""
+    return f"{request.workflow_id} {name}"
 
 
 def tracking_uri(home: Path | None = None) -> str:
@@ -58,8 +121,9 @@ def tracking_uri(home: Path | None = None) -> str:
     return f"sqlite:///{home / 'mlflow.db'}"
 
 
-def configure(workflow_id: str, home: Path | None = None) -> str:
-    """Point MLflow at this environment's tracking server and experiment; returns the experiment id.
+def configure(experiment: str, home: Path | None = None) -> str:
+    """Point MLflow at this environment's tracking server and the experiment named `experiment`
+    (see `experiment_name`); returns the experiment id.
 
     Safe to call from parallel task processes: a lost race to create the experiment is retried.
     """
@@ -72,7 +136,7 @@ def configure(workflow_id: str, home: Path | None = None) -> str:
     _SET_BY_US.add(uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri("databricks-uc" if on_databricks() else uri)
-    name = experiment_name(workflow_id)
+    name = experiment
     key = f"{uri}|{name}"
     if key in _CONFIGURED:
         mlflow.set_experiment(experiment_id=_CONFIGURED[key])
@@ -324,7 +388,21 @@ def _loads(blob: bytes) -> Any:
     return _load_stream(io.BytesIO(blob))
 
 
-def log_pyfunc(
+@dataclass(frozen=True)
+class LoggedModel:
+    """Where a logged model is and what its predictor file holds (recorded in the models table)."""
+
+    model_uri: str
+    artifact_uri: str  # the model's artifact location (inside the experiment's artifact root)
+    sha256: str  # of its predictor.pkl, as uploaded
+
+
+def log_pyfunc(predictor: Any, **kwargs: Any) -> str:
+    """`log_pyfunc_model`, returning only the model URI."""
+    return log_pyfunc_model(predictor, **kwargs).model_uri
+
+
+def log_pyfunc_model(
     predictor: Any,
     *,
     problem: str,
@@ -333,8 +411,9 @@ def log_pyfunc(
     name: str = "model",
     feature_columns: list[str] | None = None,
     input_names: dict[str, str] | None = None,
-) -> str:
-    """Log `predictor` as a pyfunc model with a signature into the active run; returns its URI.
+) -> LoggedModel:
+    """Log `predictor` as a pyfunc model with a signature into the active run; returns its URI,
+    artifact location and the sha256 of its predictor file.
 
     `feature_columns` (default: every column of `X_example`) are the model's feature columns;
     `X_example` must also hold the predictor's `extra_input_columns`, if it declares any.
@@ -362,6 +441,7 @@ def log_pyfunc(
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "predictor.pkl"
         dump_predictor(predictor, path)
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
         with _obsrv_by_value():
             info = _retry(
                 lambda: mlflow.pyfunc.log_model(
@@ -372,7 +452,57 @@ def log_pyfunc(
                     pip_requirements=pip_requirements(),
                 )
             )
-    return info.model_uri
+    return LoggedModel(info.model_uri, str(info.artifact_path or model_location(info.model_uri)), digest)
+
+
+def model_location(model_uri: str) -> str:
+    """The artifact location a model URI (`models:/...`, `runs:/...`) resolves to."""
+    if model_uri.startswith("models:/"):
+        from mlflow.store.artifact.models_artifact_repo import ModelsArtifactRepository
+
+        return str(ModelsArtifactRepository.get_underlying_uri(model_uri))
+    if model_uri.startswith("runs:/"):
+        from mlflow.store.artifact.runs_artifact_repo import RunsArtifactRepository
+
+        return str(RunsArtifactRepository.get_underlying_uri(model_uri))
+    return model_uri
+
+
+def experiment_artifact_root(experiment_id: str) -> str:
+    from mlflow.tracking import MlflowClient
+
+    return str(MlflowClient().get_experiment(experiment_id).artifact_location)
+
+
+def verified_model_blob(model: str, model_uri: str, *, artifact_uri: str, sha256: str, root: str) -> bytes:
+    """The bytes of `model`'s predictor.pkl, only if its model URI still resolves to the artifact
+    location recorded when it was published, that location lies inside `root` (this job's
+    experiment), and the bytes hash to the recorded sha256. Anything else is a FinalTaskError
+    naming the model: the file is never unpickled."""
+    from obsrv.service_tasks.errors import FinalTaskError
+
+    if not sha256 or not artifact_uri:
+        raise FinalTaskError(
+            f"The published model {model} has no recorded artifact location or hash in its models table, so "
+            "it cannot be checked before it is loaded; rerun the task that published it."
+        )
+    location = model_location(model_uri).rstrip("/")
+    inside = root.rstrip("/") + "/"
+    if location != artifact_uri.rstrip("/") or not location.startswith(inside):
+        raise FinalTaskError(
+            f"The published model {model} points to {location}, which is not the location recorded when it was "
+            f"published ({artifact_uri}) inside this job's experiment ({root}); refusing to load it. Check who "
+            "can write the output schema and the experiment (docs/runtime.md, \"Model integrity\")."
+        )
+    blob = load_model_blob(model_uri)
+    actual = hashlib.sha256(blob).hexdigest()
+    if actual != sha256:
+        raise FinalTaskError(
+            f"The predictor file of the published model {model} changed since it was published (sha256 "
+            f"{actual[:12]}..., recorded {sha256[:12]}...); refusing to load it. Rerun the task that published "
+            "it, and check who can write the experiment (docs/runtime.md, \"Model integrity\")."
+        )
+    return blob
 
 
 def _signature_frame(X: pd.DataFrame) -> pd.DataFrame:
@@ -427,15 +557,25 @@ def safe_metric_name(name: str) -> str:
 def register_champion(
     model_uri: str, name: str, *, alias: str = "champion", tags: dict[str, str] | None = None
 ) -> str:
-    """Register `model_uri` under `name`, tag the new version with `tags` and point `alias` at it;
-    returns the version."""
+    """Register `model_uri` under `name`, point `alias` at the new version, then tag it with `tags`;
+    returns the version.
+
+    Every name, the alias and the tags are checked against Unity Catalog's rules first (locally
+    too), so nothing is written when one would be rejected. The alias is set before any tag: should
+    a tag write still fail, the new version is not left without its alias.
+    """
     import mlflow
     from mlflow.tracking import MlflowClient
 
+    from obsrv.service_tasks import uc_rules
+
+    uc_rules.check_registered_model_name(name, three_level=on_databricks())
+    uc_rules.check_alias(alias)
+    checked = uc_rules.check_tags(tags or {}, f"a version of {name}")
     with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull), contextlib.redirect_stderr(devnull):
         version = _retry(lambda: mlflow.register_model(model_uri, name))
     client = MlflowClient()
-    for key, value in (tags or {}).items():
-        _retry(lambda k=key, v=value: client.set_model_version_tag(name, version.version, k, v))
     _retry(lambda: client.set_registered_model_alias(name, alias, version.version))
+    for key, value in checked.items():
+        _retry(lambda k=key, v=value: client.set_model_version_tag(name, version.version, k, v))
     return str(version.version)

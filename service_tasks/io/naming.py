@@ -33,6 +33,11 @@ def leaderboard_table(catalog: str, schema: str, table: str, workflow_id: str) -
     return TableName(catalog, schema, _bounded(f"{table}_leaderboard_{_workflow_part(workflow_id)}"))
 
 
+def workflow_part(workflow_id: str) -> str:
+    """The workflow id as it appears in table names."""
+    return _workflow_part(workflow_id)
+
+
 def _workflow_part(workflow_id: str) -> str:
     # run ids are digits, local ids are `[a-z0-9_]`; anything else (a dash) is mapped to `_`
     wf = "".join(c if c.isalnum() or c == "_" else "_" for c in str(workflow_id))

@@ -23,6 +23,7 @@ from typing import Any, Callable, Protocol
 import pandas as pd
 
 from obsrv.compiler.spec import IDENTIFIER_RE, MAX_IDENTIFIER_LENGTH, Context
+from obsrv.service_tasks.uc_rules import check_table
 
 
 def check_identifier(value: str, what: str = "identifier") -> str:
@@ -97,6 +98,10 @@ class TableStore(Protocol):
 
     def drop(self, name: TableName) -> None: ...
 
+    def list_tables(self, catalog: str, schema: str) -> list[str]:
+        """The names of the tables in `catalog.schema` (cleanup)."""
+        ...
+
     def location(self, name: TableName) -> str:
         """Where the table lives, for messages (a path locally, the name on Databricks)."""
         ...
@@ -167,6 +172,7 @@ class LocalDeltaStore:
     def write(self, name: TableName, df: pd.DataFrame) -> None:
         from deltalake import write_deltalake
 
+        check_table(name.catalog, name.schema, name.table)  # fail locally where UC would
         path = self.path(name)
         path.parent.mkdir(parents=True, exist_ok=True)
         write_deltalake(str(path), _to_arrow(df), mode="overwrite", schema_mode="overwrite")
@@ -286,6 +292,7 @@ class SparkTableStore:
         return sample_source(self.spark.table(name.quoted), context, name.full, log)
 
     def write(self, name: TableName, df: pd.DataFrame) -> None:
+        check_table(name.catalog, name.schema, name.table)
         frame = df.reset_index(drop=True)
         sdf = self.spark.createDataFrame(_pandas_for_spark(frame), schema=_spark_schema(frame))
         (
@@ -293,6 +300,11 @@ class SparkTableStore:
             .option("overwriteSchema", "true")
             .saveAsTable(name.quoted)
         )
+
+    def list_tables(self, catalog: str, schema: str) -> list[str]:
+        """The table names in `catalog.schema` (the catalog API: no SQL text is built)."""
+        database = f"{check_identifier(catalog, 'catalog')}.{check_identifier(schema, 'schema')}"
+        return sorted(t.name for t in self.spark.catalog.listTables(database))
 
     def drop(self, name: TableName) -> None:
         # a named parameter inside IDENTIFIER(): the name is never spliced into the SQL text

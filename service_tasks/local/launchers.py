@@ -40,6 +40,13 @@ ENTRY_POINT_NAME = "obsrv-task"
 PRELOAD_MODULE = "obsrv.service_tasks.local.warm_imports"
 # Imported by the forkserver before any other preload module: the server dies with the runner.
 LIFELINE_PRELOAD = "obsrv.service_tasks.local.forkserver_lifeline"
+# What the Databricks CLI's wheel wrapper does (github.com/databricks/cli,
+# bundle/trampoline/python_wheel.go): find the entry point in the distribution's metadata and call
+# it, ignoring its return value.
+PLATFORM_CALL = (
+    "import sys; from importlib import metadata; "
+    f"[ep for ep in metadata.distribution('obsrv').entry_points if ep.name == '{ENTRY_POINT_NAME}'][0].load()()"
+)
 
 
 class LaunchError(Exception):
@@ -113,8 +120,10 @@ class ColdLauncher:
 
     def __init__(self, command: list[str] | None = None) -> None:
         if command is None:
-            module, _, attr = entry_point_target().partition(":")
-            command = [sys.executable, "-c", f"import sys; from {module} import {attr} as main; sys.exit(main())"]
+            entry_point_target()  # fails early, with a hint, when the package is not installed
+            # The platform's call (see entry.main): load the entry point from the installed
+            # distribution's metadata and call it with no arguments; SystemExit sets the code.
+            command = [sys.executable, "-c", PLATFORM_CALL]
         self.command = list(command)
 
     def start(self, argv: list[str], env: dict[str, str], log_path: Path) -> TaskProcess:
@@ -175,7 +184,8 @@ class _WarmProcess:
 class WarmLauncher:
     """Forks each task from a server that has the heavy libraries imported (see the module doc).
 
-    `target` is the `module:function` called with the argv list; it returns the exit code.
+    `target` is the `module:function` called with no arguments and `sys.argv` set, as a wheel task
+    calls its entry point: it returns on success and raises `SystemExit(code)` on failure.
     """
 
     name = "warm"
@@ -252,11 +262,17 @@ def _run_forked_task(target: str, argv: list[str], env: dict[str, str], log_path
 
         limits = threadpool_limits(limits=int(threads))
     module, _, attr = target.partition(":")
-    code = getattr(import_module(module), attr)(argv)
+    # Called as a python_wheel_task calls it: no arguments (sys.argv holds them), return value
+    # ignored, failure = an exception. SystemExit carries the exit code; a return is success.
+    try:
+        getattr(import_module(module), attr)()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     del limits
     sys.stdout.flush()
     sys.stderr.flush()
-    sys.exit(int(code or 0))
+    sys.exit(code)
 
 
 def _bind_forked_task(watch: Connection) -> None:

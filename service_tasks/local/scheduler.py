@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterator
 
 import yaml
 
+from obsrv.service_tasks.errors import EXIT_FINAL
 from obsrv.service_tasks.local.launchers import Launcher, TaskProcess, kill_tree, kill_trees, make_launcher
 from obsrv.service_tasks.local.budget_plan import BUDGETED_STAGES, TimePlan
 from obsrv.service_tasks.local.workdir import (
@@ -62,6 +63,18 @@ TERMINAL_STATES = {SUCCEEDED, FAILED, SKIPPED, UPSTREAM_FAILED, CANCELLED, TIMED
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
+ALL_DONE = "ALL_DONE"
+RUN_IF_SUPPORTED = ("ALL_SUCCESS", ALL_DONE)
+
+
+def _supported_run_if(task: dict[str, Any]) -> str:
+    run_if = str(task.get("run_if") or "ALL_SUCCESS")
+    if run_if not in RUN_IF_SUPPORTED:
+        raise RunError(f"task {task['task_key']!r}: run_if {run_if} is not supported by the local runner "
+                       f"(supported: {', '.join(RUN_IF_SUPPORTED)})")
+    return run_if
+
+
 class RunError(Exception):
     """A problem the user can fix (bad flags, unknown task id, missing state); no traceback."""
 
@@ -78,6 +91,9 @@ class LocalTask:
     max_retries: int
     min_retry_interval_millis: int
     retry_on_timeout: bool
+    # Databricks' `run_if`: ALL_SUCCESS (the default) or ALL_DONE (the cleanup task), the two the
+    # compiler emits; ALL_DONE starts once every dependency ended, whatever its outcome.
+    run_if: str = "ALL_SUCCESS"
 
     @property
     def stage(self) -> str:
@@ -107,6 +123,7 @@ class LocalTask:
             max_retries=int(task.get("max_retries", 0) or 0),
             min_retry_interval_millis=int(task.get("min_retry_interval_millis", 0) or 0),
             retry_on_timeout=bool(task.get("retry_on_timeout", False)),
+            run_if=_supported_run_if(task),
         )
 
 
@@ -324,7 +341,8 @@ class LocalRunner:
             return time.monotonic() >= self._retry_at.get(key, 0.0)
         if task_state.state != PENDING:
             return False
-        return all(self.state.tasks[d].state in DONE_STATES for d in self.tasks[key].depends_on)
+        wanted = TERMINAL_STATES if self.tasks[key].run_if == ALL_DONE else DONE_STATES
+        return all(self.state.tasks[d].state in wanted for d in self.tasks[key].depends_on)
 
     def _propagate_failures(self) -> None:
         # Databricks' default run_if (ALL_SUCCESS): a task whose upstream failed never starts.
@@ -332,7 +350,7 @@ class LocalRunner:
         while changed:
             changed = False
             for key, task in self.tasks.items():
-                if self.state.tasks[key].state != PENDING:
+                if self.state.tasks[key].state != PENDING or task.run_if == ALL_DONE:
                     continue
                 bad = [d for d in task.depends_on if self.state.tasks[d].state in TERMINAL_STATES - DONE_STATES]
                 if bad:
@@ -417,8 +435,12 @@ class LocalRunner:
             if code == 0 and not timed_out:
                 task_state.state, task_state.message = SUCCEEDED, ""
             else:
-                retryable = task_state.attempts <= task.max_retries and (not timed_out or task.retry_on_timeout)
+                final = code == EXIT_FINAL  # the task said retrying cannot fix it
+                retryable = (not final and task_state.attempts <= task.max_retries
+                             and (not timed_out or task.retry_on_timeout))
                 outcome = f"timed out after {task.timeout_seconds}s" if timed_out else f"exit code {code}"
+                if final:
+                    outcome += " (final: an error retrying cannot fix, not retried)"
                 if retryable:
                     task_state.state = RETRY_WAIT
                     task_state.message = f"{outcome}; retrying"

@@ -87,8 +87,8 @@ def _log_search(ctx: RuntimeContext, family: str, metric: str, trials: list[dict
     import mlflow
 
     ctx.setup_mlflow()
-    name = f"{ctx.request.task_id}/search"
-    tags = {"obsrv.workflow_id": ctx.request.workflow_id, "obsrv.task_id": ctx.request.task_id, "obsrv.kind": "search"}
+    name = tracking.run_name(ctx.request, f"{ctx.request.task_id}/search")
+    tags = tracking.run_tags(ctx.request, "search")
     with tracking._retry(lambda: mlflow.start_run(run_name=name, tags=tags)):
         tracking._retry(
             lambda: mlflow.log_params(

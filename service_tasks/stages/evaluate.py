@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from obsrv.service_tasks import metrics as M
-from obsrv.service_tasks import tracking
+from obsrv.service_tasks import tracking, uc_rules
 from obsrv.service_tasks.context import RuntimeContext
 from obsrv.service_tasks.errors import TaskError
 from obsrv.service_tasks.io import leaderboard_table, on_databricks
@@ -47,6 +47,15 @@ def thresholds_from_oof(metrics: list[str], y: np.ndarray, oof: np.ndarray, w: n
     return {m: M.tune_threshold(m, y, oof, w) for m in metrics if m in M.THRESHOLD_METRICS}
 
 
+# Model-version tag keys: Unity Catalog tag keys may not contain `. , - = / :` (uc_rules).
+THRESHOLD_NOTE_TAG = "obsrv_threshold_note"
+
+
+def threshold_tag(metric: str) -> str:
+    """`obsrv_threshold_<metric>`: the model-version tag with the OOF-tuned threshold."""
+    return f"obsrv_threshold_{metric}"
+
+
 def champion_threshold_tags(primary: str, thresholds: dict[str, float]) -> dict[str, str]:
     """Model-version tags recording the champion's OOF-tuned threshold for a threshold primary metric
     (binary problems). The served pyfunc does NOT apply it: its `prediction` is the argmax class
@@ -55,8 +64,8 @@ def champion_threshold_tags(primary: str, thresholds: dict[str, float]) -> dict[
     if primary not in thresholds:
         return {}
     return {
-        f"obsrv.threshold.{primary}": f"{thresholds[primary]:.6g}",
-        "obsrv.threshold.note": (
+        threshold_tag(primary): f"{thresholds[primary]:.6g}",
+        THRESHOLD_NOTE_TAG: (
             f"OOF-tuned threshold for {primary} on the positive-class probability (the second "
             + ("probability_ column; for precision/recall the F1-optimal one). " if primary in ("precision", "recall")
                else "probability_ column). ")
@@ -123,9 +132,14 @@ def run_evaluate(ctx: RuntimeContext) -> pd.DataFrame:
 
 
 def registered_name(ctx: RuntimeContext) -> str:
-    """UC `catalog.schema.<job name>` on Databricks; the bare job name in the local registry."""
+    """UC `catalog.schema.<model>` on Databricks; the bare model name in the local registry.
+
+    `<model>` is the bundle's registered-model resource as deployed (`--model`; development mode
+    prefixes it), else the job name. Checked against UC's naming rules (locally too)."""
     req = ctx.request
-    return f"{req.catalog}.{req.schema}.{req.context.name}" if on_databricks() else req.context.name
+    name = req.model or req.context.name
+    full = f"{req.catalog}.{req.schema}.{name}" if on_databricks() else name
+    return uc_rules.check_registered_model_name(full, three_level=on_databricks())
 
 
 def _log_and_register(
@@ -141,9 +155,8 @@ def _log_and_register(
     ctx.setup_mlflow()
     req = ctx.request
     uri = str(cands.loc[cands["model"] == champion, "model_uri"].iloc[0])
-    tags = {"obsrv.workflow_id": req.workflow_id, "obsrv.task_id": req.task_id, "obsrv.kind": "evaluate",
-            "obsrv.champion": champion}
-    with tracking._retry(lambda: mlflow.start_run(run_name="evaluate", tags=tags)):
+    tags = tracking.run_tags(req, "evaluate", champion=champion)
+    with tracking._retry(lambda: mlflow.start_run(run_name=tracking.run_name(req, "evaluate"), tags=tags)):
         top = board.iloc[0]
         tracking._retry(
             lambda: mlflow.log_metrics(
@@ -156,12 +169,12 @@ def _log_and_register(
         tracking._retry(lambda: mlflow.log_dict(thresholds, "thresholds.json"))
         version_tags = champion_threshold_tags(ctx.primary_metric, thresholds.get(champion, {}))
         if version_tags:
-            key = f"obsrv.threshold.{ctx.primary_metric}"
+            key = threshold_tag(ctx.primary_metric)
             tracking._retry(lambda: mlflow.log_param(f"champion_threshold_{ctx.primary_metric}", version_tags[key]))
         if uri:
             name = registered_name(ctx)
             version = tracking.register_champion(uri, name, tags=version_tags)
-            mlflow.set_tag("obsrv.registered_model", f"{name}@champion (version {version})")
+            mlflow.set_tag("obsrv_registered_model", f"{name}@champion (version {version})")
             ctx.log(f"registered {champion} as {name} version {version}, alias champion")
 
 

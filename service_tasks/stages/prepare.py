@@ -25,8 +25,8 @@ from sklearn.model_selection import (
 from obsrv.compiler.spec import Context
 from obsrv.service_tasks import columns as cols
 from obsrv.service_tasks.columns import FOLD, ROW_ID
+from obsrv.service_tasks.errors import FinalTaskError, TaskError
 from obsrv.service_tasks.io.naming import identifier
-from obsrv.service_tasks.errors import TaskError
 from obsrv.service_tasks.io import TableName, TableStore, output_table
 from obsrv.service_tasks.contract import PreparedData, TaskRequest
 from obsrv.service_tasks.split_checks import check_classes_fit_folds, fold_sizes, small_split_warnings
@@ -67,7 +67,12 @@ def run_prepare(request: TaskRequest, store: TableStore, log: Any = print) -> di
         )
     raw = store.read_sample(name, context, log)  # on Spark: the sample only, drawn in Spark
     log(f"read {name}: {len(raw)} rows, {raw.shape[1]} columns")
-    prepared, meta = prepare_frame(raw, context, log=log)
+    try:
+        prepared, meta = prepare_frame(raw, context, log=log)
+    except TaskError as exc:
+        # prepare_frame is a pure function of the rows just read: the same rows fail the same way,
+        # so a retry cannot help (docs/runtime.md, "Retries")
+        raise FinalTaskError(str(exc)) from exc
     store.write(prepared_table(request), prepared)
     store.write(meta_table(request), pd.DataFrame({"payload": [json.dumps(meta, sort_keys=True)]}))
     n_hold = int((prepared[FOLD] == HOLDOUT_FOLD).sum())

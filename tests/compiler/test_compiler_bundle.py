@@ -93,9 +93,9 @@ def test_task_contract(compiled: CompileResult) -> None:
     tasks = {t["task_key"]: t for t in job["tasks"]}
     base = [f"base_{f}" for f in S.MODEL_FAMILIES]
     keys = list(tasks)
-    assert keys[0] == "prepare" and keys[-1] == "evaluate"
+    assert keys[0] == "prepare" and keys[-2:] == ["evaluate", "cleanup"]
     assert keys[1 : 1 + len(base)] == base
-    users = keys[1 + len(base) : -1]
+    users = keys[1 + len(base) : -2]
     assert job["parameters"][0]["name"] == "catalog" and job["parameters"][1]["name"] == "schema"
     for key, task in tasks.items():
         argv = _argv(task)
@@ -124,6 +124,11 @@ def test_task_contract(compiled: CompileResult) -> None:
             assert values["--stage"] == "evaluate" and payload["task"] == {}
             assert payload["upstream"] == sorted(base + users) and sorted(deps) == sorted(base + users)
             assert task["environment_key"] == "cpu"
+        elif key == "cleanup":
+            # runs after evaluate whatever its outcome (run_if ALL_DONE), on CPU, with a short timeout
+            assert values["--stage"] == "cleanup" and payload["task"] == {} and payload["upstream"] == []
+            assert deps == ["evaluate"] and task["run_if"] == "ALL_DONE" and task["environment_key"] == "cpu"
+            assert task["timeout_seconds"] <= 300
         else:
             user = payload["task"]
             assert user["id"] == key and values["--stage"] == user["task"]

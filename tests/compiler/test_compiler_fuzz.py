@@ -178,7 +178,7 @@ def test_valid_specs_compile_to_valid_jobs(tmp_path_factory: Any, document: dict
     assert yaml.safe_load(text) == {"resources": {"jobs": {result.job_key: result.job}}}
     assert Job.from_dict(result.job).as_dict() == result.job  # type: ignore[arg-type]
     keys = [t["task_key"] for t in result.job["tasks"]]
-    assert len(keys) == 1 + len(S.MODEL_FAMILIES) + len(document["obsrv"]["job"]) + 1
+    assert len(keys) == 1 + len(S.MODEL_FAMILIES) + len(document["obsrv"]["job"]) + 2  # + evaluate, cleanup
     for task in result.job["tasks"]:
         for dep in task.get("depends_on", []):
             assert keys.index(dep["task_key"]) < keys.index(task["task_key"])

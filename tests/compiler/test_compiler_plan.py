@@ -38,7 +38,8 @@ def test_fan_out_and_order() -> None:
     plan = plan_for({}, [{"task": "vote_mix", "depends_on": [{"task": "boost"}]}, {"task": "boost"}])
     keys = [t.key for t in plan.tasks]
     base = [f"base_{f}" for f in S.MODEL_FAMILIES]
-    assert keys == ["prepare", *base, "boost", "vote_mix", "evaluate"]  # users in dependency order
+    assert keys == ["prepare", *base, "boost", "vote_mix", "evaluate", "cleanup"]  # users in dependency order
+    assert plan.task("cleanup").depends_on == ("evaluate",) and plan.task("cleanup").run_if == "ALL_DONE"
     assert plan.task("vote_mix").depends_on == (*base, "boost")
     assert plan.task("vote_mix").upstream == tuple(sorted([*base, "boost"]))
     assert plan.task("evaluate").depends_on == (*base, "boost", "vote_mix")

@@ -108,7 +108,7 @@ def test_every_model_uses_the_one_shared_fold_plan(all_tasks_run: Run) -> None:
     train = prepared[prepared["obsrv_fold"] >= 0].set_index("obsrv_row_id")["obsrv_fold"]
     assert train.nunique() == 3
     for task_id in run.task_ids:
-        if task_id in ("prepare", "evaluate"):
+        if task_id in ("prepare", "evaluate", "cleanup"):
             continue
         oof = run.table("oof", task_id)
         assert not oof.empty, task_id
@@ -185,7 +185,7 @@ def test_holdout_zero_trains_on_every_row_and_scores_out_of_fold(
     prepared = run.table("prepared", "prepare")
     assert len(prepared) == 1200 and (prepared["obsrv_fold"] >= 0).all()
     for task_id in run.task_ids:
-        if task_id in ("prepare", "evaluate"):
+        if task_id in ("prepare", "evaluate", "cleanup"):
             continue
         assert run.table("holdout", task_id).empty, task_id
         oof = run.table("oof", task_id)
@@ -207,7 +207,7 @@ def test_holdout_zero_trains_on_every_row_and_scores_out_of_fold(
     monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    evaluate_run = mlflow.search_runs(search_all_experiments=True, filter_string="tags.`obsrv.kind` = 'evaluate'")
+    evaluate_run = mlflow.search_runs(search_all_experiments=True, filter_string="tags.obsrv_kind = 'evaluate'")
     assert "metrics.champion_oof_auc" in evaluate_run.columns
     assert "metrics.champion_holdout_auc" not in evaluate_run.columns
     model = mlflow.pyfunc.load_model("models:/e2e_all_tasks@champion")

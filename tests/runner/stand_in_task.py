@@ -61,7 +61,9 @@ def _started(journal: str, key: str) -> bool:
         return any(json.loads(line).get("task") == key and json.loads(line)["event"] == "start" for line in f)
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str] | None = None) -> None:
+    """Called like the real entry point: no arguments (sys.argv), SystemExit(code) on failure."""
+    argv = sys.argv[1:] if argv is None else argv
     args = dict(zip(argv[0::2], argv[1::2]))
     journal = args["--journal"]
     key = args["--task-id"]
@@ -94,15 +96,16 @@ def main(argv: list[str]) -> int:
     code = 0
     if behaviour == "fail" or (behaviour == "fail_once" and attempt == 1):
         code = 3
+    if behaviour == "final":  # obsrv-task's EXIT_FINAL: an error retrying cannot fix
+        code = 65
     if behaviour == "raise":
         raise RuntimeError("stand-in crashed")
     if behaviour == "exit":
         code = 5
     _journal(journal, {"task": key, "event": "end", "t": time.time(), "code": code})
-    if behaviour == "exit":
+    if code:
         raise SystemExit(code)
-    return code
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    main()

@@ -29,11 +29,11 @@ def test_all_families_through_entry(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("OBSRV_TASK_BUDGET_SECONDS", "0")
     store = LocalDeltaStore(tmp_path)
     store.write(SOURCE, synthetic("binary", n=300))
-    assert entry.main(_argv("prepare", "prepare")) == 0
+    assert entry.exit_code(_argv("prepare", "prepare")) == 0
     bases = [f"base_{f}" for f in MODEL_FAMILIES]
     for family in MODEL_FAMILIES:
-        assert entry.main(_argv("base", f"base_{family}", {"family": family})) == 0, family
-    assert entry.main(_argv("evaluate", "evaluate", upstream=bases)) == 0
+        assert entry.exit_code(_argv("base", f"base_{family}", {"family": family})) == 0, family
+    assert entry.exit_code(_argv("evaluate", "evaluate", upstream=bases)) == 0
     board = store.read(leaderboard_table("main", "lab", "training_data", "77"))
     assert len(board) == len(MODEL_FAMILIES) and board["is_champion"].sum() == 1
     assert board["auc"].min() > 0.6

@@ -51,7 +51,7 @@ def test_a_payload_without_a_budget_is_refused(capsys) -> None:
 def test_main_runs_prepare(tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.setenv("OBSRV_HOME", str(tmp_path))
     LocalDeltaStore(tmp_path).write(SOURCE, synthetic("binary"))
-    assert entry.main(_argv("prepare", "prepare")) == 0
+    assert entry.exit_code(_argv("prepare", "prepare")) == 0
     out = capsys.readouterr().out
     assert "[prepare] stage prepare, workflow 123" in out and "done in" in out
     assert LocalDeltaStore(tmp_path).exists(output_table("main", "lab", "training_data", "prepared", "123", "prepare"))
@@ -59,7 +59,7 @@ def test_main_runs_prepare(tmp_path, monkeypatch, capsys) -> None:
 
 def test_user_error_is_one_paragraph_without_traceback(tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.setenv("OBSRV_HOME", str(tmp_path))
-    assert entry.main(_argv("prepare", "prepare")) == 1
+    assert entry.exit_code(_argv("prepare", "prepare")) == 1
     err = capsys.readouterr().err
     assert "[prepare] error: The source table main.lab.training_data does not exist" in err
     assert "Traceback" not in err
@@ -73,17 +73,17 @@ def test_unexpected_error_prints_traceback(tmp_path, monkeypatch, capsys) -> Non
         raise RuntimeError("kaboom")
 
     monkeypatch.setattr("obsrv.service_tasks.stages.prepare.run_prepare", boom)
-    assert entry.main(_argv("prepare", "prepare")) == 1
+    assert entry.exit_code(_argv("prepare", "prepare")) == 1
     err = capsys.readouterr().err
     assert "Traceback" in err and "RuntimeError: kaboom" in err
 
 
 def test_unknown_stage_and_bad_arguments(tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.setenv("OBSRV_HOME", str(tmp_path))
-    assert entry.main(_argv("fold_magic", "x")) == 1
+    assert entry.exit_code(_argv("fold_magic", "x")) == entry.EXIT_FINAL  # no retry can fix a bad stage
     assert "Unknown stage 'fold_magic'" in capsys.readouterr().err
-    assert entry.main(["--stage", "prepare"]) == 2
-    assert entry.main(_argv("prepare", "prepare")[:-1] + ["{not json"]) == 2
+    assert entry.exit_code(["--stage", "prepare"]) == 2
+    assert entry.exit_code(_argv("prepare", "prepare")[:-1] + ["{not json"]) == 2
 
 
 def test_user_task_types_dispatch_to_ensembles(tmp_path, monkeypatch) -> None:
@@ -94,7 +94,7 @@ def test_user_task_types_dispatch_to_ensembles(tmp_path, monkeypatch) -> None:
     fake.run_task = lambda ctx: seen.append(ctx.request.stage)  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "obsrv.service_tasks.ensembles", fake)
     monkeypatch.setenv("OBSRV_HOME", str(tmp_path))
-    assert entry.main(_argv("vote_mix", "vote_mix", upstream=["base_linear"])) == 0
+    assert entry.exit_code(_argv("vote_mix", "vote_mix", upstream=["base_linear"])) == 0
     assert seen == ["vote_mix"]
 
 

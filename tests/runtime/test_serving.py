@@ -32,7 +32,7 @@ def job(tmp_path_factory) -> Job:
 
 
 def test_models_train_and_serve_with_non_identifier_column_names(job: Job) -> None:
-    tracking.configure(job.workflow_id, job.home)
+    tracking.configure(tracking.default_experiment("lab_job"), job.home)
     X = synthetic("binary").drop(columns=["label"]).rename(columns=RENAMES).head(9)
     for family in FAMILIES:
         models = job.store.read(output_table("main", "lab", "training_data", "models", job.workflow_id,
@@ -47,18 +47,18 @@ def test_models_train_and_serve_with_non_identifier_column_names(job: Job) -> No
 
 
 def test_champion_version_records_the_oof_threshold_of_the_primary_metric(job: Job) -> None:
-    tracking.configure(job.workflow_id, job.home)
+    tracking.configure(tracking.default_experiment("lab_job"), job.home)
     client = mlflow.MlflowClient()
     version = client.get_model_version_by_alias("lab_job", "champion")
     thresholds = json.loads((job.home / "runs" / job.workflow_id / "leaderboard.json").read_text())
     board = pd.DataFrame(thresholds)
     champion = board.loc[board["is_champion"], "model"].iloc[0]
     evaluate_run = client.search_runs(
-        [mlflow.get_experiment_by_name(f"ensemble_{job.workflow_id}").experiment_id],
-        filter_string="tags.`obsrv.kind` = 'evaluate'",
+        [mlflow.get_experiment_by_name(tracking.default_experiment("lab_job")).experiment_id],
+        filter_string=f"tags.obsrv_kind = 'evaluate' and tags.obsrv_workflow_id = '{job.workflow_id}'",
     )[0]
     tuned = json.loads(mlflow.artifacts.load_text(f"{evaluate_run.info.artifact_uri}/thresholds.json"))
     expected = tuned[champion]["accuracy"]
-    assert float(version.tags["obsrv.threshold.accuracy"]) == pytest.approx(expected, rel=1e-5)
-    assert "argmax" in version.tags["obsrv.threshold.note"]
+    assert float(version.tags["obsrv_threshold_accuracy"]) == pytest.approx(expected, rel=1e-5)
+    assert "argmax" in version.tags["obsrv_threshold_note"]
     assert float(evaluate_run.data.params["champion_threshold_accuracy"]) == pytest.approx(expected, rel=1e-5)

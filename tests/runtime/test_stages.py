@@ -59,7 +59,7 @@ def binary_scratch(binary_job: Job, tmp_path) -> Job:
 
 def _use(job: Job) -> None:
     """Point MLflow at this job's local store (module fixtures share the process)."""
-    tracking.configure(job.workflow_id, job.home)
+    tracking.configure(tracking.default_experiment(job.context["name"]), job.home)
 
 
 def _table(job: Job, kind: str, task_id: str) -> pd.DataFrame:
@@ -91,7 +91,8 @@ def test_oof_and_models_table_columns(binary_job: Job) -> None:
     assert oof["row_id"].dtype == np.int64 and oof["fold"].dtype == np.int32
     models = _table(binary_job, "models", "base_linear")
     assert list(models.columns) == [
-        "task_id", "model", "family", "kind", "is_final", "mlflow_run_id", "model_uri", "oof_auc", "params",
+        "task_id", "model", "family", "kind", "is_final", "mlflow_run_id", "model_uri", "artifact_uri", "sha256",
+        "oof_auc", "params",
     ]
     assert (models["kind"] == "base").all() and models["is_final"].all()
     assert models["model"].iloc[0] == "base_linear/linear_0"
@@ -153,7 +154,7 @@ def test_leaderboard_and_champion(binary_job: Job) -> None:
     client = mlflow.MlflowClient()
     version = client.get_model_version_by_alias("lab_job", "champion")
     run = client.get_run(version.run_id) if version.run_id else None
-    assert run is None or run.data.tags["obsrv.model"] == champ["model"]
+    assert run is None or run.data.tags["obsrv_model"] == champ["model"]
     report = (binary_job.home / "runs" / binary_job.workflow_id / "report.html").read_text()
     assert "<img src='data:image/png;base64," in report and champ["model"] in report
 

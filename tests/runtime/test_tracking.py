@@ -11,13 +11,14 @@ import pandas as pd
 import pytest
 
 from obsrv.service_tasks import tracking, zoo
+from obsrv.service_tasks.errors import TaskError
 
 
 def test_local_store_locations_follow_obsrv_home(tmp_path) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
-    tracking.configure("w1", a)
+    tracking.configure("/Users/u/obsrv_w1", a)
     assert mlflow.get_tracking_uri() == f"sqlite:///{a / 'mlflow.db'}"
-    assert mlflow.get_experiment_by_name("ensemble_w1").artifact_location == (a / "mlartifacts").as_uri()
+    assert mlflow.get_experiment_by_name("/Users/u/obsrv_w1").artifact_location == (a / "mlartifacts").as_uri()
     tracking.configure("w2", b)  # MLflow exported a's URI to the environment; b must still win
     assert mlflow.get_tracking_uri() == f"sqlite:///{b / 'mlflow.db'}"
 
@@ -31,8 +32,33 @@ def test_user_tracking_uri_wins(tmp_path, monkeypatch) -> None:
 
 def test_experiment_name_on_databricks(monkeypatch) -> None:
     monkeypatch.setenv("DATABRICKS_RUNTIME_VERSION", "17.3")
-    assert tracking.experiment_name("42") == "/Experiments/ensemble_42"
+    assert tracking.experiment_name(_request(experiment="/Workspace/Users/me/obsrv_lab_job")) == (
+        "/Workspace/Users/me/obsrv_lab_job")
+    with pytest.raises(TaskError, match="No MLflow experiment was given") as raised:
+        tracking.experiment_name(_request())  # /Experiments/<name> has no parent folder in a workspace
+    assert not raised.value.retryable
     assert tracking.tracking_uri() == "databricks"
+
+
+def _request(experiment: str = "", workflow_id: str = "42"):
+    from obsrv.service_tasks.task_parameters import build_request
+
+    from support.runtime_helpers import context_for
+
+    return build_request(stage="base", task_id="base_linear", workflow_id=workflow_id,
+                         context=context_for("binary"), experiment=experiment)
+
+
+def test_one_experiment_per_job_and_runs_carry_the_workflow_id(monkeypatch) -> None:
+    monkeypatch.setenv("OBSRV_USER", "ana")
+    first, second = _request(workflow_id="1"), _request(workflow_id="2")
+    # one experiment for every run of the job, the name the bundle deploys locally
+    assert tracking.experiment_name(first) == tracking.experiment_name(second) == "/Users/ana/obsrv_lab_job"
+    with pytest.raises(TaskError, match="unresolved bundle reference"):
+        tracking.experiment_name(_request(experiment="${resources.experiments.lab_job.name}"))
+    tags = tracking.run_tags(first, "base", model="base_linear/linear_0")
+    assert tags["obsrv_workflow_id"] == "1" and tags["obsrv_model"] == "base_linear/linear_0"
+    assert tracking.run_name(first, "base_linear/linear_0") == "1 base_linear/linear_0"
 
 
 def test_output_frame_shapes() -> None:
