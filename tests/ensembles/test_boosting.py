@@ -42,7 +42,7 @@ def test_gpu_params_per_library(lgb_cuda):
 
 def test_default_probes_on_this_machine(monkeypatch):
     monkeypatch.setenv("OBSRV_COMPUTE", "gpu")
-    monkeypatch.setattr(boosting.zoo, "cuda_device_count", lambda: 0)
+    monkeypatch.setattr(boosting.zoo.devices, "cuda_device_count", lambda: 0)
     plan = resolve_device(["xgboost"])
     assert not plan.gpu
     assert plan.notes == ["boost: OBSRV_COMPUTE=gpu but no CUDA device found; fell back to CPU"]

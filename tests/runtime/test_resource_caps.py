@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from obsrv.service_tasks.zoo import resource_caps
+from obsrv.service_tasks import metrics as M
 from obsrv.service_tasks import zoo
 
 from runtime_helpers import synthetic
@@ -97,7 +98,7 @@ def test_knn_fits_on_a_bounded_seeded_sample(monkeypatch) -> None:
     assert [m.fit_rows_ for m in a.predictor.models_] == [200, 200, 200]
     assert all(m.estimator_[-1].n_samples_fit_ == 200 for m in a.predictor.models_)
     np.testing.assert_array_equal(a.oof, b.oof)  # seeded
-    auc = zoo.M.score("auc", y, a.oof, problem="classification")
+    auc = M.score("auc", y, a.oof, problem="classification")
     assert auc > 0.7  # still a real model on the sample
 
 

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from obsrv.service_tasks.zoo import time_limits
+from obsrv.service_tasks import metrics as M
 from obsrv.service_tasks import zoo
+from obsrv.service_tasks.zoo import search
 
 from runtime_helpers import synthetic
 
@@ -74,7 +76,7 @@ def test_a_fit_stops_at_its_limit_and_keeps_a_working_model(family: str, monkeyp
     p = m.predict_matrix(X)
     np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-6)
     prior = np.tile(np.bincount(y, minlength=3) / len(y), (len(y), 1))
-    assert zoo.M.score("logloss", y, p, problem="classification") < zoo.M.score(
+    assert M.score("logloss", y, p, problem="classification") < M.score(
         "logloss", y, prior, problem="classification")  # the rounds it kept learned something
     restored = pickle.loads(pickle.dumps(m))  # the spent callback is not part of the served model
     np.testing.assert_allclose(restored.predict_matrix(X), p)
@@ -207,7 +209,7 @@ def test_a_cpu_retry_after_a_failed_gpu_fit_gets_the_trials_time_afresh(monkeypa
             raise RuntimeError("no CUDA here")
         return real(*args, device=device, deadline=deadline, **kwargs)
 
-    monkeypatch.setattr(zoo, "cross_fit", flaky)
+    monkeypatch.setattr(search, "cross_fit", flaky)  # what search_family calls
     zoo.fit_family("xgboost", X, y, folds, problem="classification", n_classes=3, budget_seconds=1.0, seed=0,
                    device="cuda", params={"n_estimators": 20}, time_bound=True)
     assert [d for d, _ in seen] == ["cuda", "cpu"]
@@ -281,7 +283,7 @@ def test_pacing_changes_the_rate_of_the_rounds_after_the_first(family: str, monk
     paced, plain = fit(0.3), fit(None)
     assert paced.paced_lr_ == 0.3 and plain.paced_lr_ is None
     assert paced.stopped_at_ is None and plain.stopped_at_ is None
-    loss = {k: zoo.M.score("logloss", y, m.predict_matrix(X), problem="classification")
+    loss = {k: M.score("logloss", y, m.predict_matrix(X), problem="classification")
             for k, m in (("paced", paced), ("plain", plain))}
     assert loss["paced"] < 0.8 * loss["plain"], loss
     np.testing.assert_allclose(_first_rounds(paced, X), _first_rounds(plain, X), rtol=1e-6, atol=1e-9)
@@ -358,7 +360,7 @@ def test_a_catboost_fit_started_at_the_paced_rate_fits_better(monkeypatch) -> No
     assert paced.paced_lr_ == time_limits.MAX_PACED_LR and plain.paced_lr_ is None
     assert paced.estimator_.get_params()["learning_rate"] == time_limits.MAX_PACED_LR
     assert paced.stopped_at_ is None and plain.stopped_at_ is None
-    loss = {k: zoo.M.score("logloss", y, m.predict_matrix(X), problem="classification")
+    loss = {k: M.score("logloss", y, m.predict_matrix(X), problem="classification")
             for k, m in (("paced", paced), ("plain", plain))}
     assert loss["paced"] < 0.8 * loss["plain"], loss
 

@@ -11,6 +11,8 @@ import pytest
 from obsrv.compiler.spec import MODEL_FAMILIES
 from obsrv.service_tasks import metrics as M
 from obsrv.service_tasks import zoo
+from obsrv.service_tasks.zoo import builders
+from obsrv.service_tasks.zoo import devices as zoo_devices
 
 from runtime_helpers import synthetic
 
@@ -186,13 +188,13 @@ def test_hist_gbm_with_a_single_row_class_trains_without_early_stopping() -> Non
 @pytest.mark.parametrize(("counts", "ok"), [([50, 50], True), ([99, 1], False), ([2] * 6, False), ([20] * 6, True)])
 def test_stratified_holdout_possible(counts: list[int], ok: bool) -> None:
     y = np.repeat(np.arange(len(counts)), counts)
-    assert zoo._stratified_holdout_possible(y, "classification", 0.1) is ok
-    assert zoo._stratified_holdout_possible(y.astype(float), "regression", 0.1) is True
+    assert builders._stratified_holdout_possible(y, "classification", 0.1) is ok
+    assert builders._stratified_holdout_possible(y.astype(float), "regression", 0.1) is True
 
 
 def test_gpu_only_when_placed_on_gpu_and_cuda_is_present(monkeypatch) -> None:
-    monkeypatch.setattr(zoo, "cuda_device_count", lambda: 1)
-    monkeypatch.setattr(zoo, "lightgbm_gpu_supported", lambda: True)
+    monkeypatch.setattr(zoo_devices, "cuda_device_count", lambda: 1)
+    monkeypatch.setattr(zoo_devices, "lightgbm_gpu_supported", lambda: True)
     monkeypatch.setenv("OBSRV_COMPUTE", "gpu")
     assert zoo.default_device("xgboost") == "cuda" and zoo.default_device("linear") == "cpu"
     monkeypatch.delenv("OBSRV_COMPUTE")
@@ -200,15 +202,15 @@ def test_gpu_only_when_placed_on_gpu_and_cuda_is_present(monkeypatch) -> None:
     monkeypatch.setenv("OBSRV_COMPUTE", "cpu")
     assert zoo.default_device("xgboost") == "cpu"
     # asked for GPU on a machine without CUDA: falls back to the CPU instead of pretending
-    monkeypatch.setattr(zoo, "cuda_device_count", lambda: 0)
+    monkeypatch.setattr(zoo_devices, "cuda_device_count", lambda: 0)
     monkeypatch.setenv("OBSRV_COMPUTE", "gpu")
     assert zoo.default_device("xgboost") == "cpu"
 
 
 def test_lightgbm_goes_to_gpu_only_when_its_build_supports_it(monkeypatch) -> None:
     """One placement rule for base tasks and boost: CUDA alone is not enough for lightgbm."""
-    monkeypatch.setattr(zoo, "cuda_device_count", lambda: 1)
-    monkeypatch.setattr(zoo, "lightgbm_gpu_supported", lambda: False)
+    monkeypatch.setattr(zoo_devices, "cuda_device_count", lambda: 1)
+    monkeypatch.setattr(zoo_devices, "lightgbm_gpu_supported", lambda: False)
     monkeypatch.setenv("OBSRV_COMPUTE", "gpu")
     assert zoo.default_device("lightgbm") == "cpu"
     devices, notes = zoo.resolve_devices(["hist_gbm", "xgboost", "lightgbm", "catboost"])
@@ -248,18 +250,18 @@ def test_lightgbm_gpu_probe_runs_once_and_needs_an_opencl_gpu(monkeypatch) -> No
             return super().fit(*a, **kw)
 
     monkeypatch.setattr(lightgbm, "LGBMRegressor", Spy)
-    zoo._PROBED.clear()
+    zoo_devices._PROBED.clear()
     try:
         # only a CPU OpenCL driver (pocl): lightgbm's "gpu" would run on the CPU, 11x slower
-        monkeypatch.setattr(zoo, "opencl_gpu_platform", lambda: None)
+        monkeypatch.setattr(zoo_devices, "opencl_gpu_platform", lambda: None)
         assert zoo.lightgbm_gpu_supported() is False and calls == []
-        zoo._PROBED.clear()
-        monkeypatch.setattr(zoo, "opencl_gpu_platform", lambda: 1)
+        zoo_devices._PROBED.clear()
+        monkeypatch.setattr(zoo_devices, "opencl_gpu_platform", lambda: 1)
         first = zoo.lightgbm_gpu_supported()
         assert zoo.lightgbm_gpu_supported() == first
         assert calls == [("gpu", 1)]  # probed once, on the GPU's platform
     finally:
-        zoo._PROBED.clear()
+        zoo_devices._PROBED.clear()
 
 
 def test_unknown_family() -> None:
