@@ -43,7 +43,7 @@ def run_base(ctx: RuntimeContext) -> list[ModelOutput]:
         f"objective oof {metric}, device {device}, {zoo.available_cores()} cores"
     )
     t0 = time.perf_counter()
-    fits = zoo.search_family(
+    request = zoo.FitRequest(
         family,
         prep.X_train,
         prep.y_train,
@@ -57,10 +57,9 @@ def run_base(ctx: RuntimeContext) -> list[ModelOutput]:
         X_holdout=prep.X_holdout,
         categorical_columns=prep.categorical_columns,
         device=device,
-        keep=KEEP,
-        log=ctx.log,
         time_bound=True,  # the budget holds for the default config too (obsrv run --time-limit)
     )
+    fits = zoo.search_family(request, keep=KEEP, log=ctx.log)
     trials = fits[0].trials
     ctx.log(f"{family}: {len(trials)} trials in {time.perf_counter() - t0:.1f}s")
     outputs = [

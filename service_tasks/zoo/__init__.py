@@ -57,6 +57,7 @@ from obsrv.service_tasks.zoo.fold_models import MISSING, FamilyModel, FoldBag, f
 from obsrv.service_tasks.zoo.search import (
     FIT_SHARE_PREDICT,
     FamilyFit,
+    FitRequest,
     _split_columns,
     cross_fit,
     fit_family,
@@ -71,6 +72,7 @@ __all__ = [
     "MISSING",
     "FamilyFit",
     "FamilyModel",
+    "FitRequest",
     "FoldBag",
     "Problem",
     "_split_columns",

@@ -7,7 +7,7 @@ import os
 import time
 import warnings
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -22,6 +22,72 @@ from obsrv.service_tasks.zoo.resource_caps import KNN_MAX_FIT_ROWS, cap_forest_t
 from obsrv.service_tasks.zoo.spaces import default_params, sample_params
 
 FIT_SHARE_PREDICT = 0.15  # of a fold's time share, kept for its OOF and holdout predictions
+
+
+@dataclass(frozen=True)
+class FitRequest:
+    """One zoo family to train on one (X, y, folds) subset, and how to search its configs.
+
+    Parameters
+    ----------
+    family : str
+        One of ``FAMILIES`` (``spec.MODEL_FAMILIES``).
+    X : DataFrame
+        Raw features (the family does its own preprocessing, per fold).
+    y : ndarray
+        Int class indices ``0..n_classes-1`` (classification) or floats.
+    folds : ndarray of int
+        Fold id per row (the shared plan, or any subset of it). Rows with fold ``-1`` are used for
+        training only. At least two distinct folds are needed.
+    w : ndarray, default None
+        Sample weights (kNN ignores them).
+    problem : {"classification", "regression"}
+    n_classes : int
+        K; the prediction matrices have K columns (1 for regression). Folds whose training rows
+        hold a single class get a constant (class-frequency) model.
+    budget_seconds : float
+        Search time; 0 trains only the default config (or ``params``).
+    seed : int
+        Seeds the search and every estimator.
+    params : dict, default None
+        Train exactly this config instead of searching.
+    metric : str, default None
+        Search objective (a ``metrics`` name); default logloss / rmse.
+    X_holdout : DataFrame, default None
+        When given, ``FamilyFit.holdout`` is the average of the fold models' predictions on it.
+    categorical_columns : list of str, default None
+        Default: the non-numeric columns of ``X``.
+    n_jobs : int, default None
+        Threads per model; default all available cores.
+    device : {"cpu", "cuda"}, default None
+        Default: CUDA for xgboost/lightgbm/catboost when a GPU is visible, else CPU; GPU failures
+        fall back to the CPU.
+    max_trials : int, default None
+        Cap on the configs tried. Env ``OBSRV_MAX_TRIALS`` caps them too and also turns the time
+        bound off, so that nothing depends on the clock (reproducible runs).
+    time_bound : bool, default False
+        Train every config, the default one included, within ``budget_seconds`` (boosters and
+        forests stop early); otherwise the default config runs to the end.
+    """
+
+    family: str
+    X: pd.DataFrame
+    y: np.ndarray
+    folds: np.ndarray
+    w: np.ndarray | None = None
+    _: KW_ONLY
+    problem: Problem
+    n_classes: int
+    seed: int
+    budget_seconds: float = 0.0
+    params: dict[str, Any] | None = None
+    metric: str | None = None
+    X_holdout: pd.DataFrame | None = None
+    categorical_columns: list[str] | None = None
+    n_jobs: int | None = None
+    device: str | None = None
+    max_trials: int | None = None
+    time_bound: bool = False
 
 
 @dataclass
@@ -51,24 +117,16 @@ def _split_columns(X: pd.DataFrame, categorical: list[str] | None) -> tuple[list
 
 
 def cross_fit(
-    family: str,
+    request: FitRequest,
     params: dict[str, Any],
-    X: pd.DataFrame,
-    y: np.ndarray,
-    folds: np.ndarray,
-    w: np.ndarray | None = None,
     *,
-    problem: Problem,
-    n_classes: int,
-    seed: int,
-    X_holdout: pd.DataFrame | None = None,
-    categorical_columns: list[str] | None = None,
-    n_jobs: int | None = None,
     device: str = "cpu",
     deadline: float | None = None,
     pace: time_limits.Pace | None = None,
 ) -> tuple[FoldBag, np.ndarray, np.ndarray | None]:
-    """Fit one config on every fold: (fold bag, OOF matrix, averaged holdout matrix or None).
+    """Fit one config (``params``) of ``request.family`` on every fold: (fold bag, OOF matrix,
+    averaged holdout matrix or None). The request's search settings (budget, params, device) are not
+    read here: ``device`` is the device this fit runs on.
 
     ``deadline`` (a ``time.perf_counter()`` value): the time left is shared evenly by the folds
     still to fit, and each fold model trains within its share (``time_limits``). A CatBoost fold
@@ -76,7 +134,10 @@ def cross_fit(
     config's, from ``search_family``) for the first fold, the previous fold's after that
     (``time_limits.Pace``). The bag's ``models_`` keep their ``pace_``.
     """
-    numeric, categorical = _split_columns(X, categorical_columns)
+    family, X, y, folds, w = request.family, request.X, request.y, request.folds, request.w
+    problem, n_classes, seed, X_holdout = request.problem, request.n_classes, request.seed, request.X_holdout
+    n_jobs = request.n_jobs
+    numeric, categorical = _split_columns(X, request.categorical_columns)
     k_out = n_classes if problem == "classification" else 1
     folds = np.asarray(folds)
     fold_ids = np.unique(folds[folds >= 0])
@@ -124,26 +185,7 @@ def cross_fit(
 
 
 def search_family(
-    family: str,
-    X: pd.DataFrame,
-    y: np.ndarray,
-    folds: np.ndarray,
-    w: np.ndarray | None = None,
-    *,
-    problem: Problem,
-    n_classes: int,
-    budget_seconds: float,
-    seed: int,
-    metric: str | None = None,
-    X_holdout: pd.DataFrame | None = None,
-    categorical_columns: list[str] | None = None,
-    n_jobs: int | None = None,
-    device: str | None = None,
-    max_trials: int | None = None,
-    keep: int = 2,
-    params: dict[str, Any] | None = None,
-    log: Callable[[str], None] | None = None,
-    time_bound: bool = False,
+    request: FitRequest, *, keep: int = 2, log: Callable[[str], None] | None = None
 ) -> list[FamilyFit]:
     """Seeded random search under a time budget; the best `keep` fits, best first.
 
@@ -156,15 +198,18 @@ def search_family(
     `OBSRV_MAX_TRIALS`) caps it; the env variable also turns `time_bound` off, so that a run with it
     does not depend on the clock at all. The best fit carries the whole trial list in `.trials`.
     """
+    family, folds, problem, n_classes = request.family, request.folds, request.problem, request.n_classes
+    budget_seconds, seed, params, max_trials = request.budget_seconds, request.seed, request.params, request.max_trials
     if family not in FAMILIES:
         raise ValueError(f"unknown model family {family!r}; expected one of {', '.join(FAMILIES)}")
-    metric = metric or ("logloss" if problem == "classification" else "rmse")
-    device = device or default_device(family)
+    metric = request.metric or ("logloss" if problem == "classification" else "rmse")
+    device = request.device or default_device(family)
     if max_trials is None and os.environ.get("OBSRV_MAX_TRIALS"):
         max_trials = int(os.environ["OBSRV_MAX_TRIALS"])
     rng = np.random.default_rng([seed, zlib.crc32(family.encode())])
-    y = np.asarray(y)
-    w = None if w is None else np.asarray(w, dtype=np.float64)
+    y = np.asarray(request.y)
+    w = None if request.w is None else np.asarray(request.w, dtype=np.float64)
+    request = replace(request, y=y, w=w)  # the folds fit on these arrays
     scored = np.asarray(folds) >= 0
     ids = np.unique(np.asarray(folds)[scored])
     n_folds = len(ids)
@@ -172,7 +217,7 @@ def search_family(
     k_out = n_classes if problem == "classification" else 1
     configs_left = 1 if params is not None else (max_trials or 10_000)
     start = time.perf_counter()
-    deadline = time_limits.task_deadline(start, budget_seconds) if time_bound else None
+    deadline = time_limits.task_deadline(start, budget_seconds) if request.time_bound else None
     slowest = 0.0
     pace: time_limits.Pace | None = None
     trials: list[dict[str, Any]] = []
@@ -199,10 +244,7 @@ def search_family(
         if family == "knn" and n_fit_rows > KNN_MAX_FIT_ROWS and i == 1 and log:
             log(f"knn: fold models fit on a seeded sample of {KNN_MAX_FIT_ROWS:,} of their {n_fit_rows:,} rows")
         t0 = time.perf_counter()
-        fit_config = functools.partial(
-            cross_fit, family, cfg, X, y, folds, w, problem=problem, n_classes=n_classes, seed=seed,
-            X_holdout=X_holdout, categorical_columns=categorical_columns, n_jobs=n_jobs,
-        )
+        fit_config = functools.partial(cross_fit, request, cfg)
         try:
             bag, oof, hold = fit_config(device=device, deadline=deadline, pace=pace)
         except Exception as exc:  # noqa: BLE001
@@ -242,68 +284,8 @@ def search_family(
     return best
 
 
-def fit_family(
-    family: str,
-    X: pd.DataFrame,
-    y: np.ndarray,
-    folds: np.ndarray,
-    w: np.ndarray | None = None,
-    *,
-    problem: Problem,
-    n_classes: int,
-    budget_seconds: float,
-    seed: int,
-    params: dict[str, Any] | None = None,
-    metric: str | None = None,
-    X_holdout: pd.DataFrame | None = None,
-    categorical_columns: list[str] | None = None,
-    n_jobs: int | None = None,
-    device: str | None = None,
-    max_trials: int | None = None,
-    time_bound: bool = False,
-) -> FamilyFit:
-    """Train one zoo family on any (X, y, folds) subset; the best config found.
-
-    Parameters
-    ----------
-    family : str
-        One of ``FAMILIES`` (``spec.MODEL_FAMILIES``).
-    X : DataFrame
-        Raw features (the family does its own preprocessing, per fold).
-    y : ndarray
-        Int class indices ``0..n_classes-1`` (classification) or floats.
-    folds : ndarray of int
-        Fold id per row (the shared plan, or any subset of it). Rows with fold ``-1`` are used for
-        training only. At least two distinct folds are needed.
-    w : ndarray, default None
-        Sample weights (kNN ignores them).
-    problem : {"classification", "regression"}
-    n_classes : int
-        K; the prediction matrices have K columns (1 for regression). Folds whose training rows
-        hold a single class get a constant (class-frequency) model.
-    budget_seconds : float
-        Search time; 0 trains only the default config (or ``params``).
-    seed : int
-        Seeds the search and every estimator.
-    params : dict, default None
-        Train exactly this config instead of searching.
-    metric : str, default None
-        Search objective (a ``metrics`` name); default logloss / rmse.
-    X_holdout : DataFrame, default None
-        When given, ``FamilyFit.holdout`` is the average of the fold models' predictions on it.
-    categorical_columns : list of str, default None
-        Default: the non-numeric columns of ``X``.
-    n_jobs : int, default None
-        Threads per model; default all available cores.
-    device : {"cpu", "cuda"}, default None
-        Default: CUDA for xgboost/lightgbm/catboost when a GPU is visible, else CPU; GPU failures
-        fall back to the CPU.
-    max_trials : int, default None
-        Cap on the configs tried. Env ``OBSRV_MAX_TRIALS`` caps them too and also turns the time
-        bound off, so that nothing depends on the clock (reproducible runs).
-    time_bound : bool, default False
-        Train every config, the default one included, within ``budget_seconds`` (boosters and
-        forests stop early); otherwise the default config runs to the end.
+def fit_family(request: FitRequest) -> FamilyFit:
+    """Train one zoo family on any (X, y, folds) subset (``FitRequest``); the best config found.
 
     Returns
     -------
@@ -311,8 +293,4 @@ def fit_family(
         ``predictor`` (a picklable FoldBag: ``predict_matrix(X) -> (n, K)``), ``oof`` (n, K),
         ``params``, ``score`` (OOF ``metric``), ``holdout``, ``trials``.
     """
-    return search_family(
-        family, X, y, folds, w, problem=problem, n_classes=n_classes, budget_seconds=budget_seconds,
-        seed=seed, metric=metric, X_holdout=X_holdout, categorical_columns=categorical_columns,
-        n_jobs=n_jobs, device=device, max_trials=max_trials, keep=1, params=params, time_bound=time_bound,
-    )[0]
+    return search_family(request, keep=1)[0]

@@ -137,15 +137,15 @@ def test_time_bound_search_keeps_the_default_config_within_the_budget(monkeypatc
     _patch(monkeypatch, "PACE_LR_ROUNDS", 0.0)
     X, y, folds = _multiclass(3000)
     slow = {"iterations": 5000, "learning_rate": 0.001, "depth": 6}
-    fit = zoo.fit_family("catboost", X, y, folds, problem="classification", n_classes=3, budget_seconds=3.0,
-                         seed=0, params=slow, time_bound=True)
+    fit = zoo.fit_family(zoo.FitRequest("catboost", X, y, folds, problem="classification", n_classes=3, budget_seconds=3.0,
+                         seed=0, params=slow, time_bound=True))
     stopped = fit.trials[0]["stopped_at_time_limit"]
     assert len(stopped) == 3 and min(stopped) >= time_limits.MIN_ROUNDS and max(stopped) < 5000
     assert all(m.estimator_.tree_count_ <= s + 1 for m, s in zip(fit.predictor.models_, stopped))
     assert np.isfinite(fit.oof).all() and fit.holdout is None
     # the same search without time_bound runs the default config to the end
-    unbounded = zoo.fit_family("catboost", X, y, folds, problem="classification", n_classes=3,
-                               budget_seconds=3.0, seed=0, params={**slow, "iterations": 60})
+    unbounded = zoo.fit_family(zoo.FitRequest("catboost", X, y, folds, problem="classification", n_classes=3,
+                               budget_seconds=3.0, seed=0, params={**slow, "iterations": 60}))
     assert "stopped_at_time_limit" not in unbounded.trials[0]
 
 
@@ -160,8 +160,8 @@ def test_fold_shares_split_the_time_left_evenly(monkeypatch) -> None:
 
     monkeypatch.setattr(zoo.FamilyModel, "fit", spy)
     deadline = time.perf_counter() + 30.0
-    zoo.cross_fit("lightgbm", {"n_estimators": 20}, X, y, folds, problem="classification", n_classes=3, seed=0,
-                  deadline=deadline)
+    zoo.cross_fit(zoo.FitRequest("lightgbm", X, y, folds, problem="classification", n_classes=3, seed=0),
+                  {"n_estimators": 20}, deadline=deadline)
     share = 30.0 / 3 * (1 - zoo.FIT_SHARE_PREDICT)
     assert limits[0] == pytest.approx(share, rel=0.05)
     assert all(lim >= share * 0.95 for lim in limits)  # fast folds leave more for the later ones
@@ -191,8 +191,8 @@ def test_lightgbm_stopped_for_time_keeps_the_best_iteration_early_stopping_saw()
 def test_obsrv_max_trials_turns_the_time_bound_off(monkeypatch) -> None:
     X, y, folds = _multiclass(600)
     monkeypatch.setenv("OBSRV_MAX_TRIALS", "1")
-    fit = zoo.fit_family("lightgbm", X, y, folds, problem="classification", n_classes=3, budget_seconds=0.01,
-                         seed=0, params={"n_estimators": 40}, time_bound=True)
+    fit = zoo.fit_family(zoo.FitRequest("lightgbm", X, y, folds, problem="classification", n_classes=3, budget_seconds=0.01,
+                         seed=0, params={"n_estimators": 40}, time_bound=True))
     assert "stopped_at_time_limit" not in fit.trials[0]
     assert all(m.estimator_.n_estimators == 40 and m.stopped_at_ is None for m in fit.predictor.models_)
 
@@ -210,8 +210,8 @@ def test_a_cpu_retry_after_a_failed_gpu_fit_gets_the_trials_time_afresh(monkeypa
         return real(*args, device=device, deadline=deadline, **kwargs)
 
     monkeypatch.setattr(search, "cross_fit", flaky)  # what search_family calls
-    zoo.fit_family("xgboost", X, y, folds, problem="classification", n_classes=3, budget_seconds=1.0, seed=0,
-                   device="cuda", params={"n_estimators": 20}, time_bound=True)
+    zoo.fit_family(zoo.FitRequest("xgboost", X, y, folds, problem="classification", n_classes=3, budget_seconds=1.0, seed=0,
+                   device="cuda", params={"n_estimators": 20}, time_bound=True))
     assert [d for d, _ in seen] == ["cuda", "cpu"]
     assert seen[1][1] > 0.9  # not the ~-0.2 s the failed attempt left
 
@@ -318,8 +318,8 @@ def test_catboost_folds_after_the_first_start_at_the_rate_the_last_pace_affords(
     """CatBoost cannot change its rate mid-fit: lr 0.001 and 5000 rounds in a 3 s cross-fit, so the
     first fold trains unpaced and measures its pace, and every later fold starts at a raised rate."""
     X, y, folds = _multiclass(1500)
-    bag, oof, _ = zoo.cross_fit("catboost", SLOW["catboost"], X, y, folds, problem="classification", n_classes=3,
-                                seed=0, deadline=time.perf_counter() + 3.0)
+    bag, oof, _ = zoo.cross_fit(zoo.FitRequest("catboost", X, y, folds, problem="classification", n_classes=3, seed=0),
+                                SLOW["catboost"], deadline=time.perf_counter() + 3.0)
     first, *rest = bag.models_
     assert first.paced_lr_ is None and first.estimator_.get_params()["learning_rate"] == 0.001
     assert first.pace_ is not None and first.pace_.seconds_per_round > 0
@@ -329,15 +329,15 @@ def test_catboost_folds_after_the_first_start_at_the_rate_the_last_pace_affords(
         assert m.estimator_.get_params()["learning_rate"] == m.paced_lr_  # the rate its trees were fit with
     assert np.isfinite(oof).all()
     # a pace handed in (an earlier config's, in a search) paces the first fold too
-    again, _, _ = zoo.cross_fit("catboost", SLOW["catboost"], X, y, folds, problem="classification", n_classes=3,
-                                seed=0, deadline=time.perf_counter() + 3.0, pace=rest[-1].pace_)
+    again, _, _ = zoo.cross_fit(zoo.FitRequest("catboost", X, y, folds, problem="classification", n_classes=3, seed=0),
+                                SLOW["catboost"], deadline=time.perf_counter() + 3.0, pace=rest[-1].pace_)
     assert all(m.paced_lr_ is not None for m in again.models_)
 
 
 def test_a_time_bound_catboost_search_records_where_it_paced() -> None:
     X, y, folds = _multiclass(1500)
-    fit = zoo.fit_family("catboost", X, y, folds, problem="classification", n_classes=3, budget_seconds=3.0,
-                         seed=0, params=SLOW["catboost"], time_bound=True)
+    fit = zoo.fit_family(zoo.FitRequest("catboost", X, y, folds, problem="classification", n_classes=3, budget_seconds=3.0,
+                         seed=0, params=SLOW["catboost"], time_bound=True))
     trial = fit.trials[0]
     assert len(trial["paced_learning_rate"]) == 2  # every fold but the search's first
     assert all(0.001 < lr <= time_limits.MAX_PACED_LR for lr in trial["paced_learning_rate"])
