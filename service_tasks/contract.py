@@ -9,12 +9,12 @@ columns) and K == 1 for regression. Class targets are encoded as int indices int
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 import pandas as pd
 
-from obsrv.compiler.spec import Context
+from obsrv.compiler.spec import Context, Problem
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class PreparedData:
     The holdout is empty (zero rows) when the spec sets ``context.holdout: 0``: every row trains,
     and the leaderboard scores out-of-fold predictions instead."""
 
-    problem: Literal["classification", "regression"]
+    problem: Problem
     classes: list[Any]  # original labels, sorted; [] for regression
     feature_columns: list[str]
     categorical_columns: list[str]

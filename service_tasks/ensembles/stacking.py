@@ -20,6 +20,8 @@ import numpy as np
 from scipy.optimize import lsq_linear, minimize
 from scipy.special import log_softmax
 
+from obsrv.compiler.spec import META_LEARNERS, MetaLearner
+
 from .base import (
     Combiner,
     FrameEncoder,
@@ -33,7 +35,7 @@ from .base import (
 )
 from .greedy import GreedySelection
 
-MetaLearnerName = Literal["linear", "lightgbm"]
+MetaLearnerName = MetaLearner  # the spec's meta_learner values
 
 
 @dataclass
@@ -260,7 +262,7 @@ class MetaFactory:
     classwise: bool = False
 
     def __post_init__(self) -> None:
-        if self.name not in ("linear", "lightgbm"):
+        if self.name not in META_LEARNERS:
             raise ValueError(f"unknown meta_learner {self.name!r}; expected 'linear' or 'lightgbm'")
 
     def __call__(self) -> Combiner:
