@@ -448,7 +448,7 @@ class TaskBase(StrictModel):
 
     @property
     def task_id(self) -> str:
-        return self.id or self.task  # type: ignore[attr-defined]
+        return self.id or self.task  # type: ignore[attr-defined]  # every subclass declares its `task` literal
 
 
 MetaLearner = Literal["linear", "lightgbm"]

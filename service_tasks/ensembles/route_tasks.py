@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -44,7 +44,7 @@ def _route(job: Job, make_router: Callable[[], Router], min_size: int, *, X_trai
     deadline = None if at is None else time_limits.Deadline(at)
     job.ctx.log(f"per-route fits within a budget of {job.ctx.request.budget_seconds:g}s" if deadline else
                 "per-route fits run to the end (no budget, or OBSRV_MAX_TRIALS set)")
-    tried = []
+    tried: list[dict[str, Any]] = []
     skipped: list[str] = []
     # Families without a time hook (linear: quick) fit first, so that those that stop at their
     # share of the time (hist_gbm) get all of the budget that is left.

@@ -26,7 +26,7 @@ def _stack(job: Job, idx: list[int], meta: str, *, passthrough: bool = False, cl
            selection: str) -> None:
     P, H = job.stack(idx)
     d = job.data
-    factory: Any = MetaFactory(meta, d.problem, job.k, job.seed, classwise)  # type: ignore[arg-type]
+    factory: Any = MetaFactory(meta, d.problem, job.k, job.seed, classwise)  # type: ignore[arg-type]  # spec-validated MetaLearner
     extra, extra_h = None, None
     if passthrough:
         # the meta-learner gets the raw feature frame and fits its own encoder (medians, scales, top
@@ -42,11 +42,11 @@ def _stack(job: Job, idx: list[int], meta: str, *, passthrough: bool = False, cl
     params: dict[str, Any] = {"members": names, "selection": selection, "meta_learner": meta,
                               "passthrough": passthrough, "combiner": res.used}
     if res.used == "greedy":
-        params["weights"] = dict(zip(names, map(float, res.combiner.weights_)))  # type: ignore[attr-defined]
+        params["weights"] = dict(zip(names, map(float, res.combiner.weights_)))  # type: ignore[attr-defined]  # "greedy": a GreedySelection
         passthrough = False  # greedy selection ignores passthrough features
         extra_h = None
     elif not classwise and meta == "linear":
-        inner = res.combiner.inner if passthrough else res.combiner  # type: ignore[attr-defined]
+        inner: Any = res.combiner.inner if passthrough else res.combiner  # type: ignore[attr-defined]  # a PassthroughStacker
         params["coefficients"] = dict(zip(names, map(float, inner.coef_)))
     holdout = job.on_holdout(lambda: res.combiner.predict(H, extra_h))
     out = ModelOutput(

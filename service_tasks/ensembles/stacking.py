@@ -166,7 +166,7 @@ class LightGBMStacker:
     problem: Problem
     n_classes: int = 2
     seed: int = 42
-    model_: object = field(default=None, init=False)
+    model_: Any = field(default=None, init=False)  # the fitted lightgbm model (untyped library)
     classes_: np.ndarray = field(default_factory=lambda: np.zeros(0), init=False)
 
     def _features(self, P: np.ndarray, extra: np.ndarray | None) -> np.ndarray:

@@ -183,7 +183,7 @@ def _build_xgboost(model: FamilyModel, frame: pd.DataFrame) -> Any:
 def _build_lightgbm(model: FamilyModel, frame: pd.DataFrame) -> Any:
     import lightgbm as lgb
 
-    common = dict(
+    common: dict[str, Any] = dict(
         n_jobs=model.n_jobs,
         random_state=model.seed,
         verbose=-1,
@@ -203,7 +203,7 @@ def _build_lightgbm(model: FamilyModel, frame: pd.DataFrame) -> Any:
 def _build_catboost(model: FamilyModel, frame: pd.DataFrame) -> Any:
     import catboost as cb
 
-    common = dict(
+    common: dict[str, Any] = dict(
         random_seed=model.seed,
         thread_count=model.n_jobs,
         verbose=0,

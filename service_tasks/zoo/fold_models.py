@@ -219,7 +219,7 @@ class FamilyModel:
             import lightgbm as lgb
 
             kwargs = {"sample_weight": w_tr}
-            callbacks = []
+            callbacks: list[Any] = []
             early = None
             if len(val):
                 kwargs["eval_set"] = [(frame.iloc[val], y[val])]
@@ -244,7 +244,7 @@ class FamilyModel:
                 kwargs["callbacks"] = [cb_stop]
                 params = est.get_params()
                 rate = params.get("learning_rate")
-                if self.pace_hint is not None and rate is not None:  # None: CatBoost picks its own rate
+                if self.pace_hint is not None and rate is not None and limit is not None:  # None: CatBoost's own rate
                     # CatBoost cannot change its rate during a fit: start it at the one the last pace affords
                     wanted = next((int(params[k]) for k in ("iterations", "n_estimators", "num_boost_round",
                                                             "num_trees") if params.get(k)), 1000)  # 1000: its default
