@@ -151,7 +151,7 @@ def output_frame(pred: np.ndarray, problem: str, classes: list[Any]) -> pd.DataF
 try:  # the wrapper subclasses PythonModel when MLflow is importable (always, in practice)
     from mlflow.pyfunc import PythonModel as _PythonModelBase
 except Exception:  # pragma: no cover
-    _PythonModelBase = object  # type: ignore[assignment,misc]  # a stand-in base when MLflow is absent
+    _PythonModelBase = object
 
 
 class ObsrvPyfunc(_PythonModelBase):
