@@ -51,8 +51,8 @@ def main() -> None:
         timings: dict[str, tuple[float, float, str]] = {}
         for device in ("cpu", "cuda"):
             start = time.perf_counter()
-            fit = zoo.fit_family(family, X, y, folds, problem="classification", n_classes=2, budget_seconds=0,
-                                 seed=0, n_jobs=cores, device=device, max_trials=1)
+            fit = zoo.fit_family(zoo.FitRequest(family, X, y, folds, problem="classification", n_classes=2, budget_seconds=0,
+                                 seed=0, n_jobs=cores, device=device, max_trials=1))
             seconds = time.perf_counter() - start
             auc = M.score("auc", y, fit.oof, problem="classification")
             timings[device] = (seconds, auc, fit.device)

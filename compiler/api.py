@@ -121,7 +121,7 @@ def compile_file(
     out = out if out.is_absolute() else Path.cwd() / out
     spec, doc, warnings = load_spec(path)
     source = _relative(Path(path), root)
-    options = _options(source, out, root, gpu_runner)  # type: ignore[arg-type]
+    options = _options(source, out, root, gpu_runner)
     plan = build_plan(spec, source=source)
     text, job = render_job(plan, options)
     if verify:

@@ -442,8 +442,8 @@ class _Translator:
             blamed = _mentioned_key(message, keys)
             span = self._at_key((*path, blamed)) if blamed else self._at_key(path)
             blame_path = (*path, blamed) if blamed else path
-            fix = _fix_from(message) or f"make the settings under `{_name_of(path)}` agree"
-            return self._diag("OBS109", message, span, fix, blame_path)
+            agree = _fix_from(message) or f"make the settings under `{_name_of(path)}` agree"
+            return self._diag("OBS109", message, span, agree, blame_path)
         field_name = next((p for p in reversed(path) if isinstance(p, str)), "")
         code = "OBS107" if field_name == "timeout" else "OBS108"
         value = error.get("input")
@@ -499,14 +499,14 @@ def _generic_fix(field_name: str) -> str:
 
 def pydantic_diagnostics(doc: LoadedYaml, error: ValidationError) -> list[Diagnostic]:
     translator = _Translator(doc)
-    return [translator.translate(e) for e in error.errors(include_url=False)]
+    return [translator.translate(dict(e)) for e in error.errors(include_url=False)]
 
 
 # --------------------------------------------------------------------------------- graph checks
 
 
 class _RawTask(NamedTuple):
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index on purpose: the task's position
     id: str
     explicit_id: bool
     deps: tuple[tuple[int, str], ...]  # (position in depends_on, target id)
@@ -669,19 +669,19 @@ def context_diagnostics(doc: LoadedYaml) -> list[Diagnostic]:
     obsrv = data.get("obsrv") if isinstance(data, dict) else None
     if not isinstance(obsrv, dict):
         return out
-    context = obsrv.get("context") if isinstance(obsrv.get("context"), dict) else {}
-    job = obsrv.get("job") if isinstance(obsrv.get("job"), list) else []
-    compute = context.get("compute") if isinstance(context.get("compute"), dict) else {}
+    context: dict[str, Any] = obsrv["context"] if isinstance(obsrv.get("context"), dict) else {}
+    job: list[Any] = obsrv["job"] if isinstance(obsrv.get("job"), list) else []
+    compute: dict[str, Any] = context["compute"] if isinstance(context.get("compute"), dict) else {}
     serverless = compute.get("serverless", ["CPU"])
     serverless = [serverless] if isinstance(serverless, str) else serverless
     gpu_allowed = isinstance(serverless, list) and "GPU" in serverless
-    source = context.get("source") if isinstance(context.get("source"), dict) else {}
+    source: dict[str, Any] = context["source"] if isinstance(context.get("source"), dict) else {}
     target = source.get("target")
     for index, item in enumerate(job):
         if not isinstance(item, dict):
             continue
         if item.get("compute") == "GPU" and not gpu_allowed and isinstance(serverless, list):
-            path = ("obsrv", "job", index, "compute")
+            path: tuple[str | int, ...] = ("obsrv", "job", index, "compute")
             out.append(
                 doc.diagnostic(
                     "OBS207",

@@ -248,6 +248,6 @@ def verify_job(job: dict[str, Any]) -> None:
     from databricks.bundles.jobs import Job
 
     try:
-        Job.from_dict(job)  # type: ignore[arg-type]
+        Job.from_dict(job)
     except (TypeError, ValueError, KeyError) as error:
         raise EmitError(f"databricks-bundles rejects the emitted job: {error}") from error

@@ -131,7 +131,7 @@ class JobPlan:
     def environments(self) -> tuple[Environment, ...]:
         """`cpu` always (prepare runs there); `gpu` only when some task uses it."""
         used = {t.environment for t in self.tasks}
-        return tuple(env for env in ("cpu", "gpu") if env in used)  # type: ignore[misc]
+        return tuple(env for env in ("cpu", "gpu") if env in used)
 
     def task(self, key: str) -> TaskPlan:
         return next(t for t in self.tasks if t.key == key)

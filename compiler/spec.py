@@ -10,7 +10,7 @@ service task re-validates the JSON slice it is handed, so the two can never drif
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
@@ -33,10 +33,17 @@ RESERVED_TAG_PREFIX = "obsrv_"
 OBSRV_TAGS = ("obsrv_spec_version",)
 MAX_USER_TAGS = MAX_JOB_TAGS - len(OBSRV_TAGS)
 
-CLASSIFICATION_METRICS = ("accuracy", "f1", "auc", "logloss", "precision", "recall")
-REGRESSION_METRICS = ("rmse", "mae", "r2")
-ACCELERATORS = ("GPU_1xA10", "GPU_1xH100", "GPU_8xH100")
-BOOST_ALGORITHMS = ("gbm", "xgboost", "lightgbm", "catboost")
+# The Literal types are the one source; the tuples are read from them, so the two cannot drift.
+Problem = Literal["classification", "regression"]
+ClassificationMetric = Literal["accuracy", "f1", "auc", "logloss", "precision", "recall"]
+RegressionMetric = Literal["rmse", "mae", "r2"]
+PROBLEMS: tuple[Problem, ...] = get_args(Problem)
+CLASSIFICATION_METRICS: tuple[ClassificationMetric, ...] = get_args(ClassificationMetric)
+REGRESSION_METRICS: tuple[RegressionMetric, ...] = get_args(RegressionMetric)
+Accelerator = Literal["GPU_1xA10", "GPU_1xH100", "GPU_8xH100"]
+BoostAlgorithm = Literal["gbm", "xgboost", "lightgbm", "catboost"]
+ACCELERATORS: tuple[Accelerator, ...] = get_args(Accelerator)
+BOOST_ALGORITHMS: tuple[BoostAlgorithm, ...] = get_args(BoostAlgorithm)
 # The base-model zoo. The compiler fans it out as one `base_<family>` task per family so that
 # Workflows trains them side by side; the runtime implements each family.
 MODEL_FAMILIES = (
@@ -182,7 +189,7 @@ class Compute(StrictModel):
         "GPU-capable stages (gradient-boosting base models, boost, per-route training) run on GPU; "
         "prepare, combiners and evaluate always run on serverless CPU.",
     )
-    accelerator: Literal["GPU_1xA10", "GPU_1xH100", "GPU_8xH100"] = Field(
+    accelerator: Accelerator = Field(
         default="GPU_1xA10",
         description="compute.hardware_accelerator for GPU tasks. GPU_1xH100 is newer than the v1.13 "
         "bundle schema; the compiler warns that older CLIs may reject it.",
@@ -195,11 +202,11 @@ class Compute(StrictModel):
 
 class Metric(StrictModel):
     classification: Annotated[
-        list[Literal["accuracy", "f1", "auc", "logloss", "precision", "recall"]] | None,
-        _scalar_or_list(Literal["accuracy", "f1", "auc", "logloss", "precision", "recall"]),
+        list[ClassificationMetric] | None,
+        _scalar_or_list(ClassificationMetric),
     ] = Field(default=None, description="Metrics for a classification target; the first is primary.")
     regression: Annotated[
-        list[Literal["rmse", "mae", "r2"]] | None, _scalar_or_list(Literal["rmse", "mae", "r2"])
+        list[RegressionMetric] | None, _scalar_or_list(RegressionMetric)
     ] = Field(default=None, description="Metrics for a regression target; the first is primary.")
 
     @model_validator(mode="after")
@@ -218,7 +225,7 @@ class Metric(StrictModel):
         return value
 
     @property
-    def problem(self) -> Literal["classification", "regression"]:
+    def problem(self) -> Problem:
         return "classification" if self.classification is not None else "regression"
 
     @property
@@ -477,10 +484,11 @@ class TaskBase(StrictModel):
 
     @property
     def task_id(self) -> str:
-        return self.id or self.task  # type: ignore[attr-defined]
+        return self.id or self.task  # type: ignore[attr-defined]  # every subclass declares its `task` literal
 
 
 MetaLearner = Literal["linear", "lightgbm"]
+META_LEARNERS: tuple[MetaLearner, ...] = get_args(MetaLearner)
 _META_DOC = (
     "Meta-learner: `linear` (non-negative, L2-regularised logistic regression on logits; ridge for "
     "regression) or `lightgbm` (a shallow, heavily regularised LightGBM)."
@@ -612,8 +620,8 @@ class StackClasswiseTask(TaskBase):
 
 class BoostParams(StrictModel):
     algorithms: Annotated[
-        list[Literal["gbm", "xgboost", "lightgbm", "catboost"]],
-        _scalar_or_list(Literal["gbm", "xgboost", "lightgbm", "catboost"]),
+        list[BoostAlgorithm],
+        _scalar_or_list(BoostAlgorithm),
         Field(min_length=1),
     ] = Field(
         default=["gbm", "xgboost", "lightgbm", "catboost"],

@@ -9,12 +9,17 @@ columns) and K == 1 for regression. Class targets are encoded as int indices int
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Protocol
+from pathlib import Path
+from typing import Any, Callable, Protocol
 
 import numpy as np
 import pandas as pd
 
-from obsrv.compiler.spec import Context
+from obsrv.compiler.spec import Context, Problem
+from obsrv.service_tasks.io.store import TableStore
+
+Log = Callable[[str], None]
+"""Where a task's progress lines go (the context's ``log``, ``print`` in tests)."""
 
 
 @dataclass(frozen=True)
@@ -56,7 +61,7 @@ class PreparedData:
     The holdout is empty (zero rows) when the spec sets ``context.holdout: 0``: every row trains,
     and the leaderboard scores out-of-fold predictions instead."""
 
-    problem: Literal["classification", "regression"]
+    problem: Problem
     classes: list[Any]  # original labels, sorted; [] for regression
     feature_columns: list[str]
     categorical_columns: list[str]
@@ -161,3 +166,27 @@ class TaskContext(Protocol):
         ...
 
     def log(self, message: str) -> None: ...
+
+
+class StageContext(TaskContext, Protocol):
+    """What the runtime stages (prepare, base, evaluate) get besides the ensemble tasks' contract:
+    the table store itself, the spec's metrics and MLflow set-up. `context.RuntimeContext` is the
+    one implementation; `entry.run_stage` takes any."""
+
+    store: TableStore
+    home: Path
+    mlflow_enabled: bool
+
+    @property
+    def primary_metric(self) -> str: ...
+
+    @property
+    def metric_names(self) -> list[str]: ...
+
+    def setup_mlflow(self) -> str | None:
+        """Create the tracking store and experiment (None: MLflow is off)."""
+        ...
+
+    def model_rows(self, task_ids: list[str] | None = None) -> pd.DataFrame:
+        """The `models` table rows published by `task_ids` (default: request.upstream)."""
+        ...

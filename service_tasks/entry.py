@@ -29,45 +29,46 @@ from obsrv.service_tasks.errors import (
     FinalTaskError,
     TaskError,
 )
-from obsrv.service_tasks.contract import TaskRequest
+from obsrv.service_tasks.contract import StageContext, TaskRequest
+from obsrv.service_tasks.io.store import TableStore
 
 RUNTIME_STAGES = ("prepare", "base", "evaluate", "cleanup")
 
 
-def run_stage(request: TaskRequest, ctx: "object | None" = None) -> None:
+def run_stage(request: TaskRequest, ctx: StageContext | None = None) -> None:
     """Run one task in this process (what `main` does after parsing; tests call it directly)."""
     from obsrv.service_tasks.context import RuntimeContext
 
-    context = ctx if ctx is not None else RuntimeContext(request)
+    context: StageContext = ctx if ctx is not None else RuntimeContext(request)
     if request.stage == "prepare":
         from obsrv.service_tasks.stages.prepare import run_prepare
 
-        run_prepare(request, context.store, log=context.log)  # type: ignore[attr-defined]
+        run_prepare(request, context.store, log=context.log)
         if getattr(context, "mlflow_enabled", False):
             # create the tracking store and experiment once, before the parallel base tasks race
-            context.setup_mlflow()  # type: ignore[attr-defined]
+            context.setup_mlflow()
     elif request.stage == "base":
         from obsrv.service_tasks.stages.base_models import run_base
 
-        run_base(context)  # type: ignore[arg-type]
+        run_base(context)
     elif request.stage == "evaluate":
         from obsrv.service_tasks.stages.evaluate import run_evaluate
 
-        run_evaluate(context)  # type: ignore[arg-type]
+        run_evaluate(context)
     elif request.stage == "cleanup":
         from obsrv.service_tasks.stages.cleanup import run_cleanup
 
-        run_cleanup(request, context.store, log=context.log)  # type: ignore[attr-defined]
+        run_cleanup(request, context.store, log=context.log)
     elif request.stage in TASK_TYPES:
         from obsrv.service_tasks.ensembles import run_task
 
-        run_task(context)  # type: ignore[arg-type]
+        run_task(context)
     else:
         known = ", ".join(RUNTIME_STAGES + TASK_TYPES)
         raise FinalTaskError(f"Unknown stage {request.stage!r}; expected one of {known}.")
 
 
-def task_completed(request: TaskRequest, store: "object | None" = None) -> bool:
+def task_completed(request: TaskRequest, store: TableStore | None = None) -> bool:
     """Whether this task already finished for its workflow (for resuming a stopped local run).
 
     Each stage writes its completion marker last: `meta` (prepare), `models` (base and user tasks),
@@ -84,7 +85,7 @@ def task_completed(request: TaskRequest, store: "object | None" = None) -> bool:
     else:
         kind = "meta" if request.stage == "prepare" else "models"
         name = output_table(request.catalog, request.schema, table, kind, request.workflow_id, request.task_id)
-    return bool(st.exists(name))  # type: ignore[attr-defined]
+    return bool(st.exists(name))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

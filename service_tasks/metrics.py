@@ -12,15 +12,14 @@ classes present in ``y``.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 from sklearn import metrics as skm
 
-Problem = Literal["classification", "regression"]
+# the spec's lists, bound as plain values (this module is pickled by value with served models)
+from obsrv.compiler.spec import CLASSIFICATION_METRICS as CLASSIFICATION
+from obsrv.compiler.spec import REGRESSION_METRICS as REGRESSION
+from obsrv.compiler.spec import Problem
 
-CLASSIFICATION = ("accuracy", "f1", "auc", "logloss", "precision", "recall")
-REGRESSION = ("rmse", "mae", "r2")
 THRESHOLD_METRICS = frozenset({"accuracy", "f1", "precision", "recall"})
 _GREATER = frozenset({"accuracy", "f1", "auc", "precision", "recall", "r2"})
 _EPS = 1e-15

@@ -215,10 +215,10 @@ def output_frame(pred: np.ndarray, problem: str, classes: list[Any]) -> pd.DataF
 try:  # the wrapper subclasses PythonModel when MLflow is importable (always, in practice)
     from mlflow.pyfunc import PythonModel as _PythonModelBase
 except Exception:  # pragma: no cover
-    _PythonModelBase = object  # type: ignore[assignment,misc]
+    _PythonModelBase = object
 
 
-class ObsrvPyfunc(_PythonModelBase):  # type: ignore[misc,valid-type]
+class ObsrvPyfunc(_PythonModelBase):
     """Serves a predictor: input = the feature columns (+ the predictor's `extra_input_columns`),
     output = `output_frame`.
 
@@ -262,10 +262,10 @@ class ObsrvPyfunc(_PythonModelBase):  # type: ignore[misc,valid-type]
         wanted = self.feature_columns + extra
         missing = [names.get(c, c) for c in wanted if c not in X.columns]
         if missing:
-            raise ValueError(f"missing input columns: {', '.join(missing)}")
+            raise ValueError(f"missing input columns: {', '.join(map(str, missing))}")
         return _infinities_as_missing(X[wanted])
 
-    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+    def predict(self, context, model_input, params=None):  # noqa: ANN001 - MLflow's PythonModel.predict signature
         X = self.model_input(model_input)
         return output_frame(self.predictor.predict_matrix(X), self.problem, self.classes)
 

@@ -11,13 +11,13 @@ Everything here is pure numpy/pandas: no I/O, no MLflow. The task wrappers (``ta
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 import pandas as pd
+from obsrv.compiler.spec import Problem
 from obsrv.service_tasks import metrics
 
-Problem = Literal["classification", "regression"]
 LossFn = Callable[[np.ndarray, np.ndarray, "np.ndarray | None"], float]
 """``loss(y, pred (n, K), w) -> float``; lower is better; may return inf, never raises on NaN."""
 

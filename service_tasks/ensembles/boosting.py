@@ -96,12 +96,12 @@ def boost(
     boosters = []
     for a in algorithms:
         t0 = time.perf_counter()
-        fit = zoo.fit_family(
+        fit = zoo.fit_family(zoo.FitRequest(
             ALGORITHM_FAMILY[a], X, y, folds, w, problem=problem, n_classes=max(n_outputs, 1),
             budget_seconds=per_algo, seed=seed, metric=objective, X_holdout=X_holdout,
             categorical_columns=categorical_columns, device=device.devices.get(a, "cpu"), max_trials=trials,
             time_bound=True,
-        )
+        ))
         log(f"{a}: {len(fit.trials)} trial(s) in {time.perf_counter() - t0:.1f}s on {fit.device}; best oof "
             f"{objective}={fit.score:.5f} {fit.params}")
         boosters.append(TunedBooster(a, fit))

@@ -120,7 +120,7 @@ class FeatureRouter(Router):
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         if self.column not in X:
             return np.full(len(X), GLOBAL_ROUTE, dtype=np.int64)
-        lookup = {v: i for i, v in enumerate(self.levels_)}
+        lookup: dict[str | None, int] = {v: i for i, v in enumerate(self.levels_)}
         return np.array([lookup.get(k, GLOBAL_ROUTE) for k in _keys(X[self.column])], dtype=np.int64)
 
 
@@ -152,7 +152,7 @@ class ExternalRouter(Router):
                                 "point route.external.table at a table that has it.")
         t = table[[key, column]].dropna()
         t = t.drop_duplicates(subset=[key], keep="first")
-        return cls(key, dict(zip(_keys(t[key]), _keys(t[column]))))
+        return cls(key, dict(zip(_keys(t[key]), _keys(t[column]))))  # type: ignore[arg-type]  # dropna(): no None
 
     def _route_values(self, X: pd.DataFrame) -> list[str | None]:
         if self.key not in X:
@@ -164,7 +164,7 @@ class ExternalRouter(Router):
         return self
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
-        lookup = {v: i for i, v in enumerate(self.levels_)}
+        lookup: dict[str | None, int] = {v: i for i, v in enumerate(self.levels_)}
         return np.array([lookup.get(v, GLOBAL_ROUTE) if v is not None else GLOBAL_ROUTE
                          for v in self._route_values(X)], dtype=np.int64)
 
@@ -279,6 +279,7 @@ def routed_cv(
         r, g = b.predict_both(X.loc[held])
         if oof_r is None:
             oof_r, oof_g = np.full((len(X), r.shape[1]), np.nan), np.full((len(X), r.shape[1]), np.nan)
+        assert oof_r is not None and oof_g is not None  # set on the first fold
         oof_r[held], oof_g[held] = r, g
         routes[held] = b.routes(X.loc[held])
         n_routed.append(len(b.route_models))

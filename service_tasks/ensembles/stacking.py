@@ -20,6 +20,8 @@ import numpy as np
 from scipy.optimize import lsq_linear, minimize
 from scipy.special import log_softmax
 
+from obsrv.compiler.spec import META_LEARNERS, MetaLearner
+
 from .base import (
     Combiner,
     FrameEncoder,
@@ -33,7 +35,7 @@ from .base import (
 )
 from .greedy import GreedySelection
 
-MetaLearnerName = Literal["linear", "lightgbm"]
+MetaLearnerName = MetaLearner  # the spec's meta_learner values
 
 
 @dataclass
@@ -164,7 +166,7 @@ class LightGBMStacker:
     problem: Problem
     n_classes: int = 2
     seed: int = 42
-    model_: object = field(default=None, init=False)
+    model_: Any = field(default=None, init=False)  # the fitted lightgbm model (untyped library)
     classes_: np.ndarray = field(default_factory=lambda: np.zeros(0), init=False)
 
     def _features(self, P: np.ndarray, extra: np.ndarray | None) -> np.ndarray:
@@ -260,7 +262,7 @@ class MetaFactory:
     classwise: bool = False
 
     def __post_init__(self) -> None:
-        if self.name not in ("linear", "lightgbm"):
+        if self.name not in META_LEARNERS:
             raise ValueError(f"unknown meta_learner {self.name!r}; expected 'linear' or 'lightgbm'")
 
     def __call__(self) -> Combiner:

@@ -262,7 +262,7 @@ class SparkTableStore:
     def spark(self) -> Any:
         if self._spark is None:
             if on_databricks():
-                from databricks.sdk.runtime import spark  # type: ignore[attr-defined]
+                from databricks.sdk.runtime import spark
 
                 self._spark = spark
             else:  # local Spark, for tests of this code path

@@ -10,6 +10,10 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pathlib is imported lazily, where it is used
+    from pathlib import Path
 
 RUN_EPILOG = """examples:
   obsrv data demo && obsrv run examples/credit_risk.yaml --time-limit 120
@@ -50,7 +54,7 @@ def task_slots(text: str) -> int:
     return value
 
 
-def add_run_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_run_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "run",
         help="compile SPEC and execute the compiled job on this machine",
@@ -91,7 +95,7 @@ def add_run_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ign
     parser.set_defaults(func=_run)
 
 
-def add_data_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_data_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "data",
         help="load data into the local warehouse",
@@ -148,7 +152,7 @@ def _run(args: argparse.Namespace) -> int:
         return 1
 
 
-def _home(workdir: str) -> "Path":  # noqa: F821 - pathlib imported lazily below
+def _home(workdir: str) -> Path:
     from pathlib import Path
 
     return (Path(workdir) / ".obsrv").resolve()

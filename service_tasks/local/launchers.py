@@ -249,7 +249,7 @@ def _run_forked_task(target: str, argv: list[str], env: dict[str, str], log_path
     os.close(log_fd)
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
-            stream.reconfigure(line_buffering=True, write_through=True)  # type: ignore[union-attr]
+            stream.reconfigure(line_buffering=True, write_through=True)  # type: ignore[union-attr]  # TextIO: a TextIOWrapper here
     os.environ.clear()
     os.environ.update(env)
     sys.argv = [ENTRY_POINT_NAME, *argv]

@@ -13,7 +13,7 @@ import json
 import time
 
 from obsrv.service_tasks import tracking, zoo
-from obsrv.service_tasks.context import RuntimeContext
+from obsrv.service_tasks.contract import StageContext
 from obsrv.service_tasks.errors import TaskError
 from obsrv.service_tasks.contract import ModelOutput
 from obsrv.service_tasks.metrics import THRESHOLD_METRICS
@@ -27,7 +27,7 @@ def search_metric(primary: str, problem: str) -> str:
     return primary
 
 
-def run_base(ctx: RuntimeContext) -> list[ModelOutput]:
+def run_base(ctx: StageContext) -> list[ModelOutput]:
     family = ctx.request.task.get("family")
     if family not in zoo.FAMILIES:
         raise TaskError(f"Unknown model family {family!r}; expected one of {', '.join(zoo.FAMILIES)}.")
@@ -43,7 +43,7 @@ def run_base(ctx: RuntimeContext) -> list[ModelOutput]:
         f"objective oof {metric}, device {device}, {zoo.available_cores()} cores"
     )
     t0 = time.perf_counter()
-    fits = zoo.search_family(
+    request = zoo.FitRequest(
         family,
         prep.X_train,
         prep.y_train,
@@ -57,10 +57,9 @@ def run_base(ctx: RuntimeContext) -> list[ModelOutput]:
         X_holdout=prep.X_holdout,
         categorical_columns=prep.categorical_columns,
         device=device,
-        keep=KEEP,
-        log=ctx.log,
         time_bound=True,  # the budget holds for the default config too (obsrv run --time-limit)
     )
+    fits = zoo.search_family(request, keep=KEEP, log=ctx.log)
     trials = fits[0].trials
     ctx.log(f"{family}: {len(trials)} trials in {time.perf_counter() - t0:.1f}s")
     outputs = [
@@ -69,7 +68,7 @@ def run_base(ctx: RuntimeContext) -> list[ModelOutput]:
             family=family,
             predictor=fit.predictor,
             oof=fit.oof,
-            holdout=fit.holdout,
+            holdout=fit.holdout,  # type: ignore[arg-type]  # X_holdout given: every fit has one
             params=fit.params,
             is_final=True,
             metrics={"fit_seconds": fit.seconds},
@@ -83,7 +82,7 @@ def run_base(ctx: RuntimeContext) -> list[ModelOutput]:
     return outputs
 
 
-def _log_search(ctx: RuntimeContext, family: str, metric: str, trials: list[dict], device: str) -> None:
+def _log_search(ctx: StageContext, family: str, metric: str, trials: list[dict], device: str) -> None:
     import mlflow
 
     ctx.setup_mlflow()

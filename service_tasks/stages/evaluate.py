@@ -26,13 +26,13 @@ import pandas as pd
 
 from obsrv.service_tasks import metrics as M
 from obsrv.service_tasks import tracking, uc_rules
-from obsrv.service_tasks.context import RuntimeContext
+from obsrv.service_tasks.contract import StageContext
 from obsrv.service_tasks.errors import TaskError
 from obsrv.service_tasks.io import leaderboard_table, on_databricks
 from obsrv.service_tasks.split_checks import fold_sizes, small_split_warnings
 
 
-def candidate_models(ctx: RuntimeContext) -> pd.DataFrame:
+def candidate_models(ctx: StageContext) -> pd.DataFrame:
     rows = ctx.model_rows(list(ctx.request.upstream))
     if rows.empty:
         raise TaskError("evaluate found no upstream models; the base and ensemble tasks must run first.")
@@ -75,13 +75,13 @@ def champion_threshold_tags(primary: str, thresholds: dict[str, float]) -> dict[
     }
 
 
-def scored_rows(ctx: RuntimeContext) -> str:
+def scored_rows(ctx: StageContext) -> str:
     """What the leaderboard's metric columns score: ``holdout``, or ``oof`` when the spec keeps no
     holdout (``context.holdout: 0``)."""
     return "holdout" if len(ctx.prepared.y_holdout) else "oof"
 
 
-def run_evaluate(ctx: RuntimeContext) -> pd.DataFrame:
+def run_evaluate(ctx: StageContext) -> pd.DataFrame:
     req = ctx.request
     prep = ctx.prepared
     metrics = ctx.metric_names
@@ -131,7 +131,7 @@ def run_evaluate(ctx: RuntimeContext) -> pd.DataFrame:
     return board
 
 
-def registered_name(ctx: RuntimeContext) -> str:
+def registered_name(ctx: StageContext) -> str:
     """UC `catalog.schema.<model>` on Databricks; the bare model name in the local registry.
 
     `<model>` is the bundle's registered-model resource as deployed (`--model`; development mode
@@ -143,7 +143,7 @@ def registered_name(ctx: RuntimeContext) -> str:
 
 
 def _log_and_register(
-    ctx: RuntimeContext,
+    ctx: StageContext,
     board: pd.DataFrame,
     cands: pd.DataFrame,
     champion: str,
@@ -202,7 +202,7 @@ def _png(fig: Any) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _plots(ctx: RuntimeContext, board: pd.DataFrame, scored_preds: dict[str, np.ndarray]) -> list[tuple[str, str]]:
+def _plots(ctx: StageContext, board: pd.DataFrame, scored_preds: dict[str, np.ndarray]) -> list[tuple[str, str]]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -246,7 +246,7 @@ def _plots(ctx: RuntimeContext, board: pd.DataFrame, scored_preds: dict[str, np.
 
 
 def render_report(
-    ctx: RuntimeContext,
+    ctx: StageContext,
     board: pd.DataFrame,
     scored_preds: dict[str, np.ndarray],
     thresholds: dict[str, dict[str, float]],

@@ -28,7 +28,7 @@ from obsrv.service_tasks.columns import FOLD, ROW_ID
 from obsrv.service_tasks.errors import FinalTaskError, TaskError
 from obsrv.service_tasks.io.naming import identifier
 from obsrv.service_tasks.io import TableName, TableStore, output_table
-from obsrv.service_tasks.contract import PreparedData, TaskRequest
+from obsrv.service_tasks.contract import Log, PreparedData, TaskRequest
 from obsrv.service_tasks.split_checks import check_classes_fit_folds, fold_sizes, small_split_warnings
 
 HOLDOUT_FOLD = -1
@@ -55,7 +55,7 @@ def source_table(context: Context) -> TableName:
 # ------------------------------------------------------------------------------------------ stage
 
 
-def run_prepare(request: TaskRequest, store: TableStore, log: Any = print) -> dict[str, Any]:
+def run_prepare(request: TaskRequest, store: TableStore, log: Log = print) -> dict[str, Any]:
     """Read and check the source, then write the `prepared` and `meta` tables; returns the meta."""
     context = request.context
     name = source_table(context)
@@ -88,7 +88,7 @@ def run_prepare(request: TaskRequest, store: TableStore, log: Any = print) -> di
     return meta
 
 
-def prepare_frame(raw: pd.DataFrame, context: Context, log: Any = print) -> tuple[pd.DataFrame, dict[str, Any]]:
+def prepare_frame(raw: pd.DataFrame, context: Context, log: Log = print) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The pure part of prepare: checked, sampled, split and fold-assigned rows plus the meta."""
     df = raw.copy()
     df.columns = [str(c) for c in df.columns]
@@ -355,7 +355,7 @@ def _stratify_labels(df: pd.DataFrame, context: Context) -> np.ndarray | None:
     return y if counts.min() >= 2 else None
 
 
-def _sample(df: pd.DataFrame, context: Context, log: Any) -> pd.DataFrame:
+def _sample(df: pd.DataFrame, context: Context, log: Log) -> pd.DataFrame:
     size = context.sample.size
     if size is None or len(df) <= size:
         return df
@@ -445,7 +445,7 @@ def _looks_like_id(name: str, s: pd.Series) -> bool:
     return bool(s.notna().all() and s.is_unique)
 
 
-def _feature_columns(df: pd.DataFrame, context: Context, log: Any) -> tuple[list[str], list[str]]:
+def _feature_columns(df: pd.DataFrame, context: Context, log: Log) -> tuple[list[str], list[str]]:
     src = context.source
     excluded = {ROW_ID, FOLD, src.target, src.id_column, src.weight_column, src.group_column, src.time_column}
     features, categorical, dropped = [], [], []

@@ -199,8 +199,9 @@ def lightgbm_callback(limit_s: float, early_stopping: Any = None, learning_rate:
                 raise lgb.callback.EarlyStopException(best[0], early_stopping.best_score_list[0])
             raise lgb.callback.EarlyStopException(env.iteration, env.evaluation_result_list)
 
-    stop_at_limit.clock = clock  # type: ignore[attr-defined]
-    stop_at_limit.order = 40  # type: ignore[attr-defined]  # after early stopping (30)
+    # lightgbm reads callbacks' attributes (order); a function attribute is its documented way
+    stop_at_limit.clock = clock  # type: ignore[attr-defined]  # read back by FamilyModel._timed
+    stop_at_limit.order = 40  # type: ignore[attr-defined]  # lightgbm's callback order: after early stopping (30)
     return stop_at_limit
 
 

@@ -29,10 +29,10 @@ def test_combiners_optimise_what_the_base_search_optimises():
     """One rule, the runtime's (``service_tasks.base.search_metric``): no ensemble-side copy."""
     from obsrv.service_tasks.stages.base_models import search_metric
     from obsrv.service_tasks.ensembles import base as ensemble_base
-    from obsrv.service_tasks.ensembles import tasks
+    from obsrv.service_tasks.ensembles import job
 
     assert not hasattr(ensemble_base, "combiner_objective")
-    assert tasks.search_metric is search_metric
+    assert job.search_metric is search_metric
     assert search_metric("accuracy", "classification") == "logloss"
     assert search_metric("f1", "classification") == "logloss"
     assert search_metric("auc", "classification") == "auc"

@@ -42,7 +42,7 @@ def test_gpu_params_per_library(lgb_cuda):
 
 def test_default_probes_on_this_machine(monkeypatch):
     monkeypatch.setenv("OBSRV_COMPUTE", "gpu")
-    monkeypatch.setattr(boosting.zoo, "cuda_device_count", lambda: 0)
+    monkeypatch.setattr(boosting.zoo.devices, "cuda_device_count", lambda: 0)
     plan = resolve_device(["xgboost"])
     assert not plan.gpu
     assert plan.notes == ["boost: OBSRV_COMPUTE=gpu but no CUDA device found; fell back to CPU"]
@@ -68,10 +68,11 @@ def test_device_plan_reaches_the_zoo(monkeypatch):
     """The plan's device per library is what the zoo is asked to train on."""
     seen = {}
 
-    def fake_fit_family(family, X, y, folds, w=None, **kw):
-        seen[family] = kw["device"]
+    def fake_fit_family(request):
+        seen[request.family] = request.device
+        y = request.y
         oof = np.column_stack([1 - y * 0.6 - 0.2, y * 0.6 + 0.2])  # no training: only the device matters
-        return boosting.zoo.FamilyFit(None, oof, {}, 0.0, None, trials=[{"seconds": 0.0}], device=kw["device"])
+        return boosting.zoo.FamilyFit(None, oof, {}, 0.0, None, trials=[{"seconds": 0.0}], device=request.device)
 
     monkeypatch.setattr(boosting.zoo, "fit_family", fake_fit_family)
     X, y, folds = _data(120)

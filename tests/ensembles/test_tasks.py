@@ -8,7 +8,7 @@ import pandas as pd
 import pydantic
 import pytest
 from obsrv.compiler import spec
-from obsrv.service_tasks.ensembles import TASKS, run_task, tasks
+from obsrv.service_tasks.ensembles import TASKS, job, route_tasks, run_task, stack_tasks
 from obsrv.service_tasks.ensembles.base import FrameEncoder
 from obsrv.service_tasks.ensembles.learners import ZooLearner
 from obsrv.service_tasks.errors import TaskError
@@ -43,7 +43,7 @@ ROUTES_TABLE = {"routes": pd.DataFrame({"seg": ["a", "b"], "region": ["north", "
 def _fast_routes(request, monkeypatch):
     """Per-route linear models only (fast); tests marked `both_route_families` keep the default."""
     if "both_route_families" not in request.keywords:
-        monkeypatch.setattr(tasks, "ROUTE_FAMILIES", ("linear",))
+        monkeypatch.setattr(route_tasks, "ROUTE_FAMILIES", ("linear",))  # what _route reads
 
 
 def _run(setup, cfg, metric):
@@ -284,7 +284,7 @@ def test_route_feature_finds_a_column_prepare_renamed(binary_setup):
         X_holdout=data.X_holdout.rename(columns={"seg": "seg_1"}),
         feature_columns=[c.replace("seg", "seg_1") for c in data.feature_columns],
         categorical_columns=["seg_1"], original_names={"seg_1": "seg"})
-    ctx = fake_context(renamed, tasks._empty_pool(renamed), {}, TASK_CONFIGS["route_feature"], metric="auc")
+    ctx = fake_context(renamed, job._empty_pool(renamed), {}, TASK_CONFIGS["route_feature"], metric="auc")
     run_task(ctx)
     assert ctx.published[0].predictor.bundles[0].router.column == "seg_1"
     assert any(n > 0 for n in ctx.published[0].params["routes_with_model_per_fold"])
@@ -333,7 +333,7 @@ def test_user_errors_are_task_errors_that_say_what_to_change(binary_setup, cfg, 
 
 def test_an_empty_pool_is_a_task_error(binary_setup):
     data, pool, preds = binary_setup
-    empty = tasks._empty_pool(data)
+    empty = job._empty_pool(data)
     ctx = fake_context(data, empty, {}, TASK_CONFIGS["stack_top_any"], metric="auc")
     with pytest.raises(TaskError, match=r"empty candidate pool: none of its upstream tasks published.*depends_on"):
         run_task(ctx)
@@ -426,12 +426,12 @@ def _small_binary() -> tuple[pd.DataFrame, np.ndarray]:
 
 def test_blend_split_is_whole_folds_latest_last():
     folds = np.repeat(np.arange(5), 10)  # time folds: fold 4 is the latest block
-    mask, ids = tasks._blend_split(folds, 0.25, "time")
+    mask, ids = stack_tasks._blend_split(folds, 0.25, "time")
     assert ids == [3, 4] and mask.tolist() == (folds >= 3).tolist()
-    assert tasks._blend_split(folds, 0.06, "group")[1] == [3, 4]  # at least 2 folds: the guard nests over them
-    assert tasks._blend_split(folds, 0.79, "kfold")[1] == [1, 2, 3, 4]  # at most K - 1: blend-train remains
+    assert stack_tasks._blend_split(folds, 0.06, "group")[1] == [3, 4]  # at least 2 folds: the guard nests over them
+    assert stack_tasks._blend_split(folds, 0.79, "kfold")[1] == [1, 2, 3, 4]  # at most K - 1: blend-train remains
     with pytest.raises(TaskError, match=r"context.folds.* to 3 or more"):
-        tasks._blend_split(np.repeat(np.arange(2), 10), 0.25, "kfold")
+        stack_tasks._blend_split(np.repeat(np.arange(2), 10), 0.25, "kfold")
 
 
 @pytest.fixture(scope="module")

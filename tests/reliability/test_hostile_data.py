@@ -63,9 +63,9 @@ def test_every_family_trains_on_a_table_with_infinities(family: str, monkeypatch
     monkeypatch.setenv("OBSRV_MAX_TRIALS", "1")
     prepared, meta, _ = _prepare(with_infinities())
     d = prepared_from_frame(prepared, meta)
-    fit = zoo.fit_family(family, d.X_train, d.y_train, d.folds, problem="classification", n_classes=2,
+    fit = zoo.fit_family(zoo.FitRequest(family, d.X_train, d.y_train, d.folds, problem="classification", n_classes=2,
                          budget_seconds=0.0, seed=0, X_holdout=d.X_holdout,
-                         categorical_columns=d.categorical_columns)
+                         categorical_columns=d.categorical_columns))
     assert np.isfinite(fit.oof).all() and fit.holdout.shape == (len(d.y_holdout), 2)
 
 

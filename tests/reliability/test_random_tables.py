@@ -77,9 +77,9 @@ def test_prepare_and_linear_either_succeed_or_say_what_is_wrong(case) -> None:
     try:
         prepared, meta = prepare_frame(df, context, log=lambda _line: None)
         d = prepared_from_frame(prepared, meta)
-        fit = zoo.fit_family("linear", d.X_train, d.y_train, d.folds, d.w_train, problem=d.problem,
+        fit = zoo.fit_family(zoo.FitRequest("linear", d.X_train, d.y_train, d.folds, d.w_train, problem=d.problem,
                              n_classes=max(d.n_outputs, 1), budget_seconds=0.0, seed=0, X_holdout=d.X_holdout,
-                             categorical_columns=d.categorical_columns, max_trials=1)
+                             categorical_columns=d.categorical_columns, max_trials=1))
     except TaskError as exc:
         assert str(exc).strip(), "a TaskError must say what is wrong"
         return

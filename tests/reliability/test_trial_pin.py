@@ -16,7 +16,7 @@ from obsrv.service_tasks import zoo
 @pytest.fixture
 def slow_clock(monkeypatch):
     ticks = itertools.count(step=100.0)
-    monkeypatch.setattr(zoo.time, "perf_counter", lambda: float(next(ticks)))
+    monkeypatch.setattr(zoo.search.time, "perf_counter", lambda: float(next(ticks)))
 
 
 def _data(n: int = 120):
@@ -29,14 +29,14 @@ def _data(n: int = 120):
 def test_the_pinned_trial_count_wins_over_the_budget(monkeypatch, slow_clock) -> None:
     monkeypatch.setenv("OBSRV_MAX_TRIALS", "3")
     X, y, folds = _data()
-    fit = zoo.fit_family("linear", X, y, folds, problem="classification", n_classes=2, budget_seconds=5.0,
-                         seed=0, time_bound=True)
+    fit = zoo.fit_family(zoo.FitRequest("linear", X, y, folds, problem="classification", n_classes=2, budget_seconds=5.0,
+                         seed=0, time_bound=True))
     assert len(fit.trials) == 3
 
 
 def test_without_the_pin_the_budget_stops_the_search(monkeypatch, slow_clock) -> None:
     monkeypatch.delenv("OBSRV_MAX_TRIALS", raising=False)
     X, y, folds = _data()
-    fit = zoo.fit_family("linear", X, y, folds, problem="classification", n_classes=2, budget_seconds=5.0,
-                         seed=0, max_trials=3)
+    fit = zoo.fit_family(zoo.FitRequest("linear", X, y, folds, problem="classification", n_classes=2, budget_seconds=5.0,
+                         seed=0, max_trials=3))
     assert len(fit.trials) == 1

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from obsrv.service_tasks.zoo import resource_caps
+from obsrv.service_tasks import metrics as M
 from obsrv.service_tasks import zoo
 
 from support.runtime_helpers import synthetic
@@ -27,8 +28,8 @@ def _tree_bytes(tree) -> int:
 def test_tree_size_estimate_bounds_the_real_tree_and_is_not_loose(family: str, min_leaf: int) -> None:
     X, y, folds = _binary()
     params = {"n_estimators": 10, "min_samples_leaf": min_leaf, "max_features": "sqrt"}
-    fit = zoo.fit_family(family, X, y, folds, problem="classification", n_classes=2, budget_seconds=0, seed=0,
-                         params=params)
+    fit = zoo.fit_family(zoo.FitRequest(family, X, y, folds, problem="classification", n_classes=2, budget_seconds=0, seed=0,
+                         params=params))
     est = fit.predictor.models_[0].estimator_[-1]
     n_train = int((folds != 0).sum())
     bound = resource_caps.forest_tree_bytes(params, n_train, 2, bootstrap_default=family == "random_forest")
@@ -75,8 +76,8 @@ def test_search_logs_the_cap_and_trains_and_publishes_the_capped_forest(monkeypa
     X, y, folds = _binary()
     monkeypatch.setattr(resource_caps, "FOREST_MEMORY_SHARE", 1e-6)  # nothing fits: the minimum
     lines: list[str] = []
-    fit = zoo.search_family("random_forest", X, y, folds, problem="classification", n_classes=2,
-                            budget_seconds=0, seed=0, log=lines.append)[0]
+    fit = zoo.search_family(zoo.FitRequest("random_forest", X, y, folds, problem="classification", n_classes=2,
+                                             budget_seconds=0, seed=0), log=lines.append)[0]
     assert fit.params["n_estimators"] == resource_caps.MIN_FOREST_TREES
     assert fit.trials[0]["params"]["n_estimators"] == resource_caps.MIN_FOREST_TREES
     assert all(len(m.estimator_[-1].estimators_) == resource_caps.MIN_FOREST_TREES for m in fit.predictor.models_)
@@ -92,12 +93,12 @@ def _cap_knn(monkeypatch, rows: int) -> None:
 def test_knn_fits_on_a_bounded_seeded_sample(monkeypatch) -> None:
     X, y, folds = _binary(900)
     _cap_knn(monkeypatch, 200)
-    a = zoo.fit_family("knn", X, y, folds, problem="classification", n_classes=2, budget_seconds=0, seed=0)
-    b = zoo.fit_family("knn", X, y, folds, problem="classification", n_classes=2, budget_seconds=0, seed=0)
+    a = zoo.fit_family(zoo.FitRequest("knn", X, y, folds, problem="classification", n_classes=2, budget_seconds=0, seed=0))
+    b = zoo.fit_family(zoo.FitRequest("knn", X, y, folds, problem="classification", n_classes=2, budget_seconds=0, seed=0))
     assert [m.fit_rows_ for m in a.predictor.models_] == [200, 200, 200]
     assert all(m.estimator_[-1].n_samples_fit_ == 200 for m in a.predictor.models_)
     np.testing.assert_array_equal(a.oof, b.oof)  # seeded
-    auc = zoo.M.score("auc", y, a.oof, problem="classification")
+    auc = M.score("auc", y, a.oof, problem="classification")
     assert auc > 0.7  # still a real model on the sample
 
 
@@ -107,6 +108,6 @@ def test_knn_sample_missing_a_class_still_predicts_every_class(monkeypatch) -> N
     y[:] = 0
     y[:2] = 1  # a class so rare the sample will likely miss it
     _cap_knn(monkeypatch, 50)
-    fit = zoo.fit_family("knn", X, y, folds, problem="classification", n_classes=2, budget_seconds=0, seed=0)
+    fit = zoo.fit_family(zoo.FitRequest("knn", X, y, folds, problem="classification", n_classes=2, budget_seconds=0, seed=0))
     assert fit.oof.shape == (900, 2) and np.isfinite(fit.oof).all()
     np.testing.assert_allclose(fit.oof.sum(axis=1), 1.0)

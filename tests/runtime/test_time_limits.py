@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from obsrv.service_tasks.zoo import time_limits
+from obsrv.service_tasks import metrics as M
 from obsrv.service_tasks import zoo
+from obsrv.service_tasks.zoo import search
 
 from support.runtime_helpers import synthetic
 
@@ -74,7 +76,7 @@ def test_a_fit_stops_at_its_limit_and_keeps_a_working_model(family: str, monkeyp
     p = m.predict_matrix(X)
     np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-6)
     prior = np.tile(np.bincount(y, minlength=3) / len(y), (len(y), 1))
-    assert zoo.M.score("logloss", y, p, problem="classification") < zoo.M.score(
+    assert M.score("logloss", y, p, problem="classification") < M.score(
         "logloss", y, prior, problem="classification")  # the rounds it kept learned something
     restored = pickle.loads(pickle.dumps(m))  # the spent callback is not part of the served model
     np.testing.assert_allclose(restored.predict_matrix(X), p)
@@ -135,15 +137,15 @@ def test_time_bound_search_keeps_the_default_config_within_the_budget(monkeypatc
     _patch(monkeypatch, "PACE_LR_ROUNDS", 0.0)
     X, y, folds = _multiclass(3000)
     slow = {"iterations": 5000, "learning_rate": 0.001, "depth": 6}
-    fit = zoo.fit_family("catboost", X, y, folds, problem="classification", n_classes=3, budget_seconds=3.0,
-                         seed=0, params=slow, time_bound=True)
+    fit = zoo.fit_family(zoo.FitRequest("catboost", X, y, folds, problem="classification", n_classes=3, budget_seconds=3.0,
+                         seed=0, params=slow, time_bound=True))
     stopped = fit.trials[0]["stopped_at_time_limit"]
     assert len(stopped) == 3 and min(stopped) >= time_limits.MIN_ROUNDS and max(stopped) < 5000
     assert all(m.estimator_.tree_count_ <= s + 1 for m, s in zip(fit.predictor.models_, stopped))
     assert np.isfinite(fit.oof).all() and fit.holdout is None
     # the same search without time_bound runs the default config to the end
-    unbounded = zoo.fit_family("catboost", X, y, folds, problem="classification", n_classes=3,
-                               budget_seconds=3.0, seed=0, params={**slow, "iterations": 60})
+    unbounded = zoo.fit_family(zoo.FitRequest("catboost", X, y, folds, problem="classification", n_classes=3,
+                               budget_seconds=3.0, seed=0, params={**slow, "iterations": 60}))
     assert "stopped_at_time_limit" not in unbounded.trials[0]
 
 
@@ -165,7 +167,8 @@ class _FakeClock:
 
 def _fake_clock(monkeypatch) -> _FakeClock:  # noqa: ANN001
     clock = _FakeClock()
-    for f in (zoo.cross_fit, zoo.search_family):  # module functions: their globals are zoo's own
+    # the modules whose functions read the clock: search (cross_fit, search_family), fold_models
+    for f in (zoo.cross_fit, zoo.search_family, zoo.FamilyModel.fit):
         monkeypatch.setitem(f.__globals__, "time", clock)
     return clock
 
@@ -184,8 +187,8 @@ def test_fold_shares_split_the_time_left_evenly(monkeypatch) -> None:
 
     monkeypatch.setattr(zoo.FamilyModel, "fit", spy)
     deadline = clock.perf_counter() + 30.0
-    zoo.cross_fit("lightgbm", {"n_estimators": 20}, X, y, folds, problem="classification", n_classes=3, seed=0,
-                  deadline=deadline)
+    zoo.cross_fit(zoo.FitRequest("lightgbm", X, y, folds, problem="classification", n_classes=3, seed=0),
+                  {"n_estimators": 20}, deadline=deadline)
     fit_part = 1 - zoo.FIT_SHARE_PREDICT  # the rest of each share is kept for predicting
     # the time left, shared evenly by the folds still to fit: a fast fold leaves more for the later ones
     assert limits == pytest.approx([30.0 / 3 * fit_part, 28.0 / 2 * fit_part, 19.0 / 1 * fit_part], rel=1e-12)
@@ -215,8 +218,8 @@ def test_lightgbm_stopped_for_time_keeps_the_best_iteration_early_stopping_saw()
 def test_obsrv_max_trials_turns_the_time_bound_off(monkeypatch) -> None:
     X, y, folds = _multiclass(600)
     monkeypatch.setenv("OBSRV_MAX_TRIALS", "1")
-    fit = zoo.fit_family("lightgbm", X, y, folds, problem="classification", n_classes=3, budget_seconds=0.01,
-                         seed=0, params={"n_estimators": 40}, time_bound=True)
+    fit = zoo.fit_family(zoo.FitRequest("lightgbm", X, y, folds, problem="classification", n_classes=3, budget_seconds=0.01,
+                         seed=0, params={"n_estimators": 40}, time_bound=True))
     assert "stopped_at_time_limit" not in fit.trials[0]
     assert all(m.estimator_.n_estimators == 40 and m.stopped_at_ is None for m in fit.predictor.models_)
 
@@ -234,9 +237,9 @@ def test_a_cpu_retry_after_a_failed_gpu_fit_gets_the_trials_time_afresh(monkeypa
             raise RuntimeError("no CUDA here")
         return real(*args, device=device, deadline=deadline, **kwargs)
 
-    monkeypatch.setattr(zoo, "cross_fit", flaky)
-    zoo.fit_family("xgboost", X, y, folds, problem="classification", n_classes=3, budget_seconds=1.0, seed=0,
-                   device="cuda", params={"n_estimators": 20}, time_bound=True)
+    monkeypatch.setattr(search, "cross_fit", flaky)  # what search_family calls
+    zoo.fit_family(zoo.FitRequest("xgboost", X, y, folds, problem="classification", n_classes=3, budget_seconds=1.0,
+                                  seed=0, device="cuda", params={"n_estimators": 20}, time_bound=True))
     # the CPU retry gets the trial's whole second, not the -0.2 s the failed attempt left
     assert seen == [("cuda", pytest.approx(1.0, abs=1e-12)), ("cpu", pytest.approx(1.0, abs=1e-12))]
 
@@ -308,7 +311,7 @@ def test_pacing_changes_the_rate_of_the_rounds_after_the_first(family: str, monk
     paced, plain = fit(0.3), fit(None)
     assert paced.paced_lr_ == 0.3 and plain.paced_lr_ is None
     assert paced.stopped_at_ is None and plain.stopped_at_ is None
-    loss = {k: zoo.M.score("logloss", y, m.predict_matrix(X), problem="classification")
+    loss = {k: M.score("logloss", y, m.predict_matrix(X), problem="classification")
             for k, m in (("paced", paced), ("plain", plain))}
     assert loss["paced"] < 0.8 * loss["plain"], loss
     np.testing.assert_allclose(_first_rounds(paced, X), _first_rounds(plain, X), rtol=1e-6, atol=1e-9)
@@ -343,8 +346,8 @@ def test_catboost_folds_after_the_first_start_at_the_rate_the_last_pace_affords(
     """CatBoost cannot change its rate mid-fit: lr 0.001 and 5000 rounds in a 3 s cross-fit, so the
     first fold trains unpaced and measures its pace, and every later fold starts at a raised rate."""
     X, y, folds = _multiclass(1500)
-    bag, oof, _ = zoo.cross_fit("catboost", SLOW["catboost"], X, y, folds, problem="classification", n_classes=3,
-                                seed=0, deadline=time.perf_counter() + 3.0)
+    bag, oof, _ = zoo.cross_fit(zoo.FitRequest("catboost", X, y, folds, problem="classification", n_classes=3, seed=0),
+                                SLOW["catboost"], deadline=time.perf_counter() + 3.0)
     first, *rest = bag.models_
     assert first.paced_lr_ is None and first.estimator_.get_params()["learning_rate"] == 0.001
     assert first.pace_ is not None and first.pace_.seconds_per_round > 0
@@ -354,15 +357,15 @@ def test_catboost_folds_after_the_first_start_at_the_rate_the_last_pace_affords(
         assert m.estimator_.get_params()["learning_rate"] == m.paced_lr_  # the rate its trees were fit with
     assert np.isfinite(oof).all()
     # a pace handed in (an earlier config's, in a search) paces the first fold too
-    again, _, _ = zoo.cross_fit("catboost", SLOW["catboost"], X, y, folds, problem="classification", n_classes=3,
-                                seed=0, deadline=time.perf_counter() + 3.0, pace=rest[-1].pace_)
+    again, _, _ = zoo.cross_fit(zoo.FitRequest("catboost", X, y, folds, problem="classification", n_classes=3, seed=0),
+                                SLOW["catboost"], deadline=time.perf_counter() + 3.0, pace=rest[-1].pace_)
     assert all(m.paced_lr_ is not None for m in again.models_)
 
 
 def test_a_time_bound_catboost_search_records_where_it_paced() -> None:
     X, y, folds = _multiclass(1500)
-    fit = zoo.fit_family("catboost", X, y, folds, problem="classification", n_classes=3, budget_seconds=3.0,
-                         seed=0, params=SLOW["catboost"], time_bound=True)
+    fit = zoo.fit_family(zoo.FitRequest("catboost", X, y, folds, problem="classification", n_classes=3, budget_seconds=3.0,
+                         seed=0, params=SLOW["catboost"], time_bound=True))
     trial = fit.trials[0]
     assert len(trial["paced_learning_rate"]) == 2  # every fold but the search's first
     assert all(0.001 < lr <= time_limits.MAX_PACED_LR for lr in trial["paced_learning_rate"])
@@ -385,7 +388,7 @@ def test_a_catboost_fit_started_at_the_paced_rate_fits_better(monkeypatch) -> No
     assert paced.paced_lr_ == time_limits.MAX_PACED_LR and plain.paced_lr_ is None
     assert paced.estimator_.get_params()["learning_rate"] == time_limits.MAX_PACED_LR
     assert paced.stopped_at_ is None and plain.stopped_at_ is None
-    loss = {k: zoo.M.score("logloss", y, m.predict_matrix(X), problem="classification")
+    loss = {k: M.score("logloss", y, m.predict_matrix(X), problem="classification")
             for k, m in (("paced", paced), ("plain", plain))}
     assert loss["paced"] < 0.8 * loss["plain"], loss
 

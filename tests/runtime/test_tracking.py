@@ -75,8 +75,8 @@ def test_pickled_predictor_loads_without_obsrv(tmp_path) -> None:
     rng = np.random.default_rng(0)
     X = pd.DataFrame({"a": rng.normal(size=60), "c": rng.choice(["x", "y"], 60)})
     y = (X["a"] > 0).astype(int).to_numpy()
-    fit = zoo.fit_family("lightgbm", X, y, np.arange(60) % 3, problem="classification", n_classes=2,
-                         budget_seconds=0, seed=0, params={"n_estimators": 10})
+    fit = zoo.fit_family(zoo.FitRequest("lightgbm", X, y, np.arange(60) % 3, problem="classification", n_classes=2,
+                         budget_seconds=0, seed=0, params={"n_estimators": 10}))
     path = tmp_path / "predictor.pkl"
     tracking.dump_predictor(fit.predictor, path)
     X.to_parquet(tmp_path / "X.parquet")
@@ -174,8 +174,8 @@ def test_pyfunc_load_context_uses_load_predictor(tmp_path, monkeypatch) -> None:
 
 
 def _bag(family: str, seed: int, X: pd.DataFrame, y: np.ndarray) -> zoo.FoldBag:
-    return zoo.fit_family(family, X, y, np.arange(len(X)) % 3, problem="classification", n_classes=2,
-                          budget_seconds=0, seed=seed, params={"n_estimators": 20}).predictor
+    return zoo.fit_family(zoo.FitRequest(family, X, y, np.arange(len(X)) % 3, problem="classification", n_classes=2,
+                          budget_seconds=0, seed=seed, params={"n_estimators": 20})).predictor
 
 
 def test_packed_members_load_one_at_a_time_and_the_served_ensemble_keeps_them(tmp_path) -> None:

@@ -11,6 +11,8 @@ import pytest
 from obsrv.compiler.spec import MODEL_FAMILIES
 from obsrv.service_tasks import metrics as M
 from obsrv.service_tasks import zoo
+from obsrv.service_tasks.zoo import builders
+from obsrv.service_tasks.zoo import devices as zoo_devices
 
 from support.runtime_helpers import synthetic
 
@@ -55,10 +57,10 @@ def test_every_family_every_problem(family: str, problem: str) -> None:
     k = {"binary": 2, "multiclass": 3, "regression": 1}[problem]
     kind = "regression" if problem == "regression" else "classification"
     X_hold = X.iloc[:50].reset_index(drop=True)
-    fit = zoo.fit_family(
+    fit = zoo.fit_family(zoo.FitRequest(
         family, X, y, folds, problem=kind, n_classes=k, budget_seconds=0, seed=0,
         params=_params(family, problem), X_holdout=X_hold, n_jobs=1, device="cpu",
-    )
+    ))
     assert fit.oof.shape == (len(X), k) and np.isfinite(fit.oof).all()
     assert fit.holdout is not None and fit.holdout.shape == (50, k)
     if kind == "classification":
@@ -89,7 +91,7 @@ def test_oof_rows_never_seen_by_their_model(monkeypatch) -> None:
     monkeypatch.setattr(zoo.FamilyModel, "fit", fit)
     monkeypatch.setattr(zoo.FamilyModel, "predict_matrix", predict)
     X, y, folds = _data("binary")
-    zoo.fit_family("linear", X, y, folds, problem="classification", n_classes=2, budget_seconds=0, seed=0)
+    zoo.fit_family(zoo.FitRequest("linear", X, y, folds, problem="classification", n_classes=2, budget_seconds=0, seed=0))
     assert len(seen) == 3
     for key, rows in predicted.items():
         assert not rows & seen[key]
@@ -103,8 +105,8 @@ def test_memorising_model_gets_chance_oof() -> None:
     X = pd.DataFrame({"key": rng.permutation(n).astype(float), "k2": rng.normal(size=n)})
     y = rng.integers(0, 2, n)
     folds = np.arange(n) % 4
-    fit = zoo.fit_family("knn", X, y, folds, problem="classification", n_classes=2, budget_seconds=0, seed=0,
-                         params={"n_neighbors": 1, "weights": "uniform"})
+    fit = zoo.fit_family(zoo.FitRequest("knn", X, y, folds, problem="classification", n_classes=2, budget_seconds=0, seed=0,
+                         params={"n_neighbors": 1, "weights": "uniform"}))
     in_sample = fit.predictor.models_[0].predict_matrix(X.loc[folds != 0])
     assert M.score("accuracy", y[folds != 0], in_sample, problem="classification") == 1.0
     assert abs(M.score("accuracy", y, fit.oof, problem="classification") - 0.5) < 0.1
@@ -116,24 +118,24 @@ def test_noise_target_oof_auc_near_half(family: str) -> None:
     n = 600
     X = pd.DataFrame(rng.normal(size=(n, 8)), columns=[f"f{i}" for i in range(8)])
     y = rng.integers(0, 2, n)
-    fit = zoo.fit_family(family, X, y, np.arange(n) % 5, problem="classification", n_classes=2,
-                         budget_seconds=0, seed=0, params=_params(family, "binary"), n_jobs=1)
+    fit = zoo.fit_family(zoo.FitRequest(family, X, y, np.arange(n) % 5, problem="classification", n_classes=2,
+                         budget_seconds=0, seed=0, params=_params(family, "binary"), n_jobs=1))
     assert abs(M.score("auc", y, fit.oof, problem="classification") - 0.5) < 0.07
 
 
 def test_fit_family_is_deterministic() -> None:
     X, y, folds = _data("binary")
-    a = zoo.fit_family("lightgbm", X, y, folds, problem="classification", n_classes=2, budget_seconds=0, seed=5,
-                       params=_params("lightgbm", "binary"))
-    b = zoo.fit_family("lightgbm", X, y, folds, problem="classification", n_classes=2, budget_seconds=0, seed=5,
-                       params=_params("lightgbm", "binary"))
+    a = zoo.fit_family(zoo.FitRequest("lightgbm", X, y, folds, problem="classification", n_classes=2, budget_seconds=0, seed=5,
+                       params=_params("lightgbm", "binary")))
+    b = zoo.fit_family(zoo.FitRequest("lightgbm", X, y, folds, problem="classification", n_classes=2, budget_seconds=0, seed=5,
+                       params=_params("lightgbm", "binary")))
     np.testing.assert_array_equal(a.oof, b.oof)
 
 
 def test_search_respects_max_trials_and_keeps_default_first() -> None:
     X, y, folds = _data("binary")
-    fits = zoo.search_family("linear", X, y, folds, problem="classification", n_classes=2, budget_seconds=60,
-                             seed=0, max_trials=4, keep=2)
+    fits = zoo.search_family(zoo.FitRequest("linear", X, y, folds, problem="classification", n_classes=2,
+                                            budget_seconds=60, seed=0, max_trials=4), keep=2)
     trials = fits[0].trials
     assert len(trials) == 4 and trials[0]["params"] == zoo.default_params("linear", "classification")
     assert len(fits) == 2
@@ -144,7 +146,7 @@ def test_search_respects_max_trials_and_keeps_default_first() -> None:
 
 def test_zero_budget_trains_only_the_default() -> None:
     X, y, folds = _data("binary")
-    fits = zoo.search_family("knn", X, y, folds, problem="classification", n_classes=2, budget_seconds=0, seed=0)
+    fits = zoo.search_family(zoo.FitRequest("knn", X, y, folds, problem="classification", n_classes=2, budget_seconds=0, seed=0))
     assert len(fits) == 1 and len(fits[0].trials) == 1
 
 
@@ -152,13 +154,13 @@ def test_subset_with_a_missing_class_and_single_class_fold() -> None:
     """Routes train on subsets: a fold may miss a class, a tiny one may see a single class."""
     X, y, folds = _data("multiclass", n=120)
     keep = (y != 2) | (np.arange(len(y)) < 3)  # class 2 only in three rows
-    fit = zoo.fit_family("xgboost", X.loc[keep], y[keep], folds[keep], problem="classification", n_classes=3,
-                         budget_seconds=0, seed=0, params=_params("xgboost", "multiclass"))
+    fit = zoo.fit_family(zoo.FitRequest("xgboost", X.loc[keep], y[keep], folds[keep], problem="classification", n_classes=3,
+                         budget_seconds=0, seed=0, params=_params("xgboost", "multiclass")))
     assert fit.oof.shape == (keep.sum(), 3) and np.isfinite(fit.oof).all()
     y1 = np.zeros(30, dtype=int)
     y1[:2] = 1
-    fit = zoo.fit_family("linear", X.iloc[:30], y1, np.array([0, 1] + [0] * 14 + [1] * 14), problem="classification",
-                         n_classes=2, budget_seconds=0, seed=0)
+    fit = zoo.fit_family(zoo.FitRequest("linear", X.iloc[:30], y1, np.array([0, 1] + [0] * 14 + [1] * 14), problem="classification",
+                         n_classes=2, budget_seconds=0, seed=0))
     assert np.isfinite(fit.oof).all()
 
 
@@ -186,13 +188,13 @@ def test_hist_gbm_with_a_single_row_class_trains_without_early_stopping() -> Non
 @pytest.mark.parametrize(("counts", "ok"), [([50, 50], True), ([99, 1], False), ([2] * 6, False), ([20] * 6, True)])
 def test_stratified_holdout_possible(counts: list[int], ok: bool) -> None:
     y = np.repeat(np.arange(len(counts)), counts)
-    assert zoo._stratified_holdout_possible(y, "classification", 0.1) is ok
-    assert zoo._stratified_holdout_possible(y.astype(float), "regression", 0.1) is True
+    assert builders._stratified_holdout_possible(y, "classification", 0.1) is ok
+    assert builders._stratified_holdout_possible(y.astype(float), "regression", 0.1) is True
 
 
 def test_gpu_only_when_placed_on_gpu_and_cuda_is_present(monkeypatch) -> None:
-    monkeypatch.setattr(zoo, "cuda_device_count", lambda: 1)
-    monkeypatch.setattr(zoo, "lightgbm_gpu_supported", lambda: True)
+    monkeypatch.setattr(zoo_devices, "cuda_device_count", lambda: 1)
+    monkeypatch.setattr(zoo_devices, "lightgbm_gpu_supported", lambda: True)
     monkeypatch.setenv("OBSRV_COMPUTE", "gpu")
     assert zoo.default_device("xgboost") == "cuda" and zoo.default_device("linear") == "cpu"
     monkeypatch.delenv("OBSRV_COMPUTE")
@@ -200,15 +202,15 @@ def test_gpu_only_when_placed_on_gpu_and_cuda_is_present(monkeypatch) -> None:
     monkeypatch.setenv("OBSRV_COMPUTE", "cpu")
     assert zoo.default_device("xgboost") == "cpu"
     # asked for GPU on a machine without CUDA: falls back to the CPU instead of pretending
-    monkeypatch.setattr(zoo, "cuda_device_count", lambda: 0)
+    monkeypatch.setattr(zoo_devices, "cuda_device_count", lambda: 0)
     monkeypatch.setenv("OBSRV_COMPUTE", "gpu")
     assert zoo.default_device("xgboost") == "cpu"
 
 
 def test_lightgbm_goes_to_gpu_only_when_its_build_supports_it(monkeypatch) -> None:
     """One placement rule for base tasks and boost: CUDA alone is not enough for lightgbm."""
-    monkeypatch.setattr(zoo, "cuda_device_count", lambda: 1)
-    monkeypatch.setattr(zoo, "lightgbm_gpu_supported", lambda: False)
+    monkeypatch.setattr(zoo_devices, "cuda_device_count", lambda: 1)
+    monkeypatch.setattr(zoo_devices, "lightgbm_gpu_supported", lambda: False)
     monkeypatch.setenv("OBSRV_COMPUTE", "gpu")
     assert zoo.default_device("lightgbm") == "cpu"
     devices, notes = zoo.resolve_devices(["hist_gbm", "xgboost", "lightgbm", "catboost"])
@@ -248,24 +250,24 @@ def test_lightgbm_gpu_probe_runs_once_and_needs_an_opencl_gpu(monkeypatch) -> No
             return super().fit(*a, **kw)
 
     monkeypatch.setattr(lightgbm, "LGBMRegressor", Spy)
-    zoo._PROBED.clear()
+    zoo_devices._PROBED.clear()
     try:
         # only a CPU OpenCL driver (pocl): lightgbm's "gpu" would run on the CPU, 11x slower
-        monkeypatch.setattr(zoo, "opencl_gpu_platform", lambda: None)
+        monkeypatch.setattr(zoo_devices, "opencl_gpu_platform", lambda: None)
         assert zoo.lightgbm_gpu_supported() is False and calls == []
-        zoo._PROBED.clear()
-        monkeypatch.setattr(zoo, "opencl_gpu_platform", lambda: 1)
+        zoo_devices._PROBED.clear()
+        monkeypatch.setattr(zoo_devices, "opencl_gpu_platform", lambda: 1)
         first = zoo.lightgbm_gpu_supported()
         assert zoo.lightgbm_gpu_supported() == first
         assert calls == [("gpu", 1)]  # probed once, on the GPU's platform
     finally:
-        zoo._PROBED.clear()
+        zoo_devices._PROBED.clear()
 
 
 def test_unknown_family() -> None:
     X, y, folds = _data("binary")
     with pytest.raises(ValueError, match="unknown model family 'svm'"):
-        zoo.fit_family("svm", X, y, folds, problem="classification", n_classes=2, budget_seconds=0, seed=0)
+        zoo.fit_family(zoo.FitRequest("svm", X, y, folds, problem="classification", n_classes=2, budget_seconds=0, seed=0))
 
 
 @pytest.mark.parametrize("family", MODEL_FAMILIES)
@@ -279,8 +281,8 @@ def test_nullable_and_bool_columns(family: str) -> None:
         "d": pd.Series(["x", None, "y"] * 20, dtype="str"),
     })
     y = (np.arange(n) // 3) % 2
-    fit = zoo.fit_family(family, X, y, np.arange(n) % 3, problem="classification", n_classes=2,
-                         budget_seconds=0, seed=0, params=_params(family, "binary"))
+    fit = zoo.fit_family(zoo.FitRequest(family, X, y, np.arange(n) % 3, problem="classification", n_classes=2,
+                         budget_seconds=0, seed=0, params=_params(family, "binary")))
     assert np.isfinite(fit.oof).all()
 
 
@@ -291,7 +293,7 @@ def test_a_column_missing_in_every_training_row_does_not_break_any_family() -> N
     y = (X["a"] + 0.3 * rng.normal(size=120) > 0).astype(int).to_numpy()
     folds = np.arange(120) % 3
     for family in zoo.FAMILIES:
-        fit = zoo.fit_family(family, X, y, folds, problem="classification", n_classes=2, budget_seconds=0, seed=0)
+        fit = zoo.fit_family(zoo.FitRequest(family, X, y, folds, problem="classification", n_classes=2, budget_seconds=0, seed=0))
         assert np.isfinite(fit.oof).all(), family
         with_values = X.assign(empty=1.0)  # serving rows that do carry the column still predict
         assert np.isfinite(fit.predictor.predict_matrix(with_values)).all(), family

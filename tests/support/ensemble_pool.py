@@ -52,9 +52,10 @@ def make_pool(data: PreparedData, families: list[tuple[str, dict[str, Any]]], me
     predictors: dict[str, Any] = {}
     for j, (fam, params) in enumerate(families):
         cfg = {**zoo.default_params(fam, data.problem), **params}
-        bag, oof, hold = zoo.cross_fit(fam, cfg, data.X_train, data.y_train, data.folds, data.w_train,
-                                       problem=data.problem, n_classes=max(data.n_outputs, 1), seed=j,
-                                       X_holdout=data.X_holdout, categorical_columns=data.categorical_columns)
+        request = zoo.FitRequest(fam, data.X_train, data.y_train, data.folds, data.w_train, problem=data.problem,
+                                 n_classes=max(data.n_outputs, 1), seed=j, X_holdout=data.X_holdout,
+                                 categorical_columns=data.categorical_columns)
+        bag, oof, hold = zoo.cross_fit(request, cfg)
         name = f"{task_id_prefix}{fam}/{fam}_{j}"
         names.append(name)
         fams.append(fam)
