@@ -22,13 +22,16 @@ from typing import TextIO
 EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 DEFAULT_OUTPUT_DIR = "bundle_out"  # mirrors api.DEFAULT_OUTPUT_DIR without importing it
 
+# emit.DEFAULT_GPU_RUNNER, repeated so that `obsrv --help` does not import the emitter (a test
+# checks that the two agree).
+DEFAULT_GPU_RUNNER = "notebook"
 GPU_RUNNER_HELP = """\
-how GPU tasks run (default: wheel). `wheel` emits every task as a python_wheel_task, the
-task contract of ARCHITECTURE.md: one task type, the same argv locally and on Databricks.
-`notebook` emits GPU tasks as notebook_task running a generated shim notebook
-(bundle_out/obsrv_task_notebook.py) that calls the same obsrv-task entry point with the same
-arguments: the serverless-GPU path Databricks documents. Choose it if your workspace rejects
-wheel tasks on GPU. CPU tasks are wheel tasks either way."""
+how GPU tasks run (default: notebook). `notebook` emits GPU tasks as notebook_task running a
+generated shim notebook (bundle_out/obsrv_task_notebook.py) that calls the obsrv-task entry
+point with the same arguments a wheel task gets: the serverless-GPU shape Databricks documents.
+`wheel` emits GPU tasks as python_wheel_task too (one task type everywhere), a shape Databricks
+does not document for serverless GPU: opt in only after it ran on your workspace. CPU tasks
+are wheel tasks either way."""
 
 MAIN_EPILOG = """\
 examples:
@@ -142,7 +145,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
             if stale:
                 command = ["obsrv compile", *args.specs]
                 command += ["-o", args.output_dir] if out != DEFAULT_OUTPUT_DIR else []
-                command += ["--gpu-runner", args.gpu_runner] if args.gpu_runner != "wheel" else []
+                command += ["--gpu-runner", args.gpu_runner] if args.gpu_runner != DEFAULT_GPU_RUNNER else []
                 _print(f"regenerate with: {' '.join(command)}", sys.stderr)
         return EXIT_SPEC if stale else EXIT_OK
     try:
@@ -248,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     compile_.add_argument(
         "--check", action="store_true", help="write nothing; exit 1 if any output file is missing or stale"
     )
-    compile_.add_argument("--gpu-runner", choices=("wheel", "notebook"), default="wheel", help=GPU_RUNNER_HELP)
+    compile_.add_argument("--gpu-runner", choices=("wheel", "notebook"), default=DEFAULT_GPU_RUNNER, help=GPU_RUNNER_HELP)
     compile_.add_argument(
         "--verify",
         action=argparse.BooleanOptionalAction,

@@ -46,6 +46,7 @@ CODES: dict[str, str] = {
     "OBS301": "an output table name would be longer than Unity Catalog allows",
     "OBS401": "warning: the GPU accelerator is newer than the pinned bundle schema",
     "OBS402": "warning: a task timeout is longer than the job timeout",
+    "OBS403": "warning: serverless GPU compute is a preview a workspace admin must enable",
     "OBS901": "internal error in obsrv (a bug: please report it)",
 }
 

@@ -19,11 +19,15 @@ from typing import Any, Literal
 
 import yaml
 
+from obsrv.compiler.environments import pinned_requirements
 from obsrv.compiler.plan import ARGV_FLAGS, ENTRY_POINT, PACKAGE_NAME, JobPlan, Notify, TaskPlan
 
 GpuRunner = Literal["wheel", "notebook"]
 GPU_RUNNERS: tuple[GpuRunner, ...] = ("wheel", "notebook")
-DEFAULT_GPU_RUNNER: GpuRunner = "wheel"
+# Databricks documents serverless GPU for notebook tasks (and `ai_runtime_task`), not for wheel
+# tasks (../shared/reference/databricks-bundles.md §2.1), so GPU stages run through the generated
+# notebook shim by default; `--gpu-runner wheel` is the explicit opt-in to the undocumented shape.
+DEFAULT_GPU_RUNNER: GpuRunner = "notebook"
 ENVIRONMENT_VERSION = "4"
 # The notebook shim written next to the job files when GPU tasks run as notebooks.
 SHIM_FILE = "obsrv_task_notebook.py"
@@ -95,8 +99,13 @@ def job_mapping(plan: JobPlan, options: EmitOptions) -> dict[str, Any]:
         job["schedule"] = {
             "quartz_cron_expression": plan.schedule.quartz_cron_expression,
             "timezone_id": plan.schedule.timezone_id,
-            "pause_status": "PAUSED" if plan.schedule.paused else "UNPAUSED",
         }
+        # Only an explicit `paused: true` is written. Left unset, `mode: development` pauses the
+        # schedule and `mode: production` runs it; an explicit UNPAUSED would keep every
+        # developer's copy of a nightly job live (apply_presets.go sets pause_status only when it
+        # is empty).
+        if plan.schedule.paused:
+            job["schedule"]["pause_status"] = "PAUSED"
     if plan.email:
         job["email_notifications"] = _notifications(plan.email, wrap=False)
     if plan.webhook:
@@ -104,7 +113,12 @@ def job_mapping(plan: JobPlan, options: EmitOptions) -> dict[str, Any]:
     job["environments"] = [
         {
             "environment_key": env,
-            "spec": {"environment_version": ENVIRONMENT_VERSION, "dependencies": [options.wheel_glob]},
+            # The same pins in every environment (compiler/environments.py): GPU-trained pickles
+            # are loaded on CPU.
+            "spec": {
+                "environment_version": ENVIRONMENT_VERSION,
+                "dependencies": [options.wheel_glob, *pinned_requirements()],
+            },
         }
         for env in plan.environments
     ]

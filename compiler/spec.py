@@ -31,7 +31,16 @@ RESERVED_TASK_PREFIX = "base_"
 MAX_JOB_TAGS = 25
 RESERVED_TAG_PREFIX = "obsrv_"
 OBSRV_TAGS = ("obsrv_spec_version",)
-MAX_USER_TAGS = MAX_JOB_TAGS - len(OBSRV_TAGS)
+# `mode: development` adds a `dev: <user>` tag to every job (databricks/cli
+# bundle/config/mutator/resourcemutator/apply_target_mode.go, then apply_presets.go), so a job
+# that had 25 tags would have 26 in dev and be rejected there.
+DEV_MODE_TAGS = ("dev",)
+MAX_USER_TAGS = MAX_JOB_TAGS - len(OBSRV_TAGS) - len(DEV_MODE_TAGS)
+# The job name is also the key of the job's bundle resources, written into `${resources.<type>.<key>.*}`
+# references, and one path segment of such a reference must match the CLI's BaseVarDef
+# `\p{L}+([-_]*[\p{L}\p{N}]+)*` (databricks/cli libs/dyn/dynvar/ref.go): a letter first, no
+# trailing underscore. (`\p{L}` narrowed to ASCII letters: job names are ASCII identifiers anyway.)
+JOB_NAME_PATTERN = r"^[A-Za-z]+(_*[A-Za-z0-9]+)*$"
 
 CLASSIFICATION_METRICS = ("accuracy", "f1", "auc", "logloss", "precision", "recall")
 REGRESSION_METRICS = ("rmse", "mae", "r2")
@@ -49,8 +58,9 @@ MODEL_FAMILIES = (
     "catboost",
     "knn",
 )
-# Families whose libraries have a CUDA mode; only these go to serverless GPU.
-GPU_FAMILIES = ("xgboost", "lightgbm", "catboost")
+# Families whose base task runs on serverless GPU when the context allows it. LightGBM has a CUDA
+# mode, but it was slower than its CPU mode when measured (benchmarks/results/), so it stays on CPU.
+GPU_FAMILIES = ("xgboost", "catboost")
 
 TASK_TYPES = (
     "route_cluster",
@@ -398,8 +408,14 @@ class Context(StrictModel):
             raise ValueError("fold_type: stratified needs a classification metric; use kfold for regression")
         if len(self.tags) > MAX_USER_TAGS:
             raise ValueError(
-                f"Databricks allows at most {MAX_JOB_TAGS} job tags and obsrv adds {len(OBSRV_TAGS)}; "
-                f"give at most {MAX_USER_TAGS} tags"
+                f"{len(self.tags)} tags is too many: Databricks allows at most {MAX_JOB_TAGS} job tags, obsrv adds "
+                f"{len(OBSRV_TAGS)} and development mode adds {len(DEV_MODE_TAGS)} (`dev`); give at most {MAX_USER_TAGS} tags"
+            )
+        if not re.fullmatch(JOB_NAME_PATTERN, self.name):
+            raise ValueError(
+                f"context.name `{self.name}` cannot name bundle resources: the Databricks CLI's "
+                "`${resources.jobs.<name>...}` references need a letter first and no trailing underscore; "
+                "rename the job (e.g. `credit_risk`)"
             )
         reserved = sorted(k for k in self.tags if k.lower().startswith(RESERVED_TAG_PREFIX))
         if reserved:

@@ -120,9 +120,13 @@ def run_evaluate(ctx: RuntimeContext) -> pd.DataFrame:
 
 
 def registered_name(ctx: RuntimeContext) -> str:
-    """UC `catalog.schema.<job name>` on Databricks; the bare job name in the local registry."""
+    """UC `catalog.schema.<model>` on Databricks; the bare model name in the local registry.
+
+    `<model>` is the bundle's registered-model resource as deployed (`--model`; development mode
+    prefixes it), else the job name."""
     req = ctx.request
-    return f"{req.catalog}.{req.schema}.{req.context.name}" if on_databricks() else req.context.name
+    name = req.model or req.context.name
+    return f"{req.catalog}.{req.schema}.{name}" if on_databricks() else name
 
 
 def _log_and_register(

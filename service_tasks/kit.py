@@ -30,6 +30,12 @@ class TaskRequest:
     task: dict[str, Any]  # task model dump (user tasks), {"family": ...} (base) or {}
     upstream: tuple[str, ...]
     budget_seconds: float  # cap for hyperparameter search in this task
+    # The job's MLflow experiment (`--experiment`: the bundle's `resources.experiments.<job>`, as
+    # deployed; the local runner resolves the same name). Empty: the caller did not say.
+    experiment: str = ""
+    # The champion's registered-model name within catalog.schema (`--model`: the bundle's
+    # `resources.registered_models.<job>`, prefixed in development mode). Empty: the job name.
+    model: str = ""
 
 
 def predict_rows(n_rows: int, n_outputs: int, predict: Callable[[], np.ndarray]) -> np.ndarray:
