@@ -14,7 +14,7 @@ import json
 import os
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -200,18 +200,20 @@ def compile_files(
         diagnostics += result.warnings
     gpu_jobs = [r for r in results if r.uses_gpu]
     if gpu_jobs:
-        # Once per compile, not per task or per job: it is a workspace setting, not a spec problem.
-        diagnostics.append(
-            Diagnostic(
-                "OBS403",
-                f"{len(gpu_jobs)} job(s) run tasks on serverless GPU compute, a preview that a workspace "
-                "admin must enable before they can run",
-                gpu_jobs[0].source,
-                severity="warning",
-                fix="ask a workspace admin to enable serverless GPU compute (Previews page), or set "
-                "`context.compute.serverless: [CPU]`",
-            )
+        # Once per compile, not per task or per job (it is a workspace setting, not a spec problem):
+        # carried by the first GPU job's result, where callers collect warnings.
+        preview = Diagnostic(
+            "OBS403",
+            f"{len(gpu_jobs)} job(s) run tasks on serverless GPU compute, a preview that a workspace "
+            "admin must enable before they can run",
+            gpu_jobs[0].source,
+            severity="warning",
+            fix="ask a workspace admin to enable serverless GPU compute (Previews page), or set "
+            "`context.compute.serverless: [CPU]`",
         )
+        diagnostics.append(preview)
+        first = results.index(gpu_jobs[0])
+        results[first] = replace(results[first], warnings=(*results[first].warnings, preview))
     if any(d.is_error for d in diagnostics):
         raise SpecError(diagnostics)
     return results

@@ -31,7 +31,7 @@ DEFAULT_GPU_RUNNER: GpuRunner = "notebook"
 ENVIRONMENT_VERSION = "4"
 # The notebook shim written next to the job files when GPU tasks run as notebooks.
 SHIM_FILE = "obsrv_task_notebook.py"
-SHIM_TEMPLATE = "notebook_shim.py.j2"
+SHIM_TEMPLATE = "notebook_shim.py.tmpl"
 # Where the notebook shim looks for the wheel when the serverless GPU environment did not install
 # it from `dependencies` (unverified on Databricks; see ../shared/reference/databricks-bundles.md §9): the bundle's artifact folder.
 SHIM_WHEEL_GLOB = "${workspace.artifact_path}/.internal/obsrv-*.whl"
@@ -241,15 +241,14 @@ def uses_shim(plan: JobPlan, options: EmitOptions) -> bool:
 
 def render_shim() -> str:
     """The Databricks notebook that runs one task through the `obsrv-task` entry point."""
-    # Jinja is only needed for this file, so it is imported here, off the default compile path.
+    # string.Template, not Jinja: GPU jobs render the shim on every compile, and the compile path
+    # stays free of heavy imports (a test checks it). `substitute` raises on a missing name.
     from importlib.resources import files
+    from string import Template
 
-    import jinja2
-
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
-    template = env.from_string(files("obsrv.templates").joinpath(SHIM_TEMPLATE).read_text(encoding="utf-8"))
-    flags = list(zip(SHIM_PARAMETERS, ARGV_FLAGS))
-    return template.render(parameters=flags, entry_point=ENTRY_POINT, package=PACKAGE_NAME)
+    template = Template(files("obsrv.templates").joinpath(SHIM_TEMPLATE).read_text(encoding="utf-8"))
+    parameters = "\n".join(f'    ("{name}", "{flag}"),' for name, flag in zip(SHIM_PARAMETERS, ARGV_FLAGS))
+    return template.substitute(parameters=parameters, entry_point=ENTRY_POINT, package=PACKAGE_NAME)
 
 
 class EmitError(AssertionError):

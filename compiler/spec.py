@@ -415,7 +415,7 @@ class Context(StrictModel):
             raise ValueError(
                 f"context.name `{self.name}` cannot name bundle resources: the Databricks CLI's "
                 "`${resources.jobs.<name>...}` references need a letter first and no trailing underscore; "
-                "rename the job (e.g. `credit_risk`)"
+                "use a name that starts with a letter and does not end with `_`"
             )
         reserved = sorted(k for k in self.tags if k.lower().startswith(RESERVED_TAG_PREFIX))
         if reserved:

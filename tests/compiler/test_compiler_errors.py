@@ -228,8 +228,18 @@ CASES = [
     ),
     Case(
         "too-many-tags",
-        edit(("    timeout: 15 minutes", "    tags: {" + ", ".join(f"t{i}: v" for i in range(25)) + "}")),
-        "OBS109", 4, 5, "at most 25 job tags and obsrv adds 1; give at most 24", "give at most 24 tags",
+        # 24 tags: 24 + obsrv's 1 + development mode's `dev` = 26 > 25 (the CLI adds `dev` in
+        # bundle/config/mutator/resourcemutator/apply_target_mode.go).
+        edit(("    timeout: 15 minutes", "    tags: {" + ", ".join(f"t{i}: v" for i in range(24)) + "}")),
+        "OBS109", 4, 5, "24 tags is too many: Databricks allows at most 25 job tags, obsrv adds 1 and development "
+        "mode adds 1 (`dev`); give at most 23 tags", "give at most 23 tags",
+    ),
+    Case(
+        # `${resources.jobs.credit_risk_.id}` would not parse (databricks/cli libs/dyn/dynvar/ref.go).
+        "job-name-not-a-reference-segment",
+        edit(("    name: credit_risk_ensemble", "    name: credit_risk_")),
+        "OBS109", 3, 5, "context.name `credit_risk_` cannot name bundle resources",
+        "use a name that starts with a letter and does not end with `_`",
     ),
     # ---- the job graph
     Case(
@@ -392,7 +402,7 @@ def test_no_h100_warning_without_gpu_tasks(tmp_path: Path) -> None:
 
 
 def test_every_code_is_tested() -> None:
-    tested = {c.code for c in CASES} | {"OBS001", "OBS208", "OBS401", "OBS402", "OBS901"}  # the last: CLI tests
+    tested = {c.code for c in CASES} | {"OBS001", "OBS208", "OBS401", "OBS402", "OBS403", "OBS901"}  # the last two: CLI tests
     assert tested == set(CODES)
 
 
