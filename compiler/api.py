@@ -65,6 +65,7 @@ class CompileResult:
     resources: dict[str, Any] = field(default_factory=dict)
     plan: dict[str, Any] = field(default_factory=dict)  # the parsed plan file
     uses_gpu: bool = False
+    output: tuple[str, str] = ("", "")  # the output (catalog, schema) prod writes to
 
     @property
     def bundle(self) -> dict[str, Any]:
@@ -160,6 +161,7 @@ def compile_file(
         resources=resources,
         plan=json.loads(plan_text),
         uses_gpu="gpu" in plan.environments,
+        output=plan.output,
     )
 
 
@@ -194,6 +196,24 @@ def compile_files(
                     "both would compile to the same bundle file",
                     result.source,
                     fix="give one of the two specs another `context.name`",
+                )
+            )
+    # Each job declares its output schema as a bundle resource; the CLI rejects two resources for
+    # one schema (two creates of one UC object), and two jobs would share one dev copy.
+    schema_owners: dict[tuple[str, str], CompileResult] = {}
+    for result in results:
+        if owners[result.job_key.lower()] is not result:
+            continue  # already reported as a duplicate job name (OBS208)
+        output = result.output
+        first = schema_owners.setdefault((output[0].lower(), output[1].lower()), result)
+        if first is not result:
+            diagnostics.append(
+                Diagnostic(
+                    "OBS210",
+                    f"job `{result.job_key}` writes to the output schema {output[0]}.{output[1]}, as does "
+                    f"`{first.job_key}` in {first.source}; each job's bundle owns its output schema",
+                    result.source,
+                    fix="give one of the two specs another `context.output.schema`",
                 )
             )
     for result in results:

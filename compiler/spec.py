@@ -286,7 +286,12 @@ class Source(StrictModel):
 class Output(StrictModel):
     catalog: Identifier | None = Field(default=None, description="Catalog for outputs (default: source's).")
     schema_: Identifier | None = Field(
-        default=None, alias="schema", description="Schema for outputs (default: source's)."
+        default=None,
+        alias="schema",
+        description=(
+            "Schema for outputs (default: the job's name). The bundle creates and owns this schema "
+            "(development mode deploys a per-user copy), so it may not be the source's schema."
+        ),
     )
 
 
@@ -387,7 +392,9 @@ class Context(StrictModel):
     )
     seed: int = Field(default=42, ge=0, description="Seed for sampling, folds and every model.")
     source: Source = Field(description="The training table and its special columns.")
-    output: Output = Field(default_factory=Output, description="Where output tables go (default: the source's schema).")
+    output: Output = Field(
+        default_factory=Output, description="Where output tables go (default: a schema named after the job)."
+    )
     retries: int = Field(default=1, ge=0, le=10, description="Default max_retries for every task.")
     schedule: Schedule | None = Field(default=None, description="Run the job on a Quartz cron schedule.")
     notifications: Notifications = Field(
@@ -411,6 +418,12 @@ class Context(StrictModel):
                 f"{len(self.tags)} tags is too many: Databricks allows at most {MAX_JOB_TAGS} job tags, obsrv adds "
                 f"{len(OBSRV_TAGS)} and development mode adds {len(DEV_MODE_TAGS)} (`dev`); give at most {MAX_USER_TAGS} tags"
             )
+        if (self.output_catalog, self.output_schema) == (self.source.catalog, self.source.schema_):
+            raise ValueError(
+                f"the output schema {self.output_catalog}.{self.output_schema} is the source's schema, but the bundle "
+                "creates and owns the output schema (a deploy would fail: it exists); give `output.schema` "
+                "another schema"
+            )
         if not re.fullmatch(JOB_NAME_PATTERN, self.name):
             raise ValueError(
                 f"context.name `{self.name}` cannot name bundle resources: the Databricks CLI's "
@@ -431,7 +444,9 @@ class Context(StrictModel):
 
     @property
     def output_schema(self) -> str:
-        return self.output.schema_ or self.source.schema_
+        # A schema of its own: the bundle declares it as a resource (compiler/resources.py) and
+        # would fail to create, or on destroy try to drop, a schema that already holds the source.
+        return self.output.schema_ or self.name
 
 
 # ----------------------------------------------------------------------------------------- tasks

@@ -235,6 +235,14 @@ CASES = [
         "mode adds 1 (`dev`); give at most 23 tags", "give at most 23 tags",
     ),
     Case(
+        # The bundle declares the output schema as a resource (compiler/resources.py); creating a
+        # schema that exists (it holds the source) fails the deploy.
+        "output-is-the-source-schema",
+        edit(("    timeout: 15 minutes", "    timeout: 15 minutes\n    output: {schema: credit_risk}")),
+        "OBS109", 5, 5, "the output schema main.credit_risk is the source's schema",
+        "give `output.schema` another schema",
+    ),
+    Case(
         # `${resources.jobs.credit_risk_.id}` would not parse (databricks/cli libs/dyn/dynvar/ref.go).
         "job-name-not-a-reference-segment",
         edit(("    name: credit_risk_ensemble", "    name: credit_risk_")),
@@ -382,6 +390,23 @@ def test_duplicate_job_names_across_specs(tmp_path: Path) -> None:
     assert "a.yaml" in diagnostic.message and "another `context.name`" in (diagnostic.fix or "")
 
 
+def test_two_specs_sharing_an_output_schema(tmp_path: Path) -> None:
+    """Two bundle resources for one UC schema cannot both be created; each job owns its schema."""
+    shared = "    timeout: 15 minutes\n    output: {schema: shared_out}"
+    (tmp_path / "a.yaml").write_text(edit(("    timeout: 15 minutes", shared)))
+    (tmp_path / "b.yaml").write_text(edit(("    timeout: 15 minutes", shared), ("credit_risk_ensemble", "other_job")))
+    with pytest.raises(SpecError) as error:
+        compile_files([tmp_path / "a.yaml", tmp_path / "b.yaml"], root=tmp_path, verify=False)
+    (diagnostic,) = error.value.errors
+    assert diagnostic.code == "OBS210" and diagnostic.file.endswith("b.yaml")
+    assert "main.shared_out" in diagnostic.message and "credit_risk_ensemble" in diagnostic.message
+    # Without `output`, each job gets a schema named after itself: no clash.
+    (tmp_path / "a.yaml").write_text(BASE)
+    (tmp_path / "b.yaml").write_text(edit(("credit_risk_ensemble", "other_job")))
+    results = compile_files([tmp_path / "a.yaml", tmp_path / "b.yaml"], root=tmp_path, verify=False)
+    assert [r.output for r in results] == [("main", "credit_risk_ensemble"), ("main", "other_job")]
+
+
 def test_warnings_do_not_fail(tmp_path: Path) -> None:
     text = edit(
         ("    timeout: 15 minutes", "    timeout: 15 minutes\n    compute: {serverless: GPU, accelerator: GPU_1xH100}"),
@@ -402,7 +427,7 @@ def test_no_h100_warning_without_gpu_tasks(tmp_path: Path) -> None:
 
 
 def test_every_code_is_tested() -> None:
-    tested = {c.code for c in CASES} | {"OBS001", "OBS208", "OBS401", "OBS402", "OBS403", "OBS901"}  # the last two: CLI tests
+    tested = {c.code for c in CASES} | {"OBS001", "OBS208", "OBS210", "OBS401", "OBS402", "OBS403", "OBS901"}  # the last two: CLI tests
     assert tested == set(CODES)
 
 
