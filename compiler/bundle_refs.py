@@ -13,7 +13,9 @@ Rules (databricks/cli at 7bbe2852, v1.13.0 + 4):
   (default_workspace_root.go); `~/` expands to `/Workspace/Users/<userName>` (expand_workspace_root.go);
   other absolute paths get a `/Workspace` prefix (prepend_workspace_prefix.go); `file_path` and
   `artifact_path` default to `<root_path>/files` and `<root_path>/artifacts` (default_workspace_paths.go).
-* `mode: development` sets the name prefix `[dev <short_name>] ` (resourcemutator/apply_target_mode.go).
+* `mode: development` sets the name prefix `[dev <short_name>] `, a `dev` tag, 4 concurrent runs
+  where none is set and trigger pause status PAUSED (resourcemutator/apply_target_mode.go).
+  apply_presets.go writes PAUSED only into schedules whose `pause_status` is empty.
   apply_presets.go adds it in front of job names, in front of the last path segment of experiment
   names, and, normalized (`dev_<short_name>_`, normalizePrefix + libs/textutil NormalizeString),
   in front of schema and registered-model names.
@@ -83,12 +85,18 @@ def _workspace_path(path: str, user: User) -> str:
 
 
 def resolve(
-    config: dict[str, Any], target: str | None, user: User, *, file_path: str | None = None
+    config: dict[str, Any],
+    target: str | None,
+    user: User,
+    *,
+    file_path: str | None = None,
+    overrides: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The configuration with the target applied and every `${...}` resolved.
 
     `target=None` applies no target (no mode, no overrides): the local runner's view. `file_path`
     replaces `workspace.file_path` (the local runner points it at its copy of the bundle files).
+    `overrides` are `--var name=value` / `BUNDLE_VAR_name` values: they win over everything.
     """
     config = copy.deepcopy(config)
     selected = (config.get("targets") or {}).get(target, {}) if target else {}
@@ -103,7 +111,7 @@ def resolve(
                 config[key] = selected[key]
     variables: dict[str, Any] = {}
     for name, spec in (config.get("variables") or {}).items():
-        override = (selected.get("variables") or {}).get(name)
+        override = (overrides or {}).get(name, (selected.get("variables") or {}).get(name))
         if isinstance(override, dict):
             override = override.get("default")
         value = override if override is not None else (spec or {}).get("default")
@@ -147,6 +155,11 @@ def _apply_dev_presets(resources: dict[str, Any], user: User) -> None:
         tags = job.setdefault("tags", {})
         if not tags.get("dev"):  # a tag the job sets itself wins
             tags["dev"] = user.short_name
+        if job.get("max_concurrent_runs", 0) == 0:
+            job["max_concurrent_runs"] = 4  # apply_target_mode.go developmentConcurrentRuns
+        # trigger_pause_status PAUSED: only schedules that do not set pause_status are paused.
+        if "schedule" in job and not job["schedule"].get("pause_status"):
+            job["schedule"]["pause_status"] = "PAUSED"
     for experiment in (resources.get("experiments") or {}).values():
         head, slash, base = experiment["name"].rpartition("/")
         experiment["name"] = f"{head}/{prefix}{base}" if slash else prefix + base
