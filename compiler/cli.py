@@ -121,6 +121,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_compile(args: argparse.Namespace) -> int:
     from obsrv.compiler.api import SpecError, compile_files, merged_files, stale_outputs, write_outputs
+    from obsrv.compiler.emit import MissingExtraError
 
     try:
         verify = args.check if args.verify is None else args.verify
@@ -128,6 +129,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
     except SpecError as error:
         _report(error.diagnostics, args.format, files=[])
         return EXIT_SPEC
+    except MissingExtraError as error:
+        _print(f"obsrv: {error}", sys.stderr)
+        return EXIT_USAGE
     warnings = [w for r in results for w in r.warnings]
     out = args.output_dir.rstrip("/\\") or "."
     if args.check:

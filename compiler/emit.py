@@ -255,7 +255,22 @@ class EmitError(AssertionError):
     """The emitter produced a job databricks-bundles rejects: a bug in obsrv, not in the spec."""
 
 
+class MissingExtraError(RuntimeError):
+    """databricks-bundles (the `cli` extra) is not installed; the typed self-check needs it."""
+
+
+def require_databricks_bundles() -> None:
+    try:
+        import databricks.bundles.jobs  # noqa: F401
+    except ImportError as error:
+        raise MissingExtraError(
+            "the typed bundle check (--check/--verify) needs databricks-bundles: pip install 'obsrv[cli]', "
+            "or compile with --no-verify"
+        ) from error
+
+
 def verify_job(job: dict[str, Any]) -> None:
+    require_databricks_bundles()
     from databricks.bundles.jobs import Job
 
     try:

@@ -91,6 +91,9 @@ def resources_mapping(plan: JobPlan) -> dict[str, Any]:
 
 def verify_resources(document: dict[str, Any]) -> None:
     """databricks-bundles' typed models accept every resource (an obsrv self-check, lazily imported)."""
+    from obsrv.compiler.emit import require_databricks_bundles
+
+    require_databricks_bundles()
     from databricks.bundles.experiments import MlflowExperiment
     from databricks.bundles.registered_models import RegisteredModel
     from databricks.bundles.schemas import Schema
