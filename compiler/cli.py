@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import traceback
 from collections.abc import Sequence
@@ -278,12 +279,43 @@ def build_parser() -> argparse.ArgumentParser:
     graph.add_argument("spec", metavar="SPEC", help="an obsrv YAML spec file")
     graph.set_defaults(func=cmd_graph)
 
+    init = sub.add_parser(
+        "init", help="scaffold a team project (dev/prod targets, an example spec, CI workflow)",
+        formatter_class=formatter,
+        description="Write databricks.yml (dev and prod targets), specs/example.yaml, bundle_out/, README.md "
+        "and .github/workflows/obsrv.yml into DIR (default: the current folder). Writes nothing if any exists.",
+    )
+    init.add_argument("directory", nargs="?", default=".", metavar="DIR", help="project folder (created if missing)")
+    init.add_argument("--name", help="bundle name (default: derived from the folder name)")
+    init.set_defaults(func=cmd_init)
+
     # `run` and `data` belong to the runtime side, which defines their options itself.
     from obsrv.service_tasks import cli_commands
 
     cli_commands.add_run_parser(sub)
     cli_commands.add_data_parser(sub)
     return parser
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from obsrv.compiler.scaffold import InitError, bundle_name_for, scaffold
+
+    directory = Path(args.directory)
+    name = args.name or bundle_name_for(directory)
+    if not re.fullmatch(r"[A-Za-z]+(_?[A-Za-z0-9]+)*", name):
+        _print(f"obsrv: --name {name!r}: use letters, digits and single underscores, starting with a letter", sys.stderr)
+        return EXIT_USAGE
+    try:
+        written = scaffold(directory, name)
+    except InitError as error:
+        _print(f"obsrv: {error}", sys.stderr)
+        return EXIT_USAGE
+    for path in written:
+        _print(f"  written {path}", sys.stdout)
+    _print(f"next: cd {directory} && obsrv compile specs/*.yaml && databricks bundle deploy -t dev", sys.stdout)
+    return EXIT_OK
 
 
 def _internal_error(error: BaseException, fmt: str) -> int:
