@@ -343,7 +343,9 @@ def build_plan(spec: S.SpecFile, *, source: str, plan_dir: str = DEFAULT_PLAN_DI
 def _with_plan_args(task: TaskPlan, job_key: str, plan_dir: str) -> TaskPlan:
     # `${workspace.file_path}` is where the CLI syncs the bundle's files (DefineDefaultWorkspacePaths:
     # `<root_path>/files`, a /Workspace path after PrependWorkspacePrefix), so the synced plan file
-    # sits at this path on every task's file system. The local runner maps it to the bundle root.
+    # sits at this path; tasks read workspace files by their /Workspace path
+    # (https://docs.databricks.com/aws/en/files/workspace-interact, "Read data workspace files").
+    # The local runner maps it to its own copy of the compiled files (service_tasks/local_deploy.py).
     folder = plan_dir.strip("/")
     path = "${workspace.file_path}/" + (f"{folder}/" if folder and folder != "." else "") + plan_file_name(job_key)
     return replace(task, plan_path=path, experiment=experiment_reference(job_key), model=model_reference(job_key))

@@ -318,3 +318,38 @@ def test_experiments_live_in_a_folder_that_exists(config: dict[str, Any]) -> Non
         for experiment in _resolved(config, target, user)["resources"]["experiments"].values():
             parent = experiment["name"].rsplit("/", 1)[0]
             assert parent == f"/Users/{user.user_name}"
+
+
+def test_notebook_shim_rebuilds_the_wheel_argv(results: list[CompileResult], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shim passes a GPU notebook task exactly the argv its wheel twin would get, calls the
+    entry point the way a wheel task does (`load()()`), and fails the task on a non-zero exit."""
+    import importlib.metadata
+    import sys
+    import types
+
+    result = next((r for r in results if SHIM_FILE in r.files), None)
+    if result is None:
+        pytest.skip("`--gpu-runner wheel` emits no notebook shim")
+    task = next(t for t in result.job["tasks"] if "notebook_task" in t)
+    params = task["notebook_task"]["base_parameters"]
+    seen: list[list[str]] = []
+
+    def fake_main(status: int | None) -> Any:
+        def main() -> int | None:
+            seen.append(list(sys.argv))
+            return status
+        return main
+
+    for status in (None, 3):
+        script = types.SimpleNamespace(load=lambda s=status: fake_main(s))
+        monkeypatch.setattr(importlib.metadata, "entry_points", lambda **_: [script])
+        dbutils = types.SimpleNamespace(widgets=types.SimpleNamespace(get=params.__getitem__))
+        code = compile(result.files[SHIM_FILE], SHIM_FILE, "exec")
+        monkeypatch.setattr(sys, "argv", ["notebook"])
+        if status is None:
+            exec(code, {"dbutils": dbutils})
+        else:
+            with pytest.raises(RuntimeError, match="exited with status 3"):
+                exec(code, {"dbutils": dbutils})
+    wheel_argv = [arg for flag, value in _argv(task).items() for arg in (flag, value)]
+    assert seen == [["obsrv-task", *wheel_argv]] * 2
