@@ -66,6 +66,7 @@ class CompileResult:
     plan: dict[str, Any] = field(default_factory=dict)  # the parsed plan file
     uses_gpu: bool = False
     output: tuple[str, str] = ("", "")  # the output (catalog, schema) prod writes to
+    source_schema: tuple[str, str] = ("", "")  # the source table's (catalog, schema)
 
     @property
     def bundle(self) -> dict[str, Any]:
@@ -162,6 +163,7 @@ def compile_file(
         plan=json.loads(plan_text),
         uses_gpu="gpu" in plan.environments,
         output=plan.output,
+        source_schema=(spec.obsrv.context.source.catalog, spec.obsrv.context.source.schema_),
     )
 
 
@@ -205,6 +207,17 @@ def compile_files(
         if owners[result.job_key.lower()] is not result:
             continue  # already reported as a duplicate job name (OBS208)
         output = result.output
+        if output == result.source_schema:
+            diagnostics.append(
+                Diagnostic(
+                    "OBS210",
+                    f"the output schema {output[0]}.{output[1]} of job `{result.job_key}` is its source's schema, "
+                    "but the bundle creates and owns the output schema: the deploy would fail (the schema exists)",
+                    result.source,
+                    fix="give `context.output.schema` another schema (default: the job's name)",
+                )
+            )
+            continue
         first = schema_owners.setdefault((output[0].lower(), output[1].lower()), result)
         if first is not result:
             diagnostics.append(

@@ -43,7 +43,7 @@ CODES: dict[str, str] = {
     "OBS207": "a task asks for GPU but the context does not allow GPU",
     "OBS208": "two specs compile to the same job name",
     "OBS209": "a route column is the target column",
-    "OBS210": "two specs write to the same output schema (each job's bundle owns its schema)",
+    "OBS210": "an output schema is the source's or another spec's (each job's bundle owns its schema)",
     "OBS301": "an output table name would be longer than Unity Catalog allows",
     "OBS401": "warning: the GPU accelerator is newer than the pinned bundle schema",
     "OBS402": "warning: a task timeout is longer than the job timeout",

@@ -336,7 +336,7 @@ def build_plan(spec: S.SpecFile, *, source: str, plan_dir: str = DEFAULT_PLAN_DI
         accelerator=ctx.compute.accelerator,
         tasks=tuple(_with_plan_args(task, ctx.name, plan_dir) for task in tasks),
         context=context_dump,
-        output=(ctx.output_catalog, ctx.output_schema),
+        output=(ctx.output_catalog, ctx.deployed_output_schema),
     )
 
 

@@ -418,12 +418,6 @@ class Context(StrictModel):
                 f"{len(self.tags)} tags is too many: Databricks allows at most {MAX_JOB_TAGS} job tags, obsrv adds "
                 f"{len(OBSRV_TAGS)} and development mode adds {len(DEV_MODE_TAGS)} (`dev`); give at most {MAX_USER_TAGS} tags"
             )
-        if (self.output_catalog, self.output_schema) == (self.source.catalog, self.source.schema_):
-            raise ValueError(
-                f"the output schema {self.output_catalog}.{self.output_schema} is the source's schema, but the bundle "
-                "creates and owns the output schema (a deploy would fail: it exists); give `output.schema` "
-                "another schema"
-            )
         if not re.fullmatch(JOB_NAME_PATTERN, self.name):
             raise ValueError(
                 f"context.name `{self.name}` cannot name bundle resources: the Databricks CLI's "
@@ -444,8 +438,15 @@ class Context(StrictModel):
 
     @property
     def output_schema(self) -> str:
-        # A schema of its own: the bundle declares it as a resource (compiler/resources.py) and
-        # would fail to create, or on destroy try to drop, a schema that already holds the source.
+        """The schema a task writes to when it is given no `--schema` (direct calls in tests);
+        compiled jobs always pass the deployed schema, `deployed_output_schema` in prod."""
+        return self.output.schema_ or self.source.schema_
+
+    @property
+    def deployed_output_schema(self) -> str:
+        """The output schema the bundle declares (compiler/resources.py): a schema of its own,
+        named after the job unless the spec says otherwise. It cannot be the source's schema: the
+        deploy would fail to create a schema that exists, and destroy would try to drop it."""
         return self.output.schema_ or self.name
 
 

@@ -235,14 +235,6 @@ CASES = [
         "mode adds 1 (`dev`); give at most 23 tags", "give at most 23 tags",
     ),
     Case(
-        # The bundle declares the output schema as a resource (compiler/resources.py); creating a
-        # schema that exists (it holds the source) fails the deploy.
-        "output-is-the-source-schema",
-        edit(("    timeout: 15 minutes", "    timeout: 15 minutes\n    output: {schema: credit_risk}")),
-        "OBS109", 5, 5, "the output schema main.credit_risk is the source's schema",
-        "give `output.schema` another schema",
-    ),
-    Case(
         # `${resources.jobs.credit_risk_.id}` would not parse (databricks/cli libs/dyn/dynvar/ref.go).
         "job-name-not-a-reference-segment",
         edit(("    name: credit_risk_ensemble", "    name: credit_risk_")),
@@ -400,6 +392,12 @@ def test_two_specs_sharing_an_output_schema(tmp_path: Path) -> None:
     (diagnostic,) = error.value.errors
     assert diagnostic.code == "OBS210" and diagnostic.file.endswith("b.yaml")
     assert "main.shared_out" in diagnostic.message and "credit_risk_ensemble" in diagnostic.message
+    # The output may not be the source's schema either: the deploy would try to create it.
+    (tmp_path / "c.yaml").write_text(edit(("    timeout: 15 minutes", "    timeout: 15 minutes\n    output: {schema: credit_risk}")))
+    with pytest.raises(SpecError) as error:
+        compile_files([tmp_path / "c.yaml"], root=tmp_path, verify=False)
+    (diagnostic,) = error.value.errors
+    assert diagnostic.code == "OBS210" and "main.credit_risk of job `credit_risk_ensemble` is its source's schema" in diagnostic.message
     # Without `output`, each job gets a schema named after itself: no clash.
     (tmp_path / "a.yaml").write_text(BASE)
     (tmp_path / "b.yaml").write_text(edit(("credit_risk_ensemble", "other_job")))
