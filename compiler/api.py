@@ -10,10 +10,11 @@ Used by the CLI and by the local runner (`obsrv run`). Nothing here writes to di
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +26,15 @@ from obsrv.compiler.emit import (
     SHIM_FILE,
     EmitOptions,
     GpuRunner,
+    header,
     render_job,
     render_shim,
+    to_yaml,
     uses_shim,
     verify_job,
 )
-from obsrv.compiler.plan import build_plan
+from obsrv.compiler.plan import build_plan, plan_document, plan_file_name
+from obsrv.compiler.resources import resources_file_name, resources_mapping, verify_resources
 from obsrv.compiler.spec import SpecFile
 from obsrv.compiler.yaml_loader import LoadedYaml, load_file
 
@@ -57,6 +61,19 @@ class CompileResult:
     job: dict[str, Any]  # the emitted `resources.jobs.<job_key>` mapping
     source: str  # the spec path as given (as messages show it)
     warnings: tuple[Diagnostic, ...] = field(default_factory=tuple)
+    # `variables` and `resources` (schemas, registered_models, experiments) of `<job>.resources.yml`
+    resources: dict[str, Any] = field(default_factory=dict)
+    plan: dict[str, Any] = field(default_factory=dict)  # the parsed plan file
+    uses_gpu: bool = False
+    output: tuple[str, str] = ("", "")  # the output (catalog, schema) prod writes to
+    source_schema: tuple[str, str] = ("", "")  # the source table's (catalog, schema)
+
+    @property
+    def bundle(self) -> dict[str, Any]:
+        """Every bundle key this job contributes (its two YAML files merged)."""
+        merged = {kind: dict(entries) for kind, entries in self.resources.get("resources", {}).items()}
+        merged["jobs"] = {self.job_key: self.job}
+        return {"variables": dict(self.resources.get("variables", {})), "resources": merged}
 
 
 def find_bundle_root(start: Path | None = None) -> Path:
@@ -122,14 +139,32 @@ def compile_file(
     spec, doc, warnings = load_spec(path)
     source = _relative(Path(path), root)
     options = _options(source, out, root, gpu_runner)
-    plan = build_plan(spec, source=source)
+    plan = build_plan(spec, source=source, plan_dir=_relative(out, root))
     text, job = render_job(plan, options)
+    resources = resources_mapping(plan)
     if verify:
         verify_job(job)
-    files = {f"{plan.key}.job.yml": text}
+        verify_resources(resources)
+    plan_text = plan_document(plan)
+    files = {
+        f"{plan.key}.job.yml": text,
+        resources_file_name(plan.key): header(plan, options) + to_yaml(resources),
+        plan_file_name(plan.key): plan_text,
+    }
     if uses_shim(plan, options):
         files[SHIM_FILE] = render_shim()
-    return CompileResult(job_key=plan.key, files=files, job=job, source=doc.file, warnings=tuple(warnings))
+    return CompileResult(
+        job_key=plan.key,
+        files=files,
+        job=job,
+        source=doc.file,
+        warnings=tuple(warnings),
+        resources=resources,
+        plan=json.loads(plan_text),
+        uses_gpu="gpu" in plan.environments,
+        output=plan.output,
+        source_schema=(spec.obsrv.context.source.catalog, spec.obsrv.context.source.schema_),
+    )
 
 
 def compile_files(
@@ -165,8 +200,53 @@ def compile_files(
                     fix="give one of the two specs another `context.name`",
                 )
             )
+    # Each job declares its output schema as a bundle resource; the CLI rejects two resources for
+    # one schema (two creates of one UC object), and two jobs would share one dev copy.
+    schema_owners: dict[tuple[str, str], CompileResult] = {}
+    for result in results:
+        if owners[result.job_key.lower()] is not result:
+            continue  # already reported as a duplicate job name (OBS208)
+        output = result.output
+        if output == result.source_schema:
+            diagnostics.append(
+                Diagnostic(
+                    "OBS211",
+                    f"the output schema {output[0]}.{output[1]} of job `{result.job_key}` is its source's schema, "
+                    "but the bundle creates and owns the output schema: the deploy would fail (the schema exists)",
+                    result.source,
+                    fix="give `context.output.schema` another schema (default: the job's name)",
+                )
+            )
+            continue
+        first = schema_owners.setdefault((output[0].lower(), output[1].lower()), result)
+        if first is not result:
+            diagnostics.append(
+                Diagnostic(
+                    "OBS211",
+                    f"job `{result.job_key}` writes to the output schema {output[0]}.{output[1]}, as does "
+                    f"`{first.job_key}` in {first.source}; each job's bundle owns its output schema",
+                    result.source,
+                    fix="give one of the two specs another `context.output.schema`",
+                )
+            )
     for result in results:
         diagnostics += result.warnings
+    gpu_jobs = [r for r in results if r.uses_gpu]
+    if gpu_jobs:
+        # Once per compile, not per task or per job (it is a workspace setting, not a spec problem):
+        # carried by the first GPU job's result, where callers collect warnings.
+        preview = Diagnostic(
+            "OBS407",
+            f"{len(gpu_jobs)} job(s) run tasks on serverless GPU compute, a preview that a workspace "
+            "admin must enable before they can run",
+            gpu_jobs[0].source,
+            severity="warning",
+            fix="ask a workspace admin to enable serverless GPU compute (Previews page), or set "
+            "`context.compute.serverless: [CPU]`",
+        )
+        diagnostics.append(preview)
+        first = results.index(gpu_jobs[0])
+        results[first] = replace(results[first], warnings=(*results[first].warnings, preview))
     if any(d.is_error for d in diagnostics):
         raise SpecError(diagnostics)
     return results

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import traceback
 from collections.abc import Sequence
@@ -22,13 +23,16 @@ from typing import TextIO
 EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 DEFAULT_OUTPUT_DIR = "bundle_out"  # mirrors api.DEFAULT_OUTPUT_DIR without importing it
 
+# emit.DEFAULT_GPU_RUNNER, repeated so that `obsrv --help` does not import the emitter (a test
+# checks that the two agree).
+DEFAULT_GPU_RUNNER = "notebook"
 GPU_RUNNER_HELP = """\
-how GPU tasks run (default: wheel). `wheel` emits every task as a python_wheel_task, the
-task contract of ARCHITECTURE.md: one task type, the same argv locally and on Databricks.
-`notebook` emits GPU tasks as notebook_task running a generated shim notebook
-(bundle_out/obsrv_task_notebook.py) that calls the same obsrv-task entry point with the same
-arguments: the serverless-GPU path Databricks documents. Choose it if your workspace rejects
-wheel tasks on GPU. CPU tasks are wheel tasks either way."""
+how GPU tasks run (default: notebook). `notebook` emits GPU tasks as notebook_task running a
+generated shim notebook (bundle_out/obsrv_task_notebook.py) that calls the obsrv-task entry
+point with the same arguments a wheel task gets: the serverless-GPU shape Databricks documents.
+`wheel` emits GPU tasks as python_wheel_task too (one task type everywhere), a shape Databricks
+does not document for serverless GPU: opt in only after it ran on your workspace. CPU tasks
+are wheel tasks either way."""
 
 MAIN_EPILOG = """\
 examples:
@@ -119,6 +123,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_compile(args: argparse.Namespace) -> int:
     from obsrv.compiler.api import SpecError, compile_files, merged_files, stale_outputs, write_outputs
+    from obsrv.compiler.emit import MissingExtraError
 
     try:
         verify = args.check if args.verify is None else args.verify
@@ -126,6 +131,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
     except SpecError as error:
         _report(error.diagnostics, args.format, files=[])
         return EXIT_SPEC
+    except MissingExtraError as error:
+        _print(f"obsrv: {error}", sys.stderr)
+        return EXIT_USAGE
     warnings = [w for r in results for w in r.warnings]
     out = args.output_dir.rstrip("/\\") or "."
     if args.check:
@@ -143,7 +151,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
             if stale:
                 command = ["obsrv compile", *args.specs]
                 command += ["-o", args.output_dir] if out != DEFAULT_OUTPUT_DIR else []
-                command += ["--gpu-runner", args.gpu_runner] if args.gpu_runner != "wheel" else []
+                command += ["--gpu-runner", args.gpu_runner] if args.gpu_runner != DEFAULT_GPU_RUNNER else []
                 _print(f"regenerate with: {' '.join(command)}", sys.stderr)
         return EXIT_SPEC if stale else EXIT_OK
     try:
@@ -249,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     compile_.add_argument(
         "--check", action="store_true", help="write nothing; exit 1 if any output file is missing or stale"
     )
-    compile_.add_argument("--gpu-runner", choices=("wheel", "notebook"), default="wheel", help=GPU_RUNNER_HELP)
+    compile_.add_argument("--gpu-runner", choices=("wheel", "notebook"), default=DEFAULT_GPU_RUNNER, help=GPU_RUNNER_HELP)
     compile_.add_argument(
         "--verify",
         action=argparse.BooleanOptionalAction,
@@ -272,12 +280,43 @@ def build_parser() -> argparse.ArgumentParser:
     graph.add_argument("spec", metavar="SPEC", help="an obsrv YAML spec file")
     graph.set_defaults(func=cmd_graph)
 
+    init = sub.add_parser(
+        "init", help="scaffold a team project (dev/prod targets, an example spec, CI workflow)",
+        formatter_class=formatter,
+        description="Write databricks.yml (dev and prod targets), specs/example.yaml, bundle_out/, README.md "
+        "and .github/workflows/obsrv.yml into DIR (default: the current folder). Writes nothing if any exists.",
+    )
+    init.add_argument("directory", nargs="?", default=".", metavar="DIR", help="project folder (created if missing)")
+    init.add_argument("--name", help="bundle name (default: derived from the folder name)")
+    init.set_defaults(func=cmd_init)
+
     # `run` and `data` belong to the runtime side, which defines their options itself.
     from obsrv.service_tasks.local import cli as local_cli
 
     local_cli.add_run_parser(sub)
     local_cli.add_data_parser(sub)
     return parser
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from obsrv.compiler.scaffold import InitError, bundle_name_for, scaffold
+
+    directory = Path(args.directory)
+    name = args.name or bundle_name_for(directory)
+    if not re.fullmatch(r"[A-Za-z]+(_?[A-Za-z0-9]+)*", name):
+        _print(f"obsrv: --name {name!r}: use letters, digits and single underscores, starting with a letter", sys.stderr)
+        return EXIT_USAGE
+    try:
+        written = scaffold(directory, name)
+    except InitError as error:
+        _print(f"obsrv: {error}", sys.stderr)
+        return EXIT_USAGE
+    for path in written:
+        _print(f"  written {path}", sys.stdout)
+    _print(f"next: cd {directory} && obsrv compile specs/*.yaml && databricks bundle deploy -t dev", sys.stdout)
+    return EXIT_OK
 
 
 def _internal_error(error: BaseException, fmt: str) -> int:

@@ -45,6 +45,7 @@ CODES: dict[str, str] = {
     "OBS208": "two specs compile to the same job name",
     "OBS209": "a route column is the target column or another special source column (id, group, time, weight)",
     "OBS210": "a task's settings cannot work with the context (stack_blend with fewer than 3 folds)",
+    "OBS211": "an output schema is the source's or another spec's (each job's bundle owns its schema)",
     "OBS301": "an output table name would be longer than Unity Catalog allows",
     "OBS302": "the job would have more than 1000 tasks, the Databricks Jobs limit",
     "OBS303": "`sample.size` leaves fewer training rows than folds",
@@ -54,6 +55,7 @@ CODES: dict[str, str] = {
     "OBS404": "warning: `sample.size` leaves a class fewer rows than folds",
     "OBS405": "warning: a task timeout is shorter than its serverless start-up and work allowance",
     "OBS406": "warning: `sample.size` leaves too few holdout (or out-of-fold) rows to rank models",
+    "OBS407": "warning: serverless GPU compute is a preview a workspace admin must enable",
     "OBS901": "internal error in obsrv (a bug: please report it)",
 }
 

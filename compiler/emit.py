@@ -19,15 +19,19 @@ from typing import Any, Literal
 
 import yaml
 
+from obsrv.compiler.environments import pinned_requirements
 from obsrv.compiler.plan import ARGV_FLAGS, ENTRY_POINT, PACKAGE_NAME, RUN_IF_DEFAULT, JobPlan, Notify, TaskPlan
 
 GpuRunner = Literal["wheel", "notebook"]
 GPU_RUNNERS: tuple[GpuRunner, ...] = ("wheel", "notebook")
-DEFAULT_GPU_RUNNER: GpuRunner = "wheel"
+# Databricks documents serverless GPU for notebook tasks (and `ai_runtime_task`), not for wheel
+# tasks (../shared/reference/databricks-bundles.md §2.1), so GPU stages run through the generated
+# notebook shim by default; `--gpu-runner wheel` is the explicit opt-in to the undocumented shape.
+DEFAULT_GPU_RUNNER: GpuRunner = "notebook"
 ENVIRONMENT_VERSION = "4"
 # The notebook shim written next to the job files when GPU tasks run as notebooks.
 SHIM_FILE = "obsrv_task_notebook.py"
-SHIM_TEMPLATE = "notebook_shim.py.j2"
+SHIM_TEMPLATE = "notebook_shim.py.tmpl"
 # Where the notebook shim looks for the wheel when the serverless GPU environment did not install
 # it from `dependencies` (unverified on Databricks; see ../shared/reference/databricks-bundles.md §9): the bundle's artifact folder.
 SHIM_WHEEL_GLOB = "${workspace.artifact_path}/.internal/obsrv-*.whl"
@@ -97,8 +101,13 @@ def job_mapping(plan: JobPlan, options: EmitOptions) -> dict[str, Any]:
         job["schedule"] = {
             "quartz_cron_expression": plan.schedule.quartz_cron_expression,
             "timezone_id": plan.schedule.timezone_id,
-            "pause_status": "PAUSED" if plan.schedule.paused else "UNPAUSED",
         }
+        # Only an explicit `paused: true` is written. Left unset, `mode: development` pauses the
+        # schedule and `mode: production` runs it; an explicit UNPAUSED would keep every
+        # developer's copy of a nightly job live (apply_presets.go sets pause_status only when it
+        # is empty).
+        if plan.schedule.paused:
+            job["schedule"]["pause_status"] = "PAUSED"
     if plan.email:
         job["email_notifications"] = _notifications(plan.email, wrap=False)
     if plan.webhook:
@@ -106,7 +115,12 @@ def job_mapping(plan: JobPlan, options: EmitOptions) -> dict[str, Any]:
     job["environments"] = [
         {
             "environment_key": env,
-            "spec": {"environment_version": ENVIRONMENT_VERSION, "dependencies": [options.wheel_glob]},
+            # The same pins in every environment (compiler/environments.py): GPU-trained pickles
+            # are loaded on CPU.
+            "spec": {
+                "environment_version": ENVIRONMENT_VERSION,
+                "dependencies": [options.wheel_glob, *pinned_requirements()],
+            },
         }
         for env in plan.environments
     ]
@@ -229,22 +243,36 @@ def uses_shim(plan: JobPlan, options: EmitOptions) -> bool:
 
 def render_shim() -> str:
     """The Databricks notebook that runs one task through the `obsrv-task` entry point."""
-    # Jinja is only needed for this file, so it is imported here, off the default compile path.
+    # string.Template, not Jinja: GPU jobs render the shim on every compile, and the compile path
+    # stays free of heavy imports (a test checks it). `substitute` raises on a missing name.
     from importlib.resources import files
+    from string import Template
 
-    import jinja2
-
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
-    template = env.from_string(files("obsrv.templates").joinpath(SHIM_TEMPLATE).read_text(encoding="utf-8"))
-    flags = list(zip(SHIM_PARAMETERS, ARGV_FLAGS))
-    return template.render(parameters=flags, entry_point=ENTRY_POINT, package=PACKAGE_NAME)
+    template = Template(files("obsrv.templates").joinpath(SHIM_TEMPLATE).read_text(encoding="utf-8"))
+    parameters = "\n".join(f'    ("{name}", "{flag}"),' for name, flag in zip(SHIM_PARAMETERS, ARGV_FLAGS))
+    return template.substitute(parameters=parameters, entry_point=ENTRY_POINT, package=PACKAGE_NAME)
 
 
 class EmitError(AssertionError):
     """The emitter produced a job databricks-bundles rejects: a bug in obsrv, not in the spec."""
 
 
+class MissingExtraError(RuntimeError):
+    """databricks-bundles (the `cli` extra) is not installed; the typed self-check needs it."""
+
+
+def require_databricks_bundles() -> None:
+    try:
+        import databricks.bundles.jobs  # noqa: F401
+    except ImportError as error:
+        raise MissingExtraError(
+            "the typed bundle check (--check/--verify) needs databricks-bundles: pip install 'obsrv[cli]', "
+            "or compile with --no-verify"
+        ) from error
+
+
 def verify_job(job: dict[str, Any]) -> None:
+    require_databricks_bundles()
     from databricks.bundles.jobs import Job
 
     try:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from obsrv.compiler import spec as S
-from obsrv.compiler.timing import Stage, Timing, plan_timing
+from obsrv.compiler.timing import MIN_TASK_TIMEOUT_SECONDS, Stage, Timing, plan_timing
 
 Environment = Literal["cpu", "gpu"]
 
@@ -25,8 +25,13 @@ SPEC_VERSION = "1"
 OBSRV_TAG_VALUES = {"obsrv_spec_version": SPEC_VERSION}
 PACKAGE_NAME = "obsrv"
 ENTRY_POINT = "obsrv-task"
-# The `obsrv-task` argv flags, in order (ARCHITECTURE.md, "Compiled job → task contract").
-ARGV_FLAGS = ("--stage", "--task-id", "--workflow-id", "--catalog", "--schema", "--spec")
+# The `obsrv-task` argv flags, in order (docs/bundle.md, "Compiled job → task contract"). The plan
+# (context, per-task settings, upstream) is not inline: it is one file the bundle syncs, and
+# `--plan` is its workspace path, so the Jobs UI shows a handful of short parameters.
+ARGV_FLAGS = ("--stage", "--task-id", "--workflow-id", "--catalog", "--schema", "--plan", "--experiment", "--model")
+# Default folder of the compiled files relative to the bundle root (the CLI syncs it with the rest
+# of the bundle's files to `${workspace.file_path}`).
+DEFAULT_PLAN_DIR = "bundle_out"
 # The job parameters every compiled job has; tasks read them through `{{job.parameters.X}}`
 # because positional wheel parameters do not receive job parameters by push-down.
 JOB_PARAMETERS = ("catalog", "schema")
@@ -71,11 +76,14 @@ class TaskPlan:
     max_retries: int
     min_retry_interval_millis: int
     retry_on_timeout: bool
-    spec_json: str  # the `--spec` argument: compact JSON, keys sorted
+    spec_json: str  # this task's entry of the plan file: compact JSON {"task", "upstream"}, keys sorted
     upstream: tuple[str, ...]
     description: str
     budget_seconds: int = 0  # search budget planned from the critical path (timing.py); in spec_json
     run_if: str = RUN_IF_DEFAULT
+    plan_path: str = ""  # `--plan`: the plan file's workspace path (a `${workspace.file_path}` reference)
+    experiment: str = ""  # `--experiment`: a `${resources.experiments.<job>.name}` reference
+    model: str = ""  # `--model`: a `${resources.registered_models.<job>.name}` reference
 
     @property
     def argv(self) -> tuple[str, ...]:
@@ -90,7 +98,9 @@ class TaskPlan:
             "{{job.run_id}}",
             "{{job.parameters.catalog}}",
             "{{job.parameters.schema}}",
-            self.spec_json,
+            self.plan_path,
+            self.experiment,
+            self.model,
         )
         return tuple(zip(ARGV_FLAGS, values))
 
@@ -126,6 +136,8 @@ class JobPlan:
     tasks: tuple[TaskPlan, ...]
     max_concurrent_runs: int = MAX_CONCURRENT_RUNS
     timing: Timing | None = None  # the critical-path plan the budgets and timeouts come from
+    context: dict[str, Any] | None = None  # the validated context, as the plan file carries it
+    output: tuple[str, str] = ("", "")  # the spec's output (catalog, schema): prod writes there
 
     @property
     def environments(self) -> tuple[Environment, ...]:
@@ -167,7 +179,9 @@ def _stage_class(stage: str) -> str:
 
 
 def _spec_json(context: dict[str, Any], task: dict[str, Any], upstream: tuple[str, ...], budget: int = 0) -> str:
-    payload = {"context": context, "task": task, "upstream": list(upstream), "budget_seconds": budget}
+    """One task's entry of the plan file (the shared context is written once, at the top)."""
+    del context  # kept in the signature: the context goes to the plan file once, not per task
+    payload = {"task": task, "upstream": list(upstream), "budget_seconds": budget}
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -179,13 +193,37 @@ def _with_timing(tasks: list[TaskPlan], ctx: S.Context, overrides: dict[str, int
     for task in tasks:
         payload = json.loads(task.spec_json)
         budget = timing.budgets[task.key]
-        spec_json = _spec_json(payload["context"], payload["task"], tuple(payload["upstream"]), budget)
+        spec_json = _spec_json({}, payload["task"], tuple(payload["upstream"]), budget)
         timed.append(
             dataclasses.replace(
                 task, timeout_seconds=timing.timeouts[task.key], budget_seconds=budget, spec_json=spec_json
             )
         )
     return timed, timing
+
+
+def plan_file_name(job_key: str) -> str:
+    return f"{job_key}.plan.json"
+
+
+def experiment_reference(job_key: str) -> str:
+    """The experiment's name as the CLI resolves it at deploy time (dev mode prefixes it)."""
+    return "${resources.experiments." + job_key + ".name}"
+
+
+def model_reference(job_key: str) -> str:
+    """The champion model's name within the output schema as deployed (dev mode prefixes it)."""
+    return "${resources.registered_models." + job_key + ".name}"
+
+
+def plan_document(plan: "JobPlan") -> str:
+    """The plan file's text: the context once, then every task's settings and upstream by task key.
+
+    Deterministic (sorted keys, compact separators, one trailing newline), so `compile --check`
+    can compare it byte for byte."""
+    tasks = {task.key: json.loads(task.spec_json) for task in plan.tasks}
+    payload = {"context": plan.context, "job": plan.key, "tasks": tasks, "version": 1}
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n"
 
 
 def _user_order(tasks: list[Any]) -> list[Any]:
@@ -228,8 +266,9 @@ def _make_task(
     )
 
 
-def build_plan(spec: S.SpecFile, *, source: str) -> JobPlan:
-    """The whole job for one validated spec. `source` is the spec path shown in the header."""
+def build_plan(spec: S.SpecFile, *, source: str, plan_dir: str = DEFAULT_PLAN_DIR) -> JobPlan:
+    """The whole job for one validated spec. `source` is the spec path shown in the header;
+    `plan_dir` is the output folder relative to the bundle root (where the plan file is synced)."""
     ctx = spec.obsrv.context
     context_dump = ctx.model_dump(mode="json", by_alias=True)
     descriptions = {**_DESCRIPTIONS, **(_NO_HOLDOUT_DESCRIPTIONS if ctx.holdout == 0 else {})}
@@ -311,7 +350,13 @@ def build_plan(spec: S.SpecFile, *, source: str) -> JobPlan:
         source=source,
         timeout_seconds=ctx.timeout,
         tags=tuple(sorted({**ctx.tags, **OBSRV_TAG_VALUES}.items())),
-        parameters=(("catalog", ctx.output_catalog), ("schema", ctx.output_schema)),
+        # Deploy-time references to the job's own output schema resource: in development mode the
+        # CLI prefixes the schema's name (apply_presets.go, "Schemas: Prefix"), and the reference
+        # resolves to that prefixed name, so dev runs write to the developer's own schema.
+        parameters=(
+            ("catalog", "${resources.schemas." + ctx.name + ".catalog_name}"),
+            ("schema", "${resources.schemas." + ctx.name + ".name}"),
+        ),
         schedule=(
             Schedule(schedule.cron, schedule.timezone, schedule.paused) if schedule is not None else None
         ),
@@ -326,6 +371,19 @@ def build_plan(spec: S.SpecFile, *, source: str) -> JobPlan:
             tuple(notifications.webhook.on_failure),
         ),
         accelerator=ctx.compute.accelerator,
-        tasks=tuple(tasks),
+        tasks=tuple(_with_plan_args(task, ctx.name, plan_dir) for task in tasks),
         timing=timing,
+        context=context_dump,
+        output=(ctx.output_catalog, ctx.deployed_output_schema),
     )
+
+
+def _with_plan_args(task: TaskPlan, job_key: str, plan_dir: str) -> TaskPlan:
+    # `${workspace.file_path}` is where the CLI syncs the bundle's files (DefineDefaultWorkspacePaths:
+    # `<root_path>/files`, a /Workspace path after PrependWorkspacePrefix), so the synced plan file
+    # sits at this path; tasks read workspace files by their /Workspace path
+    # (https://docs.databricks.com/aws/en/files/workspace-interact, "Read data workspace files").
+    # The local runner maps it to its own copy of the compiled files (service_tasks/local_deploy.py).
+    folder = plan_dir.strip("/")
+    path = "${workspace.file_path}/" + (f"{folder}/" if folder and folder != "." else "") + plan_file_name(job_key)
+    return replace(task, plan_path=path, experiment=experiment_reference(job_key), model=model_reference(job_key))

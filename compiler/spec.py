@@ -31,7 +31,16 @@ RESERVED_TASK_PREFIX = "base_"
 MAX_JOB_TAGS = 25
 RESERVED_TAG_PREFIX = "obsrv_"
 OBSRV_TAGS = ("obsrv_spec_version",)
-MAX_USER_TAGS = MAX_JOB_TAGS - len(OBSRV_TAGS)
+# `mode: development` adds a `dev: <user>` tag to every job (databricks/cli
+# bundle/config/mutator/resourcemutator/apply_target_mode.go, then apply_presets.go), so a job
+# that had 25 tags would have 26 in dev and be rejected there.
+DEV_MODE_TAGS = ("dev",)
+MAX_USER_TAGS = MAX_JOB_TAGS - len(OBSRV_TAGS) - len(DEV_MODE_TAGS)
+# The job name is also the key of the job's bundle resources, written into `${resources.<type>.<key>.*}`
+# references, and one path segment of such a reference must match the CLI's BaseVarDef
+# `\p{L}+([-_]*[\p{L}\p{N}]+)*` (databricks/cli libs/dyn/dynvar/ref.go): a letter first, no
+# trailing underscore. (`\p{L}` narrowed to ASCII letters: job names are ASCII identifiers anyway.)
+JOB_NAME_PATTERN = r"^[A-Za-z]+(_*[A-Za-z0-9]+)*$"
 
 # The Literal types are the one source; the tuples are read from them, so the two cannot drift.
 Problem = Literal["classification", "regression"]
@@ -56,8 +65,9 @@ MODEL_FAMILIES = (
     "catboost",
     "knn",
 )
-# Families whose libraries have a CUDA mode; only these go to serverless GPU.
-GPU_FAMILIES = ("xgboost", "lightgbm", "catboost")
+# Families whose base task runs on serverless GPU when the context allows it. LightGBM has a CUDA
+# mode, but it was slower than its CPU mode when measured (benchmarks/results/), so it stays on CPU.
+GPU_FAMILIES = ("xgboost", "catboost")
 
 TASK_TYPES = (
     "route_cluster",
@@ -283,7 +293,12 @@ class Source(StrictModel):
 class Output(StrictModel):
     catalog: Identifier | None = Field(default=None, description="Catalog for outputs (default: source's).")
     schema_: Identifier | None = Field(
-        default=None, alias="schema", description="Schema for outputs (default: source's)."
+        default=None,
+        alias="schema",
+        description=(
+            "Schema for outputs (default: the job's name). The bundle creates and owns this schema "
+            "(development mode deploys a per-user copy), so it may not be the source's schema."
+        ),
     )
 
 
@@ -402,7 +417,9 @@ class Context(StrictModel):
     )
     seed: int = Field(default=42, ge=0, description="Seed for sampling, folds and every model.")
     source: Source = Field(description="The training table and its special columns.")
-    output: Output = Field(default_factory=Output, description="Where output tables go (default: the source's schema).")
+    output: Output = Field(
+        default_factory=Output, description="Where output tables go (default: a schema named after the job)."
+    )
     retries: int = Field(default=1, ge=0, le=10, description="Default max_retries for every task.")
     keep_runs: int = Field(
         default=5,
@@ -441,8 +458,14 @@ class Context(StrictModel):
             raise ValueError("fold_type: stratified needs a classification metric; use kfold for regression")
         if len(self.tags) > MAX_USER_TAGS:
             raise ValueError(
-                f"Databricks allows at most {MAX_JOB_TAGS} job tags and obsrv adds {len(OBSRV_TAGS)}; "
-                f"give at most {MAX_USER_TAGS} tags"
+                f"{len(self.tags)} tags is too many: Databricks allows at most {MAX_JOB_TAGS} job tags, obsrv adds "
+                f"{len(OBSRV_TAGS)} and development mode adds {len(DEV_MODE_TAGS)} (`dev`); give at most {MAX_USER_TAGS} tags"
+            )
+        if not re.fullmatch(JOB_NAME_PATTERN, self.name):
+            raise ValueError(
+                f"context.name `{self.name}` cannot name bundle resources: the Databricks CLI's "
+                "`${resources.jobs.<name>...}` references need a letter first and no trailing underscore; "
+                "use a name that starts with a letter and does not end with `_`"
             )
         reserved = sorted(k for k in self.tags if k.lower().startswith(RESERVED_TAG_PREFIX))
         if reserved:
@@ -458,7 +481,16 @@ class Context(StrictModel):
 
     @property
     def output_schema(self) -> str:
+        """The schema a task writes to when it is given no `--schema` (direct calls in tests);
+        compiled jobs always pass the deployed schema, `deployed_output_schema` in prod."""
         return self.output.schema_ or self.source.schema_
+
+    @property
+    def deployed_output_schema(self) -> str:
+        """The output schema the bundle declares (compiler/resources.py): a schema of its own,
+        named after the job unless the spec says otherwise. It cannot be the source's schema: the
+        deploy would fail to create a schema that exists, and destroy would try to drop it."""
+        return self.output.schema_ or self.name
 
 
 # ----------------------------------------------------------------------------------------- tasks

@@ -66,19 +66,41 @@ def argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workflow-id", required=True)
     parser.add_argument("--catalog", required=True)
     parser.add_argument("--schema", required=True)
-    parser.add_argument("--spec", required=True, help="compact JSON: context, task, upstream")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--plan", help="path of the job's plan file (bundle_out/<job>.plan.json, synced by the bundle)")
+    source.add_argument("--spec", help="inline compact JSON {context, task, upstream} (tests, older compiled jobs)")
     parser.add_argument("--experiment", default="", help="the job's MLflow experiment (the bundle's resource)")
     parser.add_argument("--model", default="", help="the champion's registered-model name in catalog.schema")
     return parser
 
 
+class PlanFileError(ValueError):
+    """The plan file cannot be read or does not describe this task."""
+
+
+def read_plan_entry(path: str, task_id: str) -> dict[str, Any]:
+    """{context, task, upstream} of `task_id` from the plan file at `path`."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            plan = json.load(handle)
+    except (OSError, ValueError) as error:
+        raise PlanFileError(f"cannot read the plan file {path}: {error}") from error
+    entry = plan.get("tasks", {}).get(task_id)
+    if entry is None:
+        raise PlanFileError(
+            f"the plan file {path} has no task {task_id!r} (it lists {', '.join(sorted(plan.get('tasks', {})))}); "
+            "recompile and redeploy the bundle"
+        )
+    return {"context": plan["context"], "task": entry.get("task") or {}, "upstream": entry.get("upstream") or []}
+
+
 def parse_request(argv: Sequence[str]) -> TaskRequest:
     """The TaskRequest for the compiled argv; unknown arguments are ignored (forward compatible)."""
     args, _unknown = argument_parser().parse_known_args(list(argv))
-    payload = json.loads(args.spec)
+    payload = read_plan_entry(args.plan, args.task_id) if args.plan else json.loads(args.spec)
     if not isinstance(payload.get("budget_seconds"), (int, float)):
         raise ValueError(
-            "the --spec payload has no budget_seconds (compiled by an older obsrv?); recompile the job "
+            "the task's plan entry has no budget_seconds (compiled by an older obsrv?); recompile the job "
             "with `obsrv compile` and deploy it again"
         )
     return build_request(

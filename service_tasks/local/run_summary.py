@@ -12,7 +12,11 @@ from obsrv.service_tasks.io import LocalDeltaStore, leaderboard_table
 
 
 def _spec_of(task: dict[str, Any]) -> dict[str, Any]:
+    """{context, ...} of a task of the locally deployed job: from its plan file (`--plan`, already
+    resolved to the run's local copy), or the inline `--spec` of older compiled jobs."""
     argv = task["python_wheel_task"]["parameters"]
+    if "--plan" in argv:
+        return json.loads(Path(argv[argv.index("--plan") + 1]).read_text(encoding="utf-8"))
     return json.loads(argv[argv.index("--spec") + 1])
 
 

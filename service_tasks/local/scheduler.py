@@ -690,6 +690,13 @@ def _run_locked(
     # Keep exactly what ran (the job file; a notebook shim, if any, is not needed locally).
     job_file = next(text for name, text in compiled.files.items() if name.endswith(".job.yml"))
     (run_dir / "job.yml").write_text(job_file)
+    # What `bundle deploy` would do: resolve `${...}` and sync the plan file (service_tasks/local_deploy.py).
+    from obsrv.service_tasks.local_deploy import deploy_job
+
+    try:
+        job = deploy_job(compiled.bundle, compiled.job_key, compiled.files, run_dir)
+    except ValueError as error:
+        raise RunError(f"cannot deploy the compiled job locally: {error}") from error
     tasks = {t["task_key"]: LocalTask.from_compiled(t) for t in job["tasks"]}
     rerun: set[str] = set()
     if only:

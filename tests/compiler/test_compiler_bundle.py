@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
 CASES = [(p, runner) for p in EXAMPLES for runner in ("wheel", "notebook")]
 IDS = [f"{p.stem}-{runner}" for p, runner in CASES]
-ARGV_FLAGS = ("--stage", "--task-id", "--workflow-id", "--catalog", "--schema", "--spec")
+ARGV_FLAGS = ("--stage", "--task-id", "--workflow-id", "--catalog", "--schema", "--plan", "--experiment", "--model")
 
 
 @pytest.fixture(scope="module", params=CASES, ids=IDS)
@@ -47,6 +47,20 @@ def test_databricks_bundles_typed_model_accepts_it(compiled: CompileResult) -> N
 
 def test_official_bundle_schema_accepts_it(compiled: CompileResult, bundle_schema: Any) -> None:
     assert bundle_schema(yaml.safe_load(_job_file(compiled))) == []
+    assert bundle_schema(yaml.safe_load(compiled.files[f"{compiled.job_key}.resources.yml"])) == []
+
+
+def test_databricks_bundles_typed_models_accept_the_resources(compiled: CompileResult) -> None:
+    from databricks.bundles.experiments import MlflowExperiment
+    from databricks.bundles.registered_models import RegisteredModel
+    from databricks.bundles.schemas import Schema
+
+    document = yaml.safe_load(compiled.files[f"{compiled.job_key}.resources.yml"])
+    assert document == compiled.resources
+    resources = document["resources"]
+    for kind, model in (("schemas", Schema), ("registered_models", RegisteredModel), ("experiments", MlflowExperiment)):
+        (value,) = resources[kind].values()
+        assert model.from_dict(value).as_dict() == value  # lossless: the types were right
 
 
 def test_cross_field_rules(compiled: CompileResult) -> None:
@@ -72,8 +86,10 @@ def test_cross_field_rules(compiled: CompileResult) -> None:
     assert set(order) == set(keys)
     # Tasks are written in dependency order.
     assert all(keys.index(d) < keys.index(t) for t, deps in graph.items() for d in deps)
+    from obsrv.compiler.environments import pinned_requirements
+
     for env in job["environments"]:
-        assert env["spec"] == {"environment_version": "4", "dependencies": ["../dist/*.whl"]}
+        assert env["spec"] == {"environment_version": "4", "dependencies": ["../dist/*.whl", *pinned_requirements()]}
 
 
 def _argv(task: dict[str, Any]) -> list[str]:
@@ -83,7 +99,7 @@ def _argv(task: dict[str, Any]) -> list[str]:
         return wheel["parameters"]
     parameters = task["notebook_task"]["base_parameters"]
     assert task["notebook_task"]["notebook_path"] == "./obsrv_task_notebook.py"
-    names = ("stage", "task_id", "workflow_id", "catalog", "schema", "spec")
+    names = ("stage", "task_id", "workflow_id", "catalog", "schema", "plan", "experiment", "model")
     return [arg for flag, name in zip(ARGV_FLAGS, names) for arg in (flag, parameters[name])]
 
 
@@ -105,9 +121,13 @@ def test_task_contract(compiled: CompileResult) -> None:
         assert values["--workflow-id"] == "{{job.run_id}}"
         assert values["--catalog"] == "{{job.parameters.catalog}}"
         assert values["--schema"] == "{{job.parameters.schema}}"
-        raw = values["--spec"]
-        payload = json.loads(raw)
-        assert raw == json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        assert values["--plan"] == "${workspace.file_path}/bundle_out/" + f"{compiled.job_key}.plan.json"
+        assert values["--experiment"] == "${resources.experiments." + compiled.job_key + ".name}"
+        assert values["--model"] == "${resources.registered_models." + compiled.job_key + ".name}"
+        raw = compiled.files[f"{compiled.job_key}.plan.json"]
+        plan = json.loads(raw)
+        assert raw == json.dumps(plan, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n"
+        payload = {"context": plan["context"], **plan["tasks"][key]}
         context = S.Context.model_validate(payload["context"])  # the runtime re-validates it
         assert payload["context"] == context.model_dump(mode="json", by_alias=True)
         deps = [d["task_key"] for d in task.get("depends_on", [])]
@@ -171,18 +191,25 @@ def test_notebook_shim_is_valid_python(compiled: CompileResult) -> None:
         assert ("notebook_task" in task) == (task["environment_key"] == "gpu")
 
 
-def test_runtime_parses_the_emitted_parameters(compiled: CompileResult) -> None:
-    """The runtime side's own parser reads what we emit (after run-time substitution)."""
+def test_runtime_parses_the_emitted_parameters(compiled: CompileResult, tmp_path: Path) -> None:
+    """The runtime side's own parser reads what we emit (after deploy- and run-time substitution)."""
     request_module = pytest.importorskip("obsrv.service_tasks.task_parameters")
+    plan_file = tmp_path / "bundle_out" / f"{compiled.job_key}.plan.json"
+    plan_file.parent.mkdir()
+    plan_file.write_text(compiled.files[plan_file.name])
     for task in compiled.job["tasks"]:
         argv = [
             a.replace("{{job.run_id}}", "42")
             .replace("{{job.parameters.catalog}}", "main")
             .replace("{{job.parameters.schema}}", "out")
+            .replace("${workspace.file_path}", tmp_path.as_posix())
+            .replace("${resources.experiments." + compiled.job_key + ".name}", "/Users/a/x")
             for a in _argv(task)
         ]
         request = request_module.parse_request(argv)
-        assert request.task_id == task["task_key"]
+        assert request.task_id == task["task_key"] and request.experiment == "/Users/a/x"
+        assert request.context.name == compiled.job_key
+        assert request.upstream == tuple(compiled.plan["tasks"][task["task_key"]]["upstream"])
 
 
 # ------------------------------------------------------------------------------------ databricks.yml
@@ -203,6 +230,7 @@ def test_databricks_yml_contents(root_bundle: dict[str, Any]) -> None:
     artifact = root_bundle["artifacts"]["obsrv_wheel"]
     assert artifact["type"] == "whl" and artifact["dynamic_version"] is True and artifact["build"]
     assert artifact["path"] == "."
-    assert set(root_bundle["variables"]) == {"catalog", "schema"}
-    assert root_bundle["targets"]["dev"] == {"mode": "development", "default": True}
+    assert set(root_bundle["variables"]) == {"service_principal", "readers"}
+    assert root_bundle["targets"]["dev"]["mode"] == "development" and root_bundle["targets"]["dev"]["default"] is True
     assert root_bundle["targets"]["prod"]["mode"] == "production"
+    assert root_bundle["experimental"] == {"skip_artifact_cleanup": True}

@@ -57,7 +57,12 @@ def test_compile_writes_then_leaves_unchanged(workdir: Path, capsys: pytest.Capt
     assert (workdir / "bundle_out" / "credit_risk_ensemble.job.yml").stat().st_mtime_ns == before
     assert sorted(p.name for p in (workdir / "bundle_out").iterdir()) == [
         "credit_risk_ensemble.job.yml",
+        "credit_risk_ensemble.plan.json",
+        "credit_risk_ensemble.resources.yml",
         "housing_price.job.yml",
+        "housing_price.plan.json",
+        "housing_price.resources.yml",
+        "obsrv_task_notebook.py",  # the seed's GPU tasks run through the notebook shim
     ]  # no temporary files left behind
 
 
@@ -86,7 +91,24 @@ def test_check_fresh_stale_and_missing(workdir: Path, capsys: pytest.CaptureFixt
     assert run("compile", "--check", "seed.yaml", "--format", "json") == 1
     payload = json.loads(capsys.readouterr().out)
     assert payload["stale"] is True
-    assert payload["files"] == [{"path": "bundle_out/credit_risk_ensemble.job.yml", "status": "stale"}]
+    assert {f["path"]: f["status"] for f in payload["files"]} == {
+        "bundle_out/credit_risk_ensemble.job.yml": "stale",
+        "bundle_out/credit_risk_ensemble.plan.json": "fresh",
+        "bundle_out/credit_risk_ensemble.resources.yml": "fresh",
+        "bundle_out/obsrv_task_notebook.py": "fresh",
+    }
+
+
+def test_check_covers_the_plan_file(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Tasks read their settings from the plan file: an edited or missing one is stale too."""
+    assert run("compile", "seed.yaml") == 0
+    plan = workdir / "bundle_out" / "credit_risk_ensemble.plan.json"
+    plan.write_text(plan.read_text().replace('"seed":42', '"seed":43'))
+    capsys.readouterr()
+    assert run("compile", "--check", "seed.yaml") == 1
+    assert "bundle_out/credit_risk_ensemble.plan.json: stale or missing" in capsys.readouterr().err
+    plan.unlink()
+    assert run("compile", "--check", "seed.yaml") == 1
 
 
 def test_json_format_for_errors(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -108,8 +130,15 @@ def test_json_format_for_errors(workdir: Path, capsys: pytest.CaptureFixture[str
 def test_json_format_for_success(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run("compile", "seed.yaml", "-o", "out", "--format", "json") == 0
     payload = json.loads(capsys.readouterr().out)
-    assert [(d["code"], d["severity"]) for d in payload.pop("diagnostics")] == [("OBS403", "warning")]
-    assert payload == {"ok": True, "files": [{"path": "out/credit_risk_ensemble.job.yml", "status": "written"}]}
+    assert payload["ok"] is True
+    assert payload["files"] == [
+        {"path": f"out/{name}", "status": "written"}
+        for name in ("credit_risk_ensemble.job.yml", "credit_risk_ensemble.plan.json",
+                     "credit_risk_ensemble.resources.yml", "obsrv_task_notebook.py")
+    ]
+    # The seed runs GPU tasks: one preview warning for the whole compile (OBS407), and its 900 s
+    # timeout cannot hold its critical path (OBS403).
+    assert sorted(d["code"] for d in payload["diagnostics"]) == ["OBS403", "OBS407"]
     assert "# Regenerate: obsrv compile seed.yaml -o out\n" in (workdir / "out" / "credit_risk_ensemble.job.yml").read_text()
 
 
@@ -122,11 +151,27 @@ def test_validate_text(workdir: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert "nope.yaml: error[OBS001]: no such file" in capsys.readouterr().err
 
 
-def test_gpu_runner_notebook(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert run("compile", "seed.yaml", "--gpu-runner", "notebook") == 0
+def test_gpu_runner_notebook_is_the_default(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run("compile", "seed.yaml") == 0
     assert (workdir / "bundle_out" / "obsrv_task_notebook.py").is_file()
     text = (workdir / "bundle_out" / "credit_risk_ensemble.job.yml").read_text()
-    assert "notebook_task:" in text and "--gpu-runner notebook" in text.splitlines()[1]
+    assert "notebook_task:" in text and "--gpu-runner" not in text.splitlines()[1]
+    assert run("compile", "seed.yaml", "--gpu-runner", "wheel") == 0  # the explicit opt-in
+    text = (workdir / "bundle_out" / "credit_risk_ensemble.job.yml").read_text()
+    assert "notebook_task:" not in text and "--gpu-runner wheel" in text.splitlines()[1]
+
+
+def test_gpu_preview_warning_once_per_compile(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (workdir / "seed2.yaml").write_text((workdir / "seed.yaml").read_text().replace("credit_risk_ensemble", "other_job"))
+    assert run("compile", "seed.yaml", "seed2.yaml") == 0
+    err = capsys.readouterr().err
+    assert err.count("OBS407") == 1 and "2 job(s) run tasks on serverless GPU" in err
+
+
+def test_cli_default_gpu_runner_is_the_emitters() -> None:
+    from obsrv.compiler import cli, emit
+
+    assert cli.DEFAULT_GPU_RUNNER == emit.DEFAULT_GPU_RUNNER == "notebook"
 
 
 def test_usage_errors_exit_2(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -163,7 +208,7 @@ def test_compile_help_documents_the_gpu_runner(capsys: pytest.CaptureFixture[str
     with pytest.raises(SystemExit):
         run("compile", "--help")
     out = " ".join(capsys.readouterr().out.split())
-    assert "how GPU tasks run (default: wheel)" in out
+    assert "how GPU tasks run (default: notebook)" in out
     assert "--check" in out and "-o DIR, --output-dir DIR" in out
 
 
@@ -218,7 +263,7 @@ def test_graph(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "    base_models --> stack_top_any\n" in out
     assert "    route_cluster --> stack_top_any\n" in out
     assert "    base_models --> evaluate\n" in out and "    stack_top_any --> evaluate\n" in out
-    assert "class base_xgboost,base_lightgbm,base_catboost,route_cluster gpu" in out
+    assert "class base_xgboost,base_catboost,route_cluster gpu" in out  # lightgbm stays on CPU
     assert run("graph", "bad.yaml") == 1
 
 

@@ -232,8 +232,18 @@ CASES = [
     ),
     Case(
         "too-many-tags",
-        edit(("    timeout: 15 minutes", "    tags: {" + ", ".join(f"t{i}: v" for i in range(25)) + "}")),
-        "OBS109", 4, 5, "at most 25 job tags and obsrv adds 1; give at most 24", "give at most 24 tags",
+        # 24 tags: 24 + obsrv's 1 + development mode's `dev` = 26 > 25 (the CLI adds `dev` in
+        # bundle/config/mutator/resourcemutator/apply_target_mode.go).
+        edit(("    timeout: 15 minutes", "    tags: {" + ", ".join(f"t{i}: v" for i in range(24)) + "}")),
+        "OBS109", 4, 5, "24 tags is too many: Databricks allows at most 25 job tags, obsrv adds 1 and development "
+        "mode adds 1 (`dev`); give at most 23 tags", "give at most 23 tags",
+    ),
+    Case(
+        # `${resources.jobs.credit_risk_.id}` would not parse (databricks/cli libs/dyn/dynvar/ref.go).
+        "job-name-not-a-reference-segment",
+        edit(("    name: credit_risk_ensemble", "    name: credit_risk_")),
+        "OBS109", 3, 5, "context.name `credit_risk_` cannot name bundle resources",
+        "use a name that starts with a letter and does not end with `_`",
     ),
     # ---- the job graph
     Case(
@@ -376,6 +386,29 @@ def test_duplicate_job_names_across_specs(tmp_path: Path) -> None:
     assert "a.yaml" in diagnostic.message and "another `context.name`" in (diagnostic.fix or "")
 
 
+def test_two_specs_sharing_an_output_schema(tmp_path: Path) -> None:
+    """Two bundle resources for one UC schema cannot both be created; each job owns its schema."""
+    shared = "    timeout: 15 minutes\n    output: {schema: shared_out}"
+    (tmp_path / "a.yaml").write_text(edit(("    timeout: 15 minutes", shared)))
+    (tmp_path / "b.yaml").write_text(edit(("    timeout: 15 minutes", shared), ("credit_risk_ensemble", "other_job")))
+    with pytest.raises(SpecError) as error:
+        compile_files([tmp_path / "a.yaml", tmp_path / "b.yaml"], root=tmp_path, verify=False)
+    (diagnostic,) = error.value.errors
+    assert diagnostic.code == "OBS211" and diagnostic.file.endswith("b.yaml")
+    assert "main.shared_out" in diagnostic.message and "credit_risk_ensemble" in diagnostic.message
+    # The output may not be the source's schema either: the deploy would try to create it.
+    (tmp_path / "c.yaml").write_text(edit(("    timeout: 15 minutes", "    timeout: 15 minutes\n    output: {schema: credit_risk}")))
+    with pytest.raises(SpecError) as error:
+        compile_files([tmp_path / "c.yaml"], root=tmp_path, verify=False)
+    (diagnostic,) = error.value.errors
+    assert diagnostic.code == "OBS211" and "main.credit_risk of job `credit_risk_ensemble` is its source's schema" in diagnostic.message
+    # Without `output`, each job gets a schema named after itself: no clash.
+    (tmp_path / "a.yaml").write_text(BASE)
+    (tmp_path / "b.yaml").write_text(edit(("credit_risk_ensemble", "other_job")))
+    results = compile_files([tmp_path / "a.yaml", tmp_path / "b.yaml"], root=tmp_path, verify=False)
+    assert [r.output for r in results] == [("main", "credit_risk_ensemble"), ("main", "other_job")]
+
+
 def test_warnings_do_not_fail(tmp_path: Path) -> None:
     text = edit(
         ("    timeout: 15 minutes", "    timeout: 15 minutes\n    compute: {serverless: GPU, accelerator: GPU_1xH100}"),
@@ -397,9 +430,9 @@ def test_no_h100_warning_without_gpu_tasks(tmp_path: Path) -> None:
 
 
 def test_every_code_is_tested() -> None:
-    # OBS006: test_compiler_spec_files.py; OBS210, OBS302, OBS303, OBS404, OBS406: test_compiler_feasibility.py
-    # OBS403, OBS405: test_compiler_timing.py
-    elsewhere = {"OBS006", "OBS210", "OBS302", "OBS303", "OBS403", "OBS404", "OBS405", "OBS406"}
+    # OBS006: test_compiler_spec_files.py; OBS211: above; OBS210, OBS302, OBS303, OBS404, OBS406: test_compiler_feasibility.py
+    # OBS403, OBS405: test_compiler_timing.py; OBS407: test_compiler_cli.py
+    elsewhere = {"OBS006", "OBS210", "OBS211", "OBS302", "OBS303", "OBS403", "OBS404", "OBS405", "OBS406", "OBS407"}
     tested = {c.code for c in CASES} | elsewhere | {"OBS001", "OBS208", "OBS401", "OBS402", "OBS901"}  # the last: CLI tests
     assert tested == set(CODES)
 

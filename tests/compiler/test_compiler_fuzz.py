@@ -128,7 +128,8 @@ def test_emitted_scalars_read_back_exactly(text: str) -> None:
 def valid_specs(draw: st.DrawFn) -> dict[str, Any]:
     regression = draw(st.booleans())
     context: dict[str, Any] = {
-        "name": draw(st.from_regex(r"[a-z][a-z0-9_]{0,20}", fullmatch=True)),
+        # Job names are resource keys in `${resources.jobs.<name>...}`: a letter first, no trailing `_`.
+        "name": draw(st.from_regex(r"[a-z](_{0,2}[a-z0-9]){0,10}", fullmatch=True)),
         "compute": {"serverless": draw(st.sampled_from([["CPU"], ["GPU"], ["CPU", "GPU"]]))},
         "timeout": draw(st.integers(60, 20000)),
         "metric": {"regression": ["rmse"]} if regression else {"classification": ["auc", "f1"]},

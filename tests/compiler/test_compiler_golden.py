@@ -12,16 +12,18 @@ from pathlib import Path
 import pytest
 
 from obsrv.compiler.api import compile_file, compile_files, find_bundle_root, stale_outputs
+from obsrv.compiler.emit import DEFAULT_GPU_RUNNER
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).parent / "golden"
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
-# (example stem, gpu runner); the notebook runner is covered on two GPU specs.
-CASES = [(p.stem, "wheel") for p in EXAMPLES] + [("credit_routing_gpu", "notebook"), ("housing_gpu", "notebook")]
+# (example stem, gpu runner); the default (notebook) runner for every example, the wheel opt-in on
+# two GPU specs.
+CASES = [(p.stem, DEFAULT_GPU_RUNNER) for p in EXAMPLES] + [("credit_routing_gpu", "wheel"), ("housing_gpu", "wheel")]
 
 
 def _case_dir(stem: str, runner: str) -> Path:
-    return GOLDEN / (stem if runner == "wheel" else f"{stem}.{runner}")
+    return GOLDEN / (stem if runner == DEFAULT_GPU_RUNNER else f"{stem}.{runner}")
 
 
 def _compile(stem: str, runner: str) -> dict[str, str]:

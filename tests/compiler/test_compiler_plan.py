@@ -15,6 +15,8 @@ from obsrv.compiler import spec as S
 from obsrv.compiler.api import compile_file
 from obsrv.compiler.mermaid import mermaid
 from obsrv.compiler.plan import (
+    plan_document,
+    MIN_TASK_TIMEOUT_SECONDS,
     OBSRV_TAG_VALUES,
     RETRY_INTERVAL_MILLIS,
     JobPlan,
@@ -101,23 +103,37 @@ def test_job_level_settings() -> None:
         },
         [{"task": "vote_mix"}],
     )
-    assert plan.parameters == (("catalog", "main"), ("schema", "models"))
+    # Defaults reference the job's own schema resource (resolved per target at deploy time) ...
+    assert plan.parameters == (
+        ("catalog", "${resources.schemas.p.catalog_name}"),
+        ("schema", "${resources.schemas.p.name}"),
+    )
+    assert plan.output == ("main", "models")  # ... whose prod name is the spec's output
     assert dict(plan.tags) == {"team": "x", **OBSRV_TAG_VALUES}
     assert tuple(OBSRV_TAG_VALUES) == S.OBSRV_TAGS  # the spec reserves room for exactly these
     assert plan.schedule is not None and plan.schedule.paused
     assert plan.email.on_failure == ("a@b.co",) and plan.webhook.on_start == ("abc-1",)
 
 
-def test_spec_json_is_the_architecture_contract() -> None:
+def test_plan_file_is_the_architecture_contract() -> None:
     plan = plan_for({}, [{"id": "s", "task": "stack_top_any", "stack": {"top_n": 3}}])
-    payload = json.loads(plan.task("s").spec_json)
-    assert set(payload) == {"context", "task", "upstream", "budget_seconds"}
+    text = plan_document(plan)
+    document = json.loads(text)
+    assert text == json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n"
+    assert set(document) == {"context", "job", "tasks", "version"} and document["job"] == "p"
+    assert list(document["tasks"]) == sorted(t.key for t in plan.tasks)
+    payload = document["tasks"]["s"]
+    assert set(payload) == {"task", "upstream", "budget_seconds"}
     assert payload["budget_seconds"] == 0  # a combiner searches nothing
     assert payload["task"]["id"] == "s" and payload["task"]["stack"] == {"top_n": 3, "meta_learner": "linear", "passthrough": False}
-    assert payload["context"]["source"]["schema"] == "s"  # by alias
-    assert payload["context"]["timeout"] == 3600  # defaults included
-    assert json.loads(plan.task("base_knn").spec_json)["task"] == {"family": "knn"}
-    assert plan.task("prepare").argv[:4] == ("--stage", "prepare", "--task-id", "prepare")
+    assert document["context"]["source"]["schema"] == "s"  # by alias
+    assert document["context"]["timeout"] == 3600  # defaults included
+    assert document["tasks"]["base_knn"]["task"] == {"family": "knn"}
+    # Each task's argv is a handful of short values; the plan is not inline any more.
+    argv = plan.task("prepare").argv
+    assert argv[:4] == ("--stage", "prepare", "--task-id", "prepare")
+    assert argv[10:12] == ("--plan", "${workspace.file_path}/bundle_out/p.plan.json")
+    assert max(len(a) for t in plan.tasks for a in t.argv) < 80
 
 
 def test_mermaid_has_the_users_edges() -> None:

