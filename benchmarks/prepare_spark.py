@@ -156,7 +156,10 @@ def measure(rows: int, path: Path, mode: str, sample_size: int, driver_memory: s
     try:
         run_prepare(request, Store(spark), log=logs.append)
     except Exception as exc:  # a failure is a figure too (the baseline's OOM at 10M rows)
-        error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+        # a Py4JJavaError's first line names only the call; the Java cause is further down
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()] or [""]
+        cause = next((ln for ln in lines if any(f in ln for f in _FATAL)), lines[0])
+        error = f"{type(exc).__name__}: {cause[:300]}"
     total = time.perf_counter() - t0
     return {
         "rows": rows,

@@ -197,3 +197,20 @@ def test_prepare_on_spark_collects_only_the_sample(spark, collected) -> None:
     prepared = store.read(prepared_table(request))
     assert len(prepared) == SIZE
     store.drop(prepared_table(request))
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings(*SPARK_WARNINGS)
+def test_method_none_takes_the_first_rows_and_a_view_falls_back_to_rand(spark, collected) -> None:
+    from obsrv.service_tasks.io.spark_sampling import sample_source
+
+    first, _ = _sample(spark, "binary", source={"id_column": "customer_id"}, sample={"size": SIZE, "method": "none"})
+    usable_ids = spark.table(BIG).where("label IS NOT NULL").select("customer_id").orderBy("customer_id").limit(SIZE)
+    assert first["customer_id"].tolist() == [r[0] for r in usable_ids.collect()]
+    # a view has no file metadata: the sample is still exact, and the log says it is partition-dependent
+    spark.sql(f"CREATE OR REPLACE TEMP VIEW obsrv_big_view AS SELECT * FROM {BIG}")
+    ctx = Context.model_validate(context_for("binary", sample={"size": SIZE, "method": "stratified"}))
+    logs: list[str] = []
+    df = sample_source(spark.table("obsrv_big_view"), ctx, "obsrv_big_view", logs.append)
+    assert len(df) == SIZE and max(collected) <= SIZE
+    assert any("rand(seed)" in line for line in logs), logs
