@@ -825,7 +825,7 @@ def job_size_diagnostics(doc: LoadedYaml, spec: S.SpecFile) -> list[Diagnostic]:
         doc.diagnostic(
             "OBS302",
             f"the job would have {total} tasks ({own} of yours and {added} that obsrv adds: prepare, one "
-            f"base_<family> per model family, evaluate); a Databricks job may have at most {MAX_JOB_TASKS}",
+            f"base_<family> per model family, evaluate, cleanup); a Databricks job may have at most {MAX_JOB_TASKS}",
             doc.key_span(path),
             fix=f"split the tasks over several specs (jobs), at most {MAX_JOB_TASKS - added} tasks each",
             path=dotted_path(path),

@@ -342,6 +342,8 @@ def build_plan(spec: S.SpecFile, *, source: str, plan_dir: str = DEFAULT_PLAN_DI
         )
     )
     overrides = {t.task_id: t.timeout for t in spec.obsrv.job if t.timeout is not None}
+    # cleanup only drops tables: a short timeout of its own, not a share of the critical path's slack
+    overrides["cleanup"] = min(ctx.timeout, CLEANUP_TIMEOUT_SECONDS)
     tasks, timing = _with_timing(tasks, ctx, overrides)
     notifications = ctx.notifications
     schedule = ctx.schedule
@@ -383,7 +385,7 @@ def _with_plan_args(task: TaskPlan, job_key: str, plan_dir: str) -> TaskPlan:
     # `<root_path>/files`, a /Workspace path after PrependWorkspacePrefix), so the synced plan file
     # sits at this path; tasks read workspace files by their /Workspace path
     # (https://docs.databricks.com/aws/en/files/workspace-interact, "Read data workspace files").
-    # The local runner maps it to its own copy of the compiled files (service_tasks/local_deploy.py).
+    # The local runner maps it to its own copy of the compiled files (service_tasks/local/bundle_values.py).
     folder = plan_dir.strip("/")
     path = "${workspace.file_path}/" + (f"{folder}/" if folder and folder != "." else "") + plan_file_name(job_key)
     return replace(task, plan_path=path, experiment=experiment_reference(job_key), model=model_reference(job_key))

@@ -79,7 +79,7 @@ class PlanFileError(ValueError):
 
 
 def read_plan_entry(path: str, task_id: str) -> dict[str, Any]:
-    """{context, task, upstream} of `task_id` from the plan file at `path`."""
+    """{context, task, upstream, budget_seconds} of `task_id` from the plan file at `path`."""
     try:
         with open(path, encoding="utf-8") as handle:
             plan = json.load(handle)
@@ -91,7 +91,10 @@ def read_plan_entry(path: str, task_id: str) -> dict[str, Any]:
             f"the plan file {path} has no task {task_id!r} (it lists {', '.join(sorted(plan.get('tasks', {})))}); "
             "recompile and redeploy the bundle"
         )
-    return {"context": plan["context"], "task": entry.get("task") or {}, "upstream": entry.get("upstream") or []}
+    payload = {"context": plan["context"], "task": entry.get("task") or {}, "upstream": entry.get("upstream") or []}
+    if "budget_seconds" in entry:
+        payload["budget_seconds"] = entry["budget_seconds"]
+    return payload
 
 
 def parse_request(argv: Sequence[str]) -> TaskRequest:

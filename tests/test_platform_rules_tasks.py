@@ -44,7 +44,8 @@ def _argv(stage: str, task_id: str) -> list[str]:
     from obsrv.compiler.spec import Context
 
     ctx = Context.model_validate(context_for("binary")).model_dump(mode="json", by_alias=True)
-    spec = json.dumps({"context": ctx, "task": {}, "upstream": []}, sort_keys=True, separators=(",", ":"))
+    spec = json.dumps({"context": ctx, "task": {}, "upstream": [], "budget_seconds": 0}, sort_keys=True,
+                      separators=(",", ":"))
     return ["--stage", stage, "--task-id", task_id, "--workflow-id", "123", "--catalog", "main",
             "--schema", "lab", "--spec", spec]
 

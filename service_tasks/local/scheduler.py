@@ -690,8 +690,8 @@ def _run_locked(
     # Keep exactly what ran (the job file; a notebook shim, if any, is not needed locally).
     job_file = next(text for name, text in compiled.files.items() if name.endswith(".job.yml"))
     (run_dir / "job.yml").write_text(job_file)
-    # What `bundle deploy` would do: resolve `${...}` and sync the plan file (service_tasks/local_deploy.py).
-    from obsrv.service_tasks.local_deploy import deploy_job
+    # What `bundle deploy` would do: resolve `${...}` and sync the plan file (service_tasks/local/bundle_values.py).
+    from obsrv.service_tasks.local.bundle_values import deploy_job
 
     try:
         job = deploy_job(compiled.bundle, compiled.job_key, compiled.files, run_dir)

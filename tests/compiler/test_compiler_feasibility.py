@@ -52,12 +52,12 @@ def test_the_base_spec_is_clean() -> None:
 
 
 def test_more_than_the_jobs_task_limit_is_an_error() -> None:
-    # prepare + 8 base models + evaluate + 991 user tasks (BASE has one) = 1001 tasks
-    tasks = "".join(f"    - {{task: vote_mix, id: v{i}}}\n" for i in range(MAX_JOB_TASKS - 10))
+    # prepare + 8 base models + evaluate + cleanup + 990 user tasks (BASE has one) = 1001 tasks
+    tasks = "".join(f"    - {{task: vote_mix, id: v{i}}}\n" for i in range(MAX_JOB_TASKS - 11))
     d = only(BASE + tasks, "OBS302")
     assert d.is_error and "1001 tasks" in d.message and "at most 1000" in d.message
-    assert d.line == 16 and "at most 990 tasks each" in (d.fix or "")
-    at_limit = "".join(f"    - {{task: vote_mix, id: v{i}}}\n" for i in range(MAX_JOB_TASKS - 10 - 1))  # 1000 tasks
+    assert d.line == 16 and "at most 989 tasks each" in (d.fix or "")
+    at_limit = "".join(f"    - {{task: vote_mix, id: v{i}}}\n" for i in range(MAX_JOB_TASKS - 11 - 1))  # 1000 tasks
     assert not any(d.code == "OBS302" for d in diagnostics_of(BASE + at_limit))
 
 

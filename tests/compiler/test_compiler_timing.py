@@ -16,7 +16,7 @@ import pytest
 
 from obsrv.compiler import spec as S
 from obsrv.compiler.api import compile_file, load_spec
-from obsrv.compiler.plan import JobPlan, build_plan
+from obsrv.compiler.plan import JobPlan, build_plan, plan_file_name, plan_document
 from obsrv.compiler.timing import (
     MIN_SEARCH_SECONDS,
     MIN_TASK_TIMEOUT_SECONDS,
@@ -43,7 +43,7 @@ def plan_for(context: dict[str, Any], job: list[dict[str, Any]]) -> JobPlan:
 
 def test_the_seed_examples_timeout_is_warned_about(tmp_path: Path) -> None:
     """The seed's 15 minutes cannot hold prepare, a GPU base model, route_cluster on GPU, the stack and
-    evaluate: five serverless start-ups alone take longer."""
+    evaluate, then cleanup: six serverless start-ups alone take longer."""
     spec = tmp_path / "credit_risk.yaml"
     spec.write_text((REPO / "examples" / "credit_risk.yaml").read_text())
     (warning,) = [w for w in compile_file(spec, root=tmp_path, verify=False).warnings if w.code == "OBS403"]
@@ -54,17 +54,19 @@ def test_the_seed_examples_timeout_is_warned_about(tmp_path: Path) -> None:
         + 2 * (gpu + work["search"] + MIN_SEARCH_SECONDS)  # base_xgboost, route_cluster
         + cpu + work["combiner"]
         + cpu + work["evaluate"]
+        + cpu + work["combiner"]  # cleanup (run_if ALL_DONE), after evaluate
     )
-    assert need == 1740
+    assert need == 2040
     assert warning.severity == "warning" and (warning.line, warning.column) == (6, 14)
     assert "the job timeout (900 s) cannot hold the critical path" in warning.message
     assert "prepare -> base_xgboost -> route_cluster -> stack_top_any -> evaluate" in warning.message
-    assert f"at least {need} s" in warning.message and "5 serverless start-ups" in warning.message
+    assert f"at least {need} s" in warning.message and "6 serverless start-ups" in warning.message
     minutes = -(-need // int(PLANNED_SHARE * 60))  # ceil(need / 0.8 / 60)
     assert f"`context.timeout: {minutes} minutes`" in (warning.fix or "")
     # the plan cannot hold, so only the job timeout bounds each task (the allowances may be pessimistic)
     plan = build_plan(load_spec(spec)[0], source="credit_risk.yaml")
-    assert {t.timeout_seconds for t in plan.tasks} == {900}
+    assert {t.timeout_seconds for t in plan.tasks if t.key != "cleanup"} == {900}
+    assert plan.task("cleanup").timeout_seconds == 300  # cleanup keeps its own short timeout
     assert {t.budget_seconds for t in plan.tasks if t.stage in ("base", "route_cluster")} == {MIN_SEARCH_SECONDS}
     # ... and with that timeout the warning is gone
     spec.write_text(spec.read_text().replace("timeout: 15 minutes", f"timeout: {minutes} minutes"))
@@ -72,18 +74,18 @@ def test_the_seed_examples_timeout_is_warned_about(tmp_path: Path) -> None:
 
 
 def test_budgets_fill_the_planned_share_of_the_critical_path() -> None:
-    """CPU only, one combiner: prepare -> base -> vote_mix -> evaluate; all of the search time goes
-    to the base models (3 parts per weight unit)."""
+    """CPU only, one combiner: prepare -> base -> vote_mix -> evaluate -> cleanup; all of the search
+    time goes to the base models (3 parts per weight unit)."""
     plan = plan_for({"timeout": 3600}, [{"task": "vote_mix"}])
     timing = plan.timing
     assert timing is not None and timing.fits
-    fixed = 4 * STARTUP_ALLOWANCE_SECONDS["cpu"] + sum(
-        WORK_ALLOWANCE_SECONDS[c] for c in ("prepare", "search", "combiner", "evaluate")
+    fixed = 5 * STARTUP_ALLOWANCE_SECONDS["cpu"] + sum(
+        WORK_ALLOWANCE_SECONDS[c] for c in ("prepare", "search", "combiner", "evaluate", "combiner")
     )
     unit = int((PLANNED_SHARE * 3600 - fixed) // 3)
-    assert plan.task("base_knn").budget_seconds == 3 * unit == 1710
+    assert plan.task("base_knn").budget_seconds == 3 * unit == 1410
     assert timing.path_seconds == fixed + 3 * unit <= PLANNED_SHARE * 3600
-    assert timing.critical_path == ("prepare", "base_linear", "vote_mix", "evaluate")
+    assert timing.critical_path == ("prepare", "base_linear", "vote_mix", "evaluate", "cleanup")
     assert {plan.task(k).budget_seconds for k in ("prepare", "vote_mix", "evaluate")} == {0}
     # timeout = own planned time + its slack on the plan (here the job's 20 %)
     slack = 3600 - timing.path_seconds
@@ -132,7 +134,7 @@ def test_every_planned_task_fits_its_timeout_and_the_job(path: Path) -> None:
                 assert need >= task.budget_seconds + STARTUP_ALLOWANCE_SECONDS[task.environment]
 
 
-def test_the_runtime_reads_the_budget_the_compiler_planned(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_runtime_reads_the_budget_the_compiler_planned(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """One number on both sides: each compiled task's argv, parsed by obsrv-task's own parser, gives
     the plan's budget; OBSRV_TASK_BUDGET_SECONDS (obsrv run --budget) only caps it."""
     request = pytest.importorskip("obsrv.service_tasks.task_parameters")
@@ -140,9 +142,14 @@ def test_the_runtime_reads_the_budget_the_compiler_planned(monkeypatch: pytest.M
     spec, _, _ = load_spec(REPO / "examples" / "housing_regression.yaml")
     plan = build_plan(spec, source="housing_regression.yaml")
 
+    plan_dir = tmp_path / "bundle_out"
+    plan_dir.mkdir()
+    (plan_dir / plan_file_name(plan.key)).write_text(plan_document(plan))
+
     def parsed(task: Any) -> float:
         argv = [a.replace("{{job.run_id}}", "1").replace("{{job.parameters.catalog}}", "main")
-                .replace("{{job.parameters.schema}}", "s") for a in task.argv]
+                .replace("{{job.parameters.schema}}", "s").replace("${workspace.file_path}", str(tmp_path))
+                for a in task.argv]
         return request.parse_request(argv).budget_seconds
 
     for task in plan.tasks:

@@ -1,5 +1,5 @@
 """The local runner resolves deploy-time `${...}` references the way the bundle does, and reads the
-plan file its tasks are compiled with (service_tasks/local_deploy.py)."""
+plan file its tasks are compiled with (service_tasks/local/bundle_values.py)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from obsrv.compiler.api import compile_file
-from obsrv.service_tasks.local_deploy import deploy_job
-from obsrv.service_tasks.local_runner import LocalTask, job_references, resolve_references
-from obsrv.service_tasks.request import parse_request
+from obsrv.service_tasks.local.bundle_values import deploy_job
+from obsrv.service_tasks.local.scheduler import LocalTask, job_references, resolve_references
+from obsrv.service_tasks.task_parameters import parse_request
 
 REPO = Path(__file__).resolve().parents[2]
 
