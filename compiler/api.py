@@ -245,8 +245,8 @@ def compile_files(
             "`context.compute.serverless: [CPU]`",
         )
         diagnostics.append(preview)
-        first = results.index(gpu_jobs[0])
-        results[first] = replace(results[first], warnings=(*results[first].warnings, preview))
+        carrier = results.index(gpu_jobs[0])
+        results[carrier] = replace(results[carrier], warnings=(*results[carrier].warnings, preview))
     if any(d.is_error for d in diagnostics):
         raise SpecError(diagnostics)
     return results

@@ -104,6 +104,6 @@ def verify_resources(document: dict[str, Any]) -> None:
     for kind, entries in document["resources"].items():
         for value in entries.values():
             try:
-                models[kind].from_dict(value)  # type: ignore[attr-defined]
+                models[kind].from_dict(value)
             except (TypeError, ValueError, KeyError) as error:
                 raise EmitError(f"databricks-bundles rejects the emitted {kind} resource: {error}") from error

@@ -237,7 +237,7 @@ def _per_class(target: Any, values: dict[Any, Any]) -> Any:
     """A column holding values[class of the row] (a CASE over the, at most MAX_STRATA, classes)."""
     from pyspark.sql import functions as F
 
-    expr = None
+    expr: Any = None  # a pyspark Column once the first branch is built
     for cls, value in values.items():
         expr = (F.when if expr is None else expr.when)(target == F.lit(cls), F.lit(value))
     return expr.otherwise(F.lit(0))

@@ -110,7 +110,7 @@ def _csv_header(path: Path, sep: str) -> list[str]:
     import gzip
 
     opener = gzip.open if path.suffix.lower() == ".gz" else open
-    with opener(path, "rt", encoding="utf-8-sig", errors="replace", newline="") as fh:  # type: ignore[operator]
+    with opener(path, "rt", encoding="utf-8-sig", errors="replace", newline="") as fh:
         return next(csv.reader(fh, delimiter=sep), [])
 
 

@@ -66,7 +66,7 @@ def events(tmp: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in journal.read_text().splitlines() if line.strip()]
 
 
-def wait_for(condition: Callable[[], Any], what: str, bound_s: float = 120.0) -> Any:
+def wait_for(condition: Callable[[], Any], what: str, bound_s: float = 300.0) -> Any:
     """Poll until `condition()` is truthy; the bound only turns a hang into a failure."""
     deadline = time.monotonic() + bound_s
     while time.monotonic() < deadline:
