@@ -24,6 +24,8 @@ from sklearn.metrics import roc_auc_score
 from support.ensemble_pool import FakeContext, fake_context, make_pool, make_prepared
 from .test_tasks import ROUTES_TABLE, TASK_CONFIGS
 
+pytestmark = pytest.mark.slow  # runs every task configuration twice on a noise pool
+
 NOISE_POOL = [("linear", {}), ("knn", {"n_neighbors": 2}), ("hist_gbm", {"max_iter": 30}),
               ("random_forest", {"n_estimators": 30, "min_samples_leaf": 1}),
               ("extra_trees", {"n_estimators": 30, "min_samples_leaf": 1})]

@@ -19,6 +19,8 @@ from obsrv.service_tasks.ensembles.routing import (
 from obsrv.service_tasks.errors import TaskError
 from sklearn.metrics import roc_auc_score
 
+pytestmark = pytest.mark.slow  # per-route fits on every shared fold
+
 AUC = MetricLoss("auc", "classification")
 
 

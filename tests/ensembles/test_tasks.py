@@ -16,6 +16,8 @@ from sklearn.metrics import roc_auc_score
 
 from support.ensemble_pool import fake_context, make_pool, make_prepared
 
+pytestmark = pytest.mark.slow  # builds model pools and runs every task type
+
 TASK_CONFIGS = {
     "stack_top_any": {"task": "stack_top_any", "stack": {"top_n": 4}},
     "stack_top_any_passthrough_lgbm": {"task": "stack_top_any",

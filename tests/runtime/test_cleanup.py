@@ -9,6 +9,8 @@ from obsrv.service_tasks.entry import run_stage
 
 from support.runtime_helpers import SOURCE, Job, context_for, make_job
 
+pytestmark = pytest.mark.slow  # five in-process runs of a job
+
 
 def _names(run: str, evaluated: bool = True) -> list[str]:
     names = [f"t_prepared_{run}_prepare", f"t_meta_{run}_prepare", f"t_oof_{run}_base_linear",

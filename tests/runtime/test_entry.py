@@ -15,6 +15,8 @@ from obsrv.service_tasks.task_parameters import parse_request
 
 from support.runtime_helpers import SOURCE, context_for, synthetic
 
+pytestmark = pytest.mark.slow  # runs stages through the console script in real processes
+
 
 def _argv(stage: str, task_id: str, task: dict | None = None, upstream: list[str] | None = None,
           context: dict | None = None, budget: float = 0) -> list[str]:

@@ -12,6 +12,8 @@ from obsrv.service_tasks.io import LocalDeltaStore
 
 from support.runtime_helpers import SOURCE, context_for, synthetic
 
+pytestmark = pytest.mark.slow  # runs stages with MLflow to show what is and is not retried
+
 
 def _argv() -> list[str]:
     from obsrv.compiler.spec import Context

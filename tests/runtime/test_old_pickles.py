@@ -14,6 +14,9 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.slow  # loads an MLflow model (MLflow's import and model loading)
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "pre_restructure_model"
 

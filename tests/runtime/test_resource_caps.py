@@ -11,6 +11,8 @@ from obsrv.service_tasks import zoo
 
 from support.runtime_helpers import synthetic
 
+pytestmark = pytest.mark.slow  # fits forests and kNN on capped tables
+
 
 def _binary(n: int = 600):
     df = synthetic("binary", n=n, seed=3)

@@ -15,6 +15,8 @@ from obsrv.service_tasks.io import output_table
 
 from support.runtime_helpers import Job, make_job, synthetic
 
+pytestmark = pytest.mark.slow  # trains and registers models, then serves them through MLflow
+
 FAMILIES = ["xgboost", "lightgbm"]
 RENAMES = {"x0": "x[0]", "x1": "x<1>", "x2": "ratio: a/b", "color": '{"color"}'}
 

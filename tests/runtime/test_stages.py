@@ -19,6 +19,8 @@ from obsrv.service_tasks.io import LocalDeltaStore, leaderboard_table, output_ta
 
 from support.runtime_helpers import Job, make_job, synthetic
 
+pytestmark = pytest.mark.slow  # prepare, base tasks and evaluate with MLflow on real data
+
 FAMILIES = ["linear", "lightgbm", "knn"]
 
 

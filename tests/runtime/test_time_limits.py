@@ -15,6 +15,8 @@ from obsrv.service_tasks.zoo import search
 
 from support.runtime_helpers import synthetic
 
+pytestmark = pytest.mark.slow  # real fits of every bounded family under time limits
+
 SLOW = {  # enough rounds/trees to take far longer than the limits below, were they not stopped
     "xgboost": {"n_estimators": 5000, "learning_rate": 0.001, "max_depth": 6},
     "lightgbm": {"n_estimators": 5000, "learning_rate": 0.001, "num_leaves": 63},

@@ -13,6 +13,8 @@ import pytest
 from obsrv.service_tasks import tracking, zoo
 from obsrv.service_tasks.errors import TaskError
 
+pytestmark = pytest.mark.slow  # MLflow runs, model logging and registry round trips
+
 
 def test_local_store_locations_follow_obsrv_home(tmp_path) -> None:
     a, b = tmp_path / "a", tmp_path / "b"

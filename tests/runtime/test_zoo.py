@@ -16,6 +16,8 @@ from obsrv.service_tasks.zoo import devices as zoo_devices
 
 from support.runtime_helpers import synthetic
 
+pytestmark = pytest.mark.slow  # cross-fits every family on every problem
+
 QUICK_PARAMS = {
     "linear": None,
     "knn": None,
