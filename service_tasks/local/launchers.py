@@ -130,9 +130,10 @@ class ColdLauncher:
         return self._popen([*self.command, *argv], env, log_path)
 
     def start_function(self, target: str, argv: list[str], env: dict[str, str], log_path: Path) -> TaskProcess:
-        """Run `module:function(argv)` in a task process (the runner's own helpers, not tasks)."""
+        """Run `module:function` with `argv` as sys.argv[1:] in a task process (the runner's own
+        helpers, not tasks), called as the entry point is: no arguments, failure = an exception."""
         module, _, attr = target.partition(":")
-        code = f"import sys; from {module} import {attr} as main; sys.exit(main(sys.argv[1:]))"
+        code = f"from {module} import {attr} as main; main()"
         return self._popen([sys.executable, "-c", code, *argv], env, log_path)
 
     def _popen(self, command: list[str], env: dict[str, str], log_path: Path) -> TaskProcess:
@@ -203,7 +204,7 @@ class WarmLauncher:
         return self.start_function(self.target, argv, env, log_path)
 
     def start_function(self, target: str, argv: list[str], env: dict[str, str], log_path: Path) -> TaskProcess:
-        """Fork `module:function(argv)` from the server, like a task (the runner's own helpers)."""
+        """Fork `module:function` (argv as sys.argv[1:]) from the server, like a task (the runner's own helpers)."""
         # multiprocessing hands a pickled Connection's descriptor to the forked task (SCM_RIGHTS).
         watch = Connection(os.dup(lifeline.runner_watch_fd()), writable=False)
         process = self._context.Process(

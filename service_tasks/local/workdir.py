@@ -216,8 +216,14 @@ def store_lock(home: Path) -> Iterator[None]:
         yield
 
 
-def init_store(argv: list[str]) -> int:
-    """`URI ARTIFACT_ROOT`: create the MLflow schema (run in a task process by the runner)."""
+def init_store(argv: list[str] | None = None) -> None:
+    """`URI ARTIFACT_ROOT`: create the MLflow schema (run in a task process by the runner).
+
+    Called like the entry point (launchers call both the same way): with no arguments it reads
+    `sys.argv[1:]`; failure is an exception."""
+    import sys
+
+    argv = sys.argv[1:] if argv is None else argv
     import logging
 
     for name in ("mlflow", "alembic", "sqlalchemy"):
@@ -227,4 +233,3 @@ def init_store(argv: list[str]) -> int:
     started = time.monotonic()
     SqlAlchemyStore(argv[0], argv[1])
     print(f"MLflow store {argv[0]} created in {time.monotonic() - started:.1f}s", flush=True)
-    return 0

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from obsrv.service_tasks.ensembles import run_task, tasks
+from obsrv.service_tasks.ensembles import route_tasks, run_task
 from sklearn.metrics import roc_auc_score
 
 from support.ensemble_pool import FakeContext, fake_context, make_pool, make_prepared
@@ -35,7 +35,7 @@ HONEST_AUC = (0.42, 0.58)  # ~3.4 standard deviations of a chance AUC on 400 row
 @pytest.fixture(autouse=True)
 def _cheap_and_clock_free(monkeypatch):
     """Per-route linear models only, one trial per search, and nothing that depends on the clock."""
-    monkeypatch.setattr(tasks, "ROUTE_FAMILIES", ("linear",))
+    monkeypatch.setattr(route_tasks, "ROUTE_FAMILIES", ("linear",))
     monkeypatch.setenv("OBSRV_MAX_TRIALS", "1")
 
 
