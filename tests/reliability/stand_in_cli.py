@@ -18,7 +18,7 @@ RUNNER_TESTS = Path(__file__).resolve().parents[1] / "runner"
 sys.path.insert(0, str(RUNNER_TESTS))
 
 from obsrv.compiler import cli  # noqa: E402
-from obsrv.service_tasks import local_runner  # noqa: E402
+from obsrv.service_tasks.local import scheduler as local_runner  # noqa: E402
 from obsrv.service_tasks.local.launchers import ColdLauncher, Launcher, TaskProcess, WarmLauncher  # noqa: E402
 
 

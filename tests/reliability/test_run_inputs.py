@@ -99,7 +99,7 @@ def test_a_chmod_read_only_workdir(tmp_path: Path, capsys: pytest.CaptureFixture
 def test_a_write_error_mid_run_is_not_an_internal_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from obsrv.service_tasks import local_runner
+    from obsrv.service_tasks.local import scheduler as local_runner
 
     def disk_full(*args: Any, **kwargs: Any) -> int:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "state.tmp"))
