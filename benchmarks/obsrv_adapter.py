@@ -270,9 +270,12 @@ def run_quality_split(
     classes_obsrv = sorted(classes)
     reorder = [classes_obsrv.index(c) for c in classes]
     task_ids = sorted(states)
-    models = read_models(home, schema, table, wf, task_ids)
-    board = read_leaderboard(home, schema, table, wf)
-    prepared = read_prepared(home, schema, table, wf)
+    # the job's output schema: the spec names none, so it defaults to the job's name (a job's bundle
+    # owns its output schema, which may not be the source's)
+    out_schema = f"bench_{schema}"
+    models = read_models(home, out_schema, table, wf, task_ids)
+    board = read_leaderboard(home, out_schema, table, wf)
+    prepared = read_prepared(home, out_schema, table, wf)
     labels = None if prepared is None else prepared.set_index("obsrv_row_id")[C.TARGET]
     # how obsrv split the outer-train rows: its CV folds train, its own holdout only reports
     rows_used = {} if prepared is None else {"obsrv_train_rows": int((prepared["obsrv_fold"] >= 0).sum()),
@@ -290,7 +293,7 @@ def run_quality_split(
             pred_s = time.perf_counter() - t0
         except Exception as exc:  # noqa: BLE001
             return to_result(method, status=f"failed: predicting with {row['model']}: {type(exc).__name__}: {str(exc)[:120]}")
-        oof = read_oof(home, schema, table, wf, str(row["task_id"]), str(row["model"]), classes_obsrv)
+        oof = read_oof(home, out_schema, table, wf, str(row["task_id"]), str(row["model"]), classes_obsrv)
         oof_p = oof_y = None
         if oof is not None and labels is not None:
             rid, p = oof

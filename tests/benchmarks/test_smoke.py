@@ -174,9 +174,9 @@ def test_task_start_smoke(tmp_path: Path) -> None:
     res = _run("task_start.py", tmp_path)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     md = (tmp_path / "task_start_smoke.md").read_text()
-    # smoke: the cold side re-ran only stack_top_any and its downstream evaluate
+    # smoke: the cold side re-ran only stack_top_any and what is downstream of it: evaluate, cleanup
     rows = {line.split("|")[1].strip(): line for line in md.splitlines() if line.startswith("| ") and "---" not in line}
-    assert set(rows) == {"task", "stack_top_any", "evaluate", "**these tasks, summed**"}, md
+    assert set(rows) == {"task", "stack_top_any", "evaluate", "cleanup", "**these tasks, summed**"}, md
     for task in ("stack_top_any", "evaluate"):
         warm, cold = (float(x) for x in rows[task].split("|")[2:4])
         assert warm > 0 and cold > 0, rows[task]
