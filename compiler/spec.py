@@ -65,8 +65,11 @@ MODEL_FAMILIES = (
     "catboost",
     "knn",
 )
+# Families with a GPU mode: their fits use a visible CUDA device (`boost` and the zoo's placement).
+GPU_CAPABLE_FAMILIES = ("xgboost", "lightgbm", "catboost")
 # Families whose base task runs on serverless GPU when the context allows it. LightGBM has a CUDA
-# mode, but it was slower than its CPU mode when measured (benchmarks/results/), so it stays on CPU.
+# mode, but it was slower than its CPU mode when measured (benchmarks/results/), so its base task
+# stays on CPU.
 GPU_FAMILIES = ("xgboost", "catboost")
 
 TASK_TYPES = (

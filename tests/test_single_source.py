@@ -22,7 +22,7 @@ def test_the_spec_tuples_are_read_from_its_literal_types() -> None:
 
 def test_the_task_side_binds_the_spec_objects_themselves() -> None:
     assert zoo.FAMILIES is spec.MODEL_FAMILIES
-    assert zoo.GPU_CAPABLE is spec.GPU_FAMILIES
+    assert zoo.GPU_CAPABLE is spec.GPU_CAPABLE_FAMILIES
     assert metrics.CLASSIFICATION is spec.CLASSIFICATION_METRICS
     assert metrics.REGRESSION is spec.REGRESSION_METRICS
     assert stacking.MetaLearnerName is spec.MetaLearner

@@ -6,7 +6,7 @@ module reference would make a served model import obsrv."""
 
 from __future__ import annotations
 
-from obsrv.compiler.spec import GPU_FAMILIES as GPU_CAPABLE
+from obsrv.compiler.spec import GPU_CAPABLE_FAMILIES as GPU_CAPABLE
 from obsrv.compiler.spec import MODEL_FAMILIES as FAMILIES
 from obsrv.compiler.spec import Problem
 

@@ -46,7 +46,7 @@ def test_a_payload_without_a_budget_is_refused(capsys) -> None:
     argv = _argv("base", "base_xgboost")
     spec = json.loads(argv[-1])
     del spec["budget_seconds"]
-    assert entry.main(argv[:-1] + [json.dumps(spec)]) == 2
+    assert entry.exit_code(argv[:-1] + [json.dumps(spec)]) == 2
     assert "no budget_seconds" in capsys.readouterr().err
 
 

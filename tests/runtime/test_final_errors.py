@@ -19,7 +19,8 @@ def _argv() -> list[str]:
     from obsrv.compiler.spec import Context
 
     ctx = Context.model_validate(context_for("binary")).model_dump(mode="json", by_alias=True)
-    spec = json.dumps({"context": ctx, "task": {}, "upstream": []}, sort_keys=True, separators=(",", ":"))
+    spec = json.dumps({"context": ctx, "task": {}, "upstream": [], "budget_seconds": 0}, sort_keys=True,
+                      separators=(",", ":"))
     return ["--stage", "prepare", "--task-id", "prepare", "--workflow-id", "9", "--catalog", "main",
             "--schema", "lab", "--spec", spec]
 

@@ -228,7 +228,8 @@ def test_a_task_retried_after_dying_between_its_tables_publishes_what_a_clean_ru
     assert task_completed(request, job.store)
     for kind in ("oof", "holdout"):
         pd.testing.assert_frame_equal(_table(job, kind, "base_lightgbm"), _table(binary_job, kind, "base_lightgbm"))
-    mlflow_columns = ["mlflow_run_id", "model_uri"]  # empty here: MLflow is off
+    # empty here (MLflow is off): the run, the logged model, its artifact location and file hash
+    mlflow_columns = ["mlflow_run_id", "model_uri", "artifact_uri", "sha256"]
     retried, clean = _table(job, "models", "base_lightgbm"), _table(binary_job, "models", "base_lightgbm")
     pd.testing.assert_frame_equal(retried.drop(columns=mlflow_columns), clean.drop(columns=mlflow_columns))
 

@@ -48,7 +48,7 @@ def _request(experiment: str = "", workflow_id: str = "42"):
     from support.runtime_helpers import context_for
 
     return build_request(stage="base", task_id="base_linear", workflow_id=workflow_id,
-                         context=context_for("binary"), experiment=experiment)
+                         context=context_for("binary"), experiment=experiment, budget_seconds=0.0)
 
 
 def test_one_experiment_per_job_and_runs_carry_the_workflow_id(monkeypatch) -> None:
