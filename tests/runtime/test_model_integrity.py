@@ -64,8 +64,11 @@ def test_a_tampered_predictor_file_is_refused_before_unpickling(job: Job, monkey
     assert files, row["artifact_uri"]
     original = files[0].read_bytes()
     unpickled: list[bytes] = []
-    real = tracking._load_stream
-    monkeypatch.setattr(tracking, "_load_stream", lambda raw: unpickled.append(b"") or real(raw))
+    # spy where PackedPredictor.load looks `_loads` up (after an earlier in-process unpickle,
+    # cloudpickle's by-value rebinding leaves the module attribute unused: test_tracking.py)
+    load_globals = tracking.PackedPredictor.load.__globals__
+    real = load_globals["_loads"]
+    monkeypatch.setitem(load_globals, "_loads", lambda blob: unpickled.append(b"") or real(blob))
     try:
         files[0].write_bytes(original + b"tampered")
         with pytest.raises(TaskError, match=f"predictor file of the published model {MODEL} changed"):
