@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from obsrv.service_tasks.zoo import time_limits
+from obsrv.service_tasks.zoo import served, time_limits
 from obsrv.service_tasks.zoo.builders import _BUILD, _PREP, HIST_GBM_VALIDATION, _stratified_holdout_possible
 from obsrv.service_tasks.zoo.families import Problem
 from obsrv.service_tasks.zoo.resource_caps import KNN_MAX_FIT_ROWS
@@ -27,7 +27,15 @@ class FoldBag:
         self.params = params
 
     def predict_matrix(self, X: pd.DataFrame) -> np.ndarray:
-        return np.mean([m.predict_matrix(X) for m in self.models_], axis=0)
+        # one conversion of each raw column for all K fold models (``served.Inputs``)
+        inputs = served.Inputs(X)
+        return np.mean([_predict_with(m, inputs) for m in self.models_], axis=0)
+
+
+def _predict_with(model: Any, inputs: served.Inputs) -> np.ndarray:
+    """A fold model's prediction from shared inputs (a constant fold model reads the frame)."""
+    predict_inputs = getattr(model, "predict_inputs", None)
+    return predict_inputs(inputs) if predict_inputs is not None else model.predict_matrix(inputs.X)
 
 
 # Read from fold models by attribute, never by class: a published bag is pickled with obsrv's code
@@ -92,6 +100,14 @@ class FamilyModel:
         self.seed = seed
         self.n_jobs = n_jobs
         self.device = device
+        self._served_form: served.ServedForm | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # the served form is rebuilt from the fitted state on the first prediction, never stored
+        state = dict(self.__dict__)
+        state.pop("_served_form", None)
+        state.pop("_served_checked", None)
+        return state
 
     # --- preprocessing shared by fit and predict
     def _numeric(self, X: pd.DataFrame, fit: bool = False) -> pd.DataFrame:
@@ -146,6 +162,7 @@ class FamilyModel:
             X, y = X.iloc[keep], np.asarray(y)[keep]
             w = None if w is None else np.asarray(w)[keep]
         self.fit_rows_ = len(X)
+        self._served_form, self._served_checked = None, False
         frame = self._frame(X, fit=True)
         if self.problem == "classification":
             # a fold (or a route) may miss some classes: fit on the present ones, re-expand later
@@ -256,12 +273,52 @@ class FamilyModel:
             self.pace_ = cb_stop.clock.measured_pace() if cb_stop else None
 
     def predict_matrix(self, X: pd.DataFrame) -> np.ndarray:
+        return self.predict_inputs(served.Inputs(X))
+
+    def predict_inputs(self, inputs: served.Inputs) -> np.ndarray:
+        """``predict_matrix`` from converted inputs, through the served form (``served``): the same
+        numbers as ``predict_pipeline``, without its per-call pandas and sklearn overhead."""
+        form = self._form()
+        if form is None:
+            return self.predict_pipeline(inputs.X)
+        classify = self.problem == "classification"
+        n = inputs.n
+        if form.kind in ("dense", "ordinal"):
+            A = form.matrix(inputs, MISSING)
+            est = self.estimator_.steps[-1][1]
+            if self.family in ("random_forest", "extra_trees") and served.is_plain_forest(est, classify):
+                raw = served.forest_output(est, A, classify)
+            else:
+                with self._predict_threads(n):
+                    raw = est.predict_proba(A) if classify else est.predict(A)
+        else:
+            frame = form.frame(inputs, MISSING)
+            kwargs = served.booster_kwargs(self.family, n)
+            raw = self.estimator_.predict_proba(frame, **kwargs) if classify else self.estimator_.predict(frame, **kwargs)
+        return self._as_matrix(raw, n)
+
+    def predict_pipeline(self, X: pd.DataFrame) -> np.ndarray:
+        """The reference path: the fold's frame through the fitted pipeline (what ``fit`` trained)."""
         frame = self._frame(X, fit=False)
-        if self.problem == "regression":
-            with self._threads():
-                return np.asarray(self.estimator_.predict(frame), dtype=np.float64).reshape(-1, 1)
         with self._threads():
-            proba = np.asarray(self.estimator_.predict_proba(frame), dtype=np.float64)
-        out = np.zeros((len(frame), self.n_classes))
+            raw = self.estimator_.predict_proba(frame) if self.problem == "classification" else self.estimator_.predict(frame)
+        return self._as_matrix(raw, len(frame))
+
+    def _as_matrix(self, raw: Any, n: int) -> np.ndarray:
+        if self.problem == "regression":
+            return np.asarray(raw, dtype=np.float64).reshape(-1, 1)
+        proba = np.asarray(raw, dtype=np.float64)
+        out = np.zeros((n, self.n_classes))
         out[:, self.classes_] = proba
         return out
+
+    def _form(self) -> served.ServedForm | None:
+        if not getattr(self, "_served_checked", False):
+            self._served_form = served.served_form(self, _PREP[self.family])
+            self._served_checked = True
+        return self._served_form
+
+    def _predict_threads(self, n_rows: int) -> Any:
+        """hist_gbm's OpenMP cap for batches worth threads; small batches skip threadpoolctl's
+        per-call library scan (a row's prediction does not depend on the thread count)."""
+        return contextlib.nullcontext() if n_rows <= served.SMALL_BATCH else self._threads()

@@ -1,0 +1,127 @@
+"""The served predict path (``zoo.served``) gives the very numbers of the fitted pipeline, for every
+family, problem and awkward input: missing values, unseen levels, a level rarer than the one-hot
+encoder keeps, a column all-missing in a fold, booleans, nullable integers, one row or many.
+
+Bitwise (``assert_array_equal``), because every member here is deterministic for a given input
+batch: the served path only replaces how the same arrays are built and how forest trees are summed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from obsrv.service_tasks import zoo
+from obsrv.service_tasks.zoo import served
+
+pytestmark = pytest.mark.slow  # fits a model of each of the eight families, per problem
+
+
+def frame(n: int, seed: int) -> pd.DataFrame:
+    """credit_data-like columns (ints, floats with gaps, string levels, a bool, a nullable int)."""
+    rng = np.random.default_rng(seed)
+    home = rng.choice(["owner", "rent", "parents", "priv", "other", "ignore"], size=n,
+                      p=[0.45, 0.25, 0.15, 0.08, 0.05, 0.02]).astype(object)
+    home[rng.uniform(size=n) < 0.05] = None
+    income = np.round(rng.lognormal(4.8, 0.4, size=n), 0)
+    income[rng.uniform(size=n) < 0.1] = np.nan
+    nullable = pd.array(rng.integers(0, 5, n), dtype="Int64")
+    nullable[rng.uniform(size=n) < 0.1] = pd.NA
+    return pd.DataFrame({
+        "seniority": rng.integers(0, 30, n).astype("int64"),
+        "income": income,
+        "amount": rng.normal(1000, 300, n),
+        "home": home,
+        "job": rng.choice(["fixed", "freelance", "partime", "others"], size=n).astype(object),
+        "records": rng.uniform(size=n) < 0.2,
+        "visits": nullable,
+        "gone": np.full(n, np.nan),  # all missing in training: zeroed by the fold model
+    })
+
+
+def target(X: pd.DataFrame, problem: str, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    z = 0.002 * X["amount"].to_numpy() - 0.05 * X["seniority"].to_numpy() + (X["home"] == "rent").to_numpy()
+    if problem == "regression":
+        return z + rng.normal(size=len(X))
+    cuts = [0.0] if problem == "binary" else [-0.5, 0.5]
+    return np.digitize(z - z.mean() + rng.normal(scale=0.5, size=len(X)), cuts).astype(np.int64)
+
+
+def new_rows(n: int) -> pd.DataFrame:
+    """Rows to serve: other draws, plus a level no fold saw and a row missing everything."""
+    X = frame(n, seed=99)
+    X.loc[0, "home"] = "castle"
+    X.loc[1, ["income", "home", "visits"]] = [np.nan, None, pd.NA]
+    X.loc[2, "gone"] = 3.0
+    return X
+
+
+def fitted(family: str, problem: str) -> zoo.FamilyModel:
+    X = frame(300, seed=1)
+    y = target(X, problem, seed=2)
+    numeric, categorical = zoo._split_columns(X, None)
+    n_classes = 1 if problem == "regression" else int(y.max()) + 1
+    params = zoo.default_params(family, "regression" if problem == "regression" else "classification")
+    if family in ("random_forest", "extra_trees"):
+        params = {**params, "n_estimators": 20}
+    elif family in ("xgboost", "lightgbm", "catboost", "hist_gbm"):
+        params = {**params, **({"iterations": 30} if family == "catboost" else
+                               {"max_iter": 30} if family == "hist_gbm" else {"n_estimators": 30})}
+    model = zoo.FamilyModel(family, params, problem="regression" if problem == "regression" else "classification",
+                            n_classes=n_classes, numeric=numeric, categorical=categorical, seed=3, n_jobs=1)
+    return model.fit(X, y, None)
+
+
+@pytest.mark.parametrize("problem", ["binary", "multiclass", "regression"])
+@pytest.mark.parametrize("family", zoo.FAMILIES)
+def test_served_path_equals_the_pipeline_to_the_last_bit(family: str, problem: str) -> None:
+    model = fitted(family, problem)
+    assert model._form() is not None, "the builders' pipelines all have a served form"
+    rows = new_rows(500)
+    for X in (rows.iloc[[0]], rows.iloc[[1]], rows.head(7), rows):
+        np.testing.assert_array_equal(model.predict_matrix(X), model.predict_pipeline(X))
+
+
+def test_a_fold_bag_shares_inputs_and_averages_as_before() -> None:
+    models = [fitted("random_forest", "binary"), fitted("linear", "binary")]
+    bag = zoo.FoldBag(models, "mixed", {})
+    X = new_rows(50)
+    expected = np.mean([m.predict_pipeline(X) for m in models], axis=0)
+    np.testing.assert_array_equal(bag.predict_matrix(X), expected)
+
+
+def test_the_served_form_is_rebuilt_after_unpickling_not_stored() -> None:
+    import pickle
+
+    model = fitted("lightgbm", "binary")
+    X = new_rows(20)
+    before = model.predict_matrix(X)
+    assert model._served_form is not None
+    state = pickle.loads(pickle.dumps(model))
+    assert "_served_form" not in state.__dict__
+    np.testing.assert_array_equal(state.predict_matrix(X), before)
+
+
+def test_an_unrecognised_pipeline_predicts_through_the_pipeline() -> None:
+    from sklearn.pipeline import Pipeline
+
+    model = fitted("linear", "binary")
+    model.estimator_ = Pipeline([("scaled", model.estimator_.named_steps["pre"]),
+                                 ("est", model.estimator_.named_steps["est"])])
+    model._served_checked = False
+    assert model._form() is None
+    X = new_rows(10)
+    np.testing.assert_array_equal(model.predict_matrix(X), model.predict_pipeline(X))
+
+
+def test_lookup_encoder_maps_unseen_and_infrequent_levels_as_the_encoder() -> None:
+    from sklearn.preprocessing import OneHotEncoder
+
+    train = pd.DataFrame({"c": ["a"] * 10 + ["b"] * 10 + ["rare"] * 2}, dtype=object)
+    enc = OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=5, sparse_output=False).fit(train)
+    lookup = served.LookupEncoder.of(enc, ["c"], [int(w) for w in enc._n_features_outs])
+    rows = pd.DataFrame({"c": ["a", "rare", "never", "b"]}, dtype=object)
+    got = lookup.encode(served.Inputs(rows), "__missing__")[0]
+    np.testing.assert_array_equal(got, enc.transform(rows))
