@@ -275,6 +275,7 @@ def forest_output(forest: Any, A: np.ndarray, classify: bool) -> np.ndarray:
     count, as ``ForestClassifier.predict_proba`` / ``ForestRegressor.predict`` do with n_jobs=1."""
     X = np.ascontiguousarray(A, dtype=np.float32)  # the forest's own input dtype (sklearn's DTYPE)
     trees = forest.estimators_
+    out: np.ndarray
     if classify:
         k = int(forest.n_classes_)
         out = np.zeros((len(X), k), dtype=np.float64)

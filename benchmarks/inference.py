@@ -1,0 +1,202 @@
+"""Serving speed of a finished obsrv run, side by side with AutoGluon best_quality on the same split.
+
+    .venv/bin/python benchmarks/inference.py [--home .obsrv] [--ag-budget 120] [--no-autogluon]
+
+Run it after the README's main command (`obsrv data demo && obsrv compile examples/credit_risk.yaml
+&& obsrv run examples/credit_risk.yaml --time-limit 120`). For each model it prints:
+
+* load: `mlflow.pyfunc.load_model(uri)` in a fresh process after `import mlflow` (AutoGluon:
+  `TabularPredictor.load`), and the first one-row call after it (lazy member loading shows there);
+* single-row latency p50/p99 over warm calls, one row of the table each;
+* 1,000 and 100,000 rows (the table's rows resampled with replacement to reach 100k), rows/s;
+* the model's size on disk.
+
+Models: the `@champion`, the best base model of the run (by the leaderboard's OOF ranking), and
+AutoGluon `best_quality` trained in the peers' virtualenv (benchmarks/setup_peers.sh) on obsrv's own
+training rows (prepare's folds >= 0; obsrv's holdout rows are left out of both).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+PEERS_PYTHON = BENCH_DIR / ".venv-peers" / "bin" / "python"
+SINGLE_CALLS = 200
+BIG = 100_000
+
+
+def _timings(predict, X) -> dict:  # noqa: ANN001 - any predict(frame)
+    """Warm single-row p50/p99 and batch times of ``predict`` on rows of ``X``."""
+    import numpy as np
+
+    n = len(X)
+    lat = []
+    for i in range(SINGLE_CALLS):
+        row = X.iloc[[i % n]]
+        t = time.perf_counter()
+        predict(row)
+        lat.append(time.perf_counter() - t)
+    thousand = X.sample(1000, replace=n < 1000, random_state=1)
+    big = X.sample(BIG, replace=True, random_state=2).reset_index(drop=True)
+    t1k = []
+    for _ in range(3):
+        t = time.perf_counter()
+        predict(thousand)
+        t1k.append(time.perf_counter() - t)
+    t = time.perf_counter()
+    predict(big)
+    t100k = time.perf_counter() - t
+    ms = np.array(lat) * 1000
+    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
+            "rows1k_ms": float(np.median(t1k) * 1000), "rows100k_s": t100k}
+
+
+def _size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def measure_obsrv(uri: str, home: Path, table: Path) -> dict:
+    """One model in this (fresh) process: load, first call, timings, size."""
+    import mlflow
+    import pandas as pd
+
+    mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow.db'}")
+    mlflow.set_registry_uri(f"sqlite:///{home / 'mlflow.db'}")
+    t = time.perf_counter()
+    model = mlflow.pyfunc.load_model(uri)
+    load = time.perf_counter() - t
+    X = pd.read_parquet(table)[model.metadata.signature.inputs.input_names()]
+    t = time.perf_counter()
+    model.predict(X.iloc[[0]])
+    first = time.perf_counter() - t
+    local = Path(mlflow.artifacts.download_artifacts(uri))
+    return {"load_s": load, "first_call_s": first, **_timings(model.predict, X), "size_mb": _size(local) / 1e6}
+
+
+def measure_autogluon(split: Path, budget: int) -> dict:
+    """In the peers' virtualenv: fit best_quality, then load and time it as the obsrv models."""
+    import pandas as pd
+    from autogluon.tabular import TabularPredictor
+
+    meta = json.loads((split / "meta.json").read_text())
+    train = pd.read_parquet(split / "train.parquet")
+    path = split / "ag_models"
+    t = time.perf_counter()
+    TabularPredictor(label=meta["target"], eval_metric=meta["metric"], path=str(path), verbosity=0).fit(
+        train, presets="best_quality", time_limit=budget, num_cpus=meta["n_jobs"], num_gpus=0,
+        dynamic_stacking="auto" if budget >= 120 else False)  # as peers_runner.py: short budgets skip DyStack
+    fit = time.perf_counter() - t
+    t = time.perf_counter()
+    predictor = TabularPredictor.load(str(path))
+    load = time.perf_counter() - t
+    X = train.drop(columns=[meta["target"]])
+    t = time.perf_counter()
+    predictor.predict_proba(X.iloc[[0]])
+    first = time.perf_counter() - t
+    out = {"load_s": load, "first_call_s": first, **_timings(predictor.predict_proba, X), "size_mb": _size(path) / 1e6,
+           "fit_s": fit, "best_model": str(predictor.model_best)}
+    return out
+
+
+def _subprocess(python: Path | str, args: list[str], timeout: float) -> dict:
+    proc = subprocess.run([str(python), str(Path(__file__).resolve()), *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        return {"error": (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]}
+    return json.loads(lines[-1])
+
+
+def _run_facts(home: Path) -> tuple[str, str, str, Path, Path]:
+    """(workflow id, champion model name, best base model URI, source table file, prepared table)."""
+    import pandas as pd
+
+    runs = sorted((home / "runs").glob("*/leaderboard.json"))
+    if not runs:
+        raise SystemExit(f"no finished run under {home}/runs: run the README's main command first")
+    board = pd.DataFrame(json.loads(runs[-1].read_text()))
+    workflow = runs[-1].parent.name
+    champion = str(board.loc[board["is_champion"], "model"].iloc[0])
+    best_base = board[board["kind"] == "base"].iloc[0]  # the leaderboard is ranked by OOF score
+    from obsrv.service_tasks.io import LocalDeltaStore
+    from obsrv.service_tasks.io.naming import output_table
+
+    store = LocalDeltaStore(home)
+    models = store.read(output_table("main", "credit_risk_ensemble", "training_data", "models", workflow,
+                                     str(best_base["task_id"])))
+    uri = str(models.loc[models["model"] == best_base["model"], "model_uri"].iloc[0])
+    prepared = store.read(output_table("main", "credit_risk_ensemble", "training_data", "prepared", workflow,
+                                       "prepare"))
+    table = next((home / "warehouse" / "main" / "credit_risk" / "training_data").glob("*.parquet"))
+    split = home.parent / "bench_inference"
+    split.mkdir(exist_ok=True)
+    prepared.to_parquet(split / "prepared.parquet")
+    return workflow, champion, uri + "|" + str(best_base["model"]), table, split
+
+
+def _ag_split(split: Path) -> None:
+    """obsrv's training rows (prepare's folds >= 0): features and target as prepare wrote them."""
+    import pandas as pd
+
+    prepared = pd.read_parquet(split / "prepared.parquet")
+    train = prepared[prepared["obsrv_fold"] >= 0].drop(columns=["obsrv_row_id", "obsrv_fold"])
+    train.to_parquet(split / "train.parquet")
+    meta = {"target": "default_label", "metric": "accuracy", "n_jobs": os.cpu_count()}
+    (split / "meta.json").write_text(json.dumps(meta))
+
+
+def _row(name: str, r: dict) -> str:
+    if "error" in r:
+        return f"| {name} | failed: {r['error'][0][:100]} | | | | | | |"
+    return (f"| {name} | {r['load_s']:.2f} | {r['first_call_s']:.2f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
+            f"{r['rows1k_ms']:.0f} | {r['rows100k_s']:.1f} ({BIG / r['rows100k_s']:,.0f} rows/s) | {r['size_mb']:.1f} |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--home", default=".obsrv", type=Path)
+    ap.add_argument("--ag-budget", type=int, default=120)
+    ap.add_argument("--no-autogluon", action="store_true")
+    ap.add_argument("--measure", nargs=3, metavar=("URI", "HOME", "TABLE"), help=argparse.SUPPRESS)
+    ap.add_argument("--autogluon", metavar="SPLIT", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.measure:
+        print(json.dumps(measure_obsrv(args.measure[0], Path(args.measure[1]), Path(args.measure[2]))))
+        return 0
+    if args.autogluon:
+        print(json.dumps(measure_autogluon(Path(args.autogluon), args.ag_budget)))
+        return 0
+    started = time.perf_counter()
+    home = args.home.resolve()
+    workflow, champion, best, table, split = _run_facts(home)
+    best_uri, best_name = best.split("|")
+    rows = [(f"obsrv champion ({champion})", _subprocess(sys.executable, ["--measure", "models:/credit_risk_ensemble@champion",
+                                                                        str(home), str(table)], 900)),
+            (f"obsrv best single ({best_name})", _subprocess(sys.executable, ["--measure", best_uri, str(home), str(table)], 900))]
+    if not args.no_autogluon:
+        if not PEERS_PYTHON.exists():
+            rows.append(("AutoGluon best_quality", {"error": ["no peers virtualenv: run benchmarks/setup_peers.sh"]}))
+        else:
+            _ag_split(split)
+            ag = _subprocess(PEERS_PYTHON, ["--autogluon", str(split), "--ag-budget", str(args.ag_budget)],
+                             args.ag_budget * 4 + 600)
+            name = f"AutoGluon best_quality ({ag.get('best_model', '?')}, fit {ag.get('fit_s', 0):.0f} s)"
+            rows.append((name, ag))
+    print(f"workflow {workflow}; single-row latency over {SINGLE_CALLS} warm calls")
+    print("| model | load s | first call s | 1 row p50 ms | 1 row p99 ms | 1k rows ms | 100k rows s | size MB |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, r in rows:
+        print(_row(name, r))
+    print(f"wall time {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
