@@ -125,3 +125,32 @@ def test_lookup_encoder_maps_unseen_and_infrequent_levels_as_the_encoder() -> No
     rows = pd.DataFrame({"c": ["a", "rare", "never", "b"]}, dtype=object)
     got = lookup.encode(served.Inputs(rows), "__missing__")[0]
     np.testing.assert_array_equal(got, enc.transform(rows))
+
+
+class _PipelineBag:
+    """The reference: a fold bag predicted through each fold's pipeline (the path before
+    ``zoo.served``)."""
+
+    def __init__(self, bag: zoo.FoldBag) -> None:
+        self.bag = bag
+
+    def predict_matrix(self, X: pd.DataFrame) -> np.ndarray:
+        return np.mean([m.predict_pipeline(X) for m in self.bag.models_], axis=0)
+
+
+def test_a_served_ensemble_returns_the_reference_frame_bit_for_bit() -> None:
+    from obsrv.service_tasks.ensembles.predictors import CombinedPredictor
+    from obsrv.service_tasks.ensembles.voting import SoftVote
+    from obsrv.service_tasks.tracking import ObsrvPyfunc
+
+    bags = [zoo.FoldBag([fitted(f, "binary") for _ in range(2)], f, {}) for f in ("linear", "random_forest", "xgboost")]
+    X = new_rows(40)
+    outputs = []
+    for members in (bags, [_PipelineBag(b) for b in bags]):
+        wrapper = ObsrvPyfunc("classification", ["good", "bad"], list(X.columns))
+        wrapper.predictor = CombinedPredictor(list(members), SoftVote(np.array([0.5, 0.3, 0.2])))
+        outputs.append(wrapper.predict(None, X))
+    served_out, reference = outputs
+    assert list(served_out.columns) == ["prediction", "probability_good", "probability_bad"]
+    assert set(served_out["prediction"]) <= {"good", "bad"}
+    pd.testing.assert_frame_equal(served_out, reference, check_exact=True)
