@@ -113,11 +113,7 @@ class FamilyModel:
     def _numeric(self, X: pd.DataFrame, fit: bool = False) -> pd.DataFrame:
         out = pd.DataFrame(index=X.index)
         for c in self.numeric:
-            values = pd.to_numeric(X[c], errors="coerce")
-            if pd.api.types.is_extension_array_dtype(values.dtype) or values.dtype == bool:
-                # nullable ints/bools: pd.NA -> NaN
-                values = values.astype("Float64").to_numpy(dtype="float64", na_value=np.nan)
-            out[c] = np.asarray(values, dtype=np.float64)
+            out[c] = served.numeric_values(X[c])
         if fit:
             # A column with no value in these training rows (a fold or a route can have one)
             # carries no information, and some estimators (hist_gbm's binning) crash on it.
@@ -129,8 +125,7 @@ class FamilyModel:
     def _strings(self, X: pd.DataFrame) -> pd.DataFrame:
         out = pd.DataFrame(index=X.index)
         for c in self.categorical:
-            s = X[c].astype(object)
-            out[c] = s.where(s.notna(), MISSING).astype(str).astype(object)
+            out[c] = served.string_values(X[c], MISSING)
         return out
 
     def _frame(self, X: pd.DataFrame, fit: bool) -> pd.DataFrame:
@@ -146,8 +141,7 @@ class FamilyModel:
                 counts = X[c].astype(object).dropna().astype(str).value_counts()
                 self.levels_[c] = sorted(counts.index[:MAX_LEVELS].tolist())
         for c in self.categorical:
-            s = X[c].astype(object)
-            s = s.where(s.isna(), s.astype(str))
+            s = pd.Series(served.native_values(X[c]), index=X.index, dtype=object)
             levels = self.levels_[c]
             s = s.where(s.isin(levels))  # levels unseen in this fold's training rows -> missing
             num[c] = pd.Categorical(s, categories=levels)

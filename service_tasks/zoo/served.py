@@ -52,38 +52,49 @@ class Inputs:
         """``FamilyModel._numeric``'s float64 values of one column (before all-missing zeroing)."""
         out = self._numeric.get(col)
         if out is None:
-            s = self.X[col]
-            if s.dtype == np.float64:
-                out = s.to_numpy(dtype=np.float64, copy=False)
-            elif s.dtype.kind in "iu" and not pd.api.types.is_extension_array_dtype(s.dtype):
-                out = s.to_numpy().astype(np.float64)
-            else:  # the fit path's own conversion, for every other dtype
-                values = pd.to_numeric(s, errors="coerce")
-                if pd.api.types.is_extension_array_dtype(values.dtype) or values.dtype == bool:
-                    values = values.astype("Float64").to_numpy(dtype="float64", na_value=np.nan)
-                out = np.asarray(values, dtype=np.float64)
-            self._numeric[col] = out
+            out = self._numeric[col] = numeric_values(self.X[col])
         return out
 
     def strings(self, col: str, missing: str) -> np.ndarray:
-        """``FamilyModel._strings``' object array of one column: ``str`` of each value, ``missing``
-        for a missing one."""
+        """``FamilyModel._strings``' object array of one column."""
         out = self._strings.get(col)
         if out is None:
-            s = self.X[col].astype(object)
-            out = s.where(s.notna(), missing).astype(str).to_numpy(dtype=object)
-            self._strings[col] = out
+            out = self._strings[col] = string_values(self.X[col], missing)
         return out
 
     def native(self, col: str) -> np.ndarray:
-        """The native-categorical path's values of one column: ``str`` of each value, missing kept
-        missing (``FamilyModel._frame``)."""
+        """The native-categorical path's values of one column (``FamilyModel._frame``)."""
         out = self._native.get(col)
         if out is None:
-            s = self.X[col].astype(object)
-            out = s.where(s.isna(), s.astype(str)).to_numpy(dtype=object)
-            self._native[col] = out
+            out = self._native[col] = native_values(self.X[col])
         return out
+
+
+# One conversion per raw column, shared by the fit path (``FamilyModel``) and the served path, so
+# the two cannot drift apart.
+def numeric_values(s: pd.Series) -> np.ndarray:
+    """A column's float64 values: numbers kept, anything else (and pd.NA) NaN."""
+    if s.dtype == np.float64:
+        return s.to_numpy(dtype=np.float64, copy=False)
+    if s.dtype.kind in "iu" and not pd.api.types.is_extension_array_dtype(s.dtype):
+        return s.to_numpy().astype(np.float64)
+    values = pd.to_numeric(s, errors="coerce")
+    if pd.api.types.is_extension_array_dtype(values.dtype) or values.dtype == bool:
+        # nullable ints/bools: pd.NA -> NaN
+        values = values.astype("Float64").to_numpy(dtype="float64", na_value=np.nan)
+    return np.asarray(values, dtype=np.float64)
+
+
+def string_values(s: pd.Series, missing: str) -> np.ndarray:
+    """A column as an object array of ``str`` values, ``missing`` for a missing one."""
+    o = s.astype(object)
+    return o.where(o.notna(), missing).astype(str).to_numpy(dtype=object)
+
+
+def native_values(s: pd.Series) -> np.ndarray:
+    """A column as an object array of ``str`` values with missing values kept missing."""
+    o = s.astype(object)
+    return o.where(o.isna(), o.astype(str)).to_numpy(dtype=object)
 
 
 def _positions(categories: np.ndarray | pd.Index, values: np.ndarray) -> np.ndarray:
