@@ -183,6 +183,7 @@ def _bag(family: str, seed: int, X: pd.DataFrame, y: np.ndarray) -> zoo.FoldBag:
 def test_packed_members_load_one_at_a_time_and_the_served_ensemble_keeps_them(tmp_path) -> None:
     """Ensemble tasks hold members as compressed bytes: unpickled only while predicting at logging
     time, pickled as those bytes (not the objects), and kept once loaded by the served model."""
+    import gzip
     import pickle
 
     from obsrv.service_tasks.ensembles.predictors import CombinedPredictor
@@ -201,7 +202,10 @@ def test_packed_members_load_one_at_a_time_and_the_served_ensemble_keeps_them(tm
     assert packed[0]._loaded is None  # dropped after predicting
     state_size = len(pickle.dumps(packed[0]))
     assert state_size < len(packed[0].blob) + 1_000  # pickled as its bytes
-    assert state_size < len(pickle.dumps(bags[0])) / 2  # ...which are far smaller than the object
+    # ...which are far smaller than the object they hold. Compared with the same by-value pickle
+    # uncompressed: a plain pickle.dumps refers to obsrv's modules by name, so it omits the code
+    # the blob carries and is no fair yardstick (it grew past the blob/2 bound with served.py).
+    assert state_size < len(gzip.decompress(packed[0].blob)) / 2
 
     ensemble = CombinedPredictor(packed, SoftVote(np.array([0.5, 0.5])), member_names=["m0", "m1"])
     expected = np.mean([b.predict_matrix(X) for b in bags], axis=0)
