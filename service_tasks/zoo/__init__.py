@@ -1,5 +1,6 @@
-"""The base-model zoo: eight families, each with its own preprocessing, a seeded random search under
-a time budget, and K-fold training on the ONE shared fold plan.
+"""The base-model zoo: eight families, each with its own preprocessing, a search under a time budget
+(the default config, AutoGluon's zero-shot portfolio in order, then seeded random configs:
+``spaces.config_sequence``), and K-fold training on the ONE shared fold plan.
 
 Out-of-fold (OOF) predictions: every training row is predicted by the fold model that did not see
 it. Holdout predictions: the average of the K fold models (k-fold bagging, as AutoGluon); there is
@@ -63,7 +64,7 @@ from obsrv.service_tasks.zoo.search import (
     fit_family,
     search_family,
 )
-from obsrv.service_tasks.zoo.spaces import default_params, sample_params
+from obsrv.service_tasks.zoo.spaces import config_sequence, default_params, sample_params
 
 __all__ = [
     "FAMILIES",
@@ -77,6 +78,7 @@ __all__ = [
     "Problem",
     "_split_columns",
     "available_cores",
+    "config_sequence",
     "cross_fit",
     "cuda_device_count",
     "cuda_present",

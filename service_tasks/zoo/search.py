@@ -1,4 +1,5 @@
-"""Cross-fitting on the shared fold plan and the seeded random search under a time budget."""
+"""Cross-fitting on the shared fold plan and the search under a time budget: the default config,
+AutoGluon's portfolio in order, then seeded random configs (``spaces.config_sequence``)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from obsrv.service_tasks.zoo.devices import default_device, threads_for
 from obsrv.service_tasks.zoo.families import FAMILIES, Problem
 from obsrv.service_tasks.zoo.fold_models import FamilyModel, FoldBag, _ConstantModel, last_pace
 from obsrv.service_tasks.zoo.resource_caps import KNN_MAX_FIT_ROWS, cap_forest_trees
-from obsrv.service_tasks.zoo.spaces import default_params, sample_params
+from obsrv.service_tasks.zoo.portfolio import family_trials_for_rows
+from obsrv.service_tasks.zoo.spaces import config_sequence
 
 FIT_SHARE_PREDICT = 0.15  # of a fold's time share, kept for its OOF and holdout predictions
 
@@ -64,7 +66,8 @@ class FitRequest:
         fall back to the CPU.
     max_trials : int, default None
         Cap on the configs tried. Env ``OBSRV_MAX_TRIALS`` caps them too and also turns the time
-        bound off, so that nothing depends on the clock (reproducible runs).
+        bound off, so that nothing depends on the clock (reproducible runs). Without either, the
+        rows cap the configs as AutoGluon caps its models (``portfolio.family_trials_for_rows``).
     time_bound : bool, default False
         Train every config, the default one included, within ``budget_seconds`` (boosters and
         forests stop early); otherwise the default config runs to the end.
@@ -187,9 +190,12 @@ def cross_fit(
 def search_family(
     request: FitRequest, *, keep: int = 2, log: Callable[[str], None] | None = None
 ) -> list[FamilyFit]:
-    """Seeded random search under a time budget; the best `keep` fits, best first.
+    """Search under a time budget; the best `keep` fits, best first.
 
-    The default config runs first. With `time_bound` (and a budget above 0) every trial, the default
+    The configs come in `spaces.config_sequence`'s order: the default config, then AutoGluon's
+    zero-shot portfolio for the family in AutoGluon's order, then seeded random configs. Without
+    `max_trials` (or env `OBSRV_MAX_TRIALS`), the table's rows cap the number of configs, one
+    family's share of AutoGluon's cap on its models (`portfolio.family_trials_for_rows`). With `time_bound` (and a budget above 0) every trial, the default
     one included, trains within the budget: boosters and forests stop early at their fold's share of
     the time left (`cross_fit`'s deadline); without it the default config runs to the end whatever
     the budget. A further trial starts only when the time used plus the slowest trial so far stays
@@ -216,7 +222,10 @@ def search_family(
     n_folds = len(ids)
     n_fit_rows = max((int((np.asarray(folds) != f).sum()) for f in ids), default=len(y))  # a fold model's rows
     k_out = n_classes if problem == "classification" else 1
+    if max_trials is None:
+        max_trials = family_trials_for_rows(len(y))  # None: no cap above AutoGluon's curve
     configs_left = 1 if params is not None else (max_trials or 10_000)
+    draws = config_sequence(family, problem, rng)
     start = time.perf_counter()
     deadline = time_limits.task_deadline(start, budget_seconds) if request.time_bound else None
     slowest = 0.0
@@ -230,9 +239,7 @@ def search_family(
     while configs_left > 0:
         if clock_stops and i > 0 and time.perf_counter() - start + slowest > budget_seconds:
             break
-        cfg = dict(params) if params is not None else (
-            default_params(family, problem) if i == 0 else sample_params(family, problem, rng)
-        )
+        origin, cfg = ("params", dict(params)) if params is not None else next(draws)
         cfg, capped = cap_forest_trees(family, cfg, n_train=n_fit_rows, n_values=k_out, n_folds=max(n_folds, 1))
         key = repr(sorted(cfg.items()))
         i += 1
@@ -271,11 +278,12 @@ def search_family(
         value = M.score(metric, y[scored], oof[scored], problem=problem, weights=None if w is None else w[scored])
         stopped = [m.stopped_at_ for m in bag.models_ if getattr(m, "stopped_at_", None) is not None]
         paced = [round(m.paced_lr_, 4) for m in bag.models_ if getattr(m, "paced_lr_", None) is not None]
-        trials.append({"trial": len(trials), "params": cfg, "oof_" + metric: value, "seconds": round(seconds, 3)}
+        trials.append({"trial": len(trials), "origin": origin, "params": cfg, "oof_" + metric: value,
+                       "seconds": round(seconds, 3)}
                       | ({"stopped_at_time_limit": stopped} if stopped else {})
                       | ({"paced_learning_rate": paced} if paced else {}))
         if log:
-            log(f"{family} trial {len(trials) - 1}: oof {metric}={value:.5f} in {seconds:.1f}s {cfg}"
+            log(f"{family} trial {len(trials) - 1} ({origin}): oof {metric}={value:.5f} in {seconds:.1f}s {cfg}"
                 + time_limits.limit_summary(bag.models_, "folds"))
         fit = FamilyFit(bag, oof, cfg, value, hold, metric, seconds, device)
         loss = M.loss(metric, y[scored], oof[scored], problem=problem, weights=None if w is None else w[scored])
