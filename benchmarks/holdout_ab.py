@@ -1,4 +1,4 @@
-"""A/B: obsrv with its default 20 % holdout against `context.holdout: 0` (every row trains).
+"""A/B: obsrv with a 20 % holdout against `context.holdout: 0` (every row trains).
 
     python benchmarks/holdout_ab.py                    # 8 datasets, first outer split, 60 s
     python benchmarks/holdout_ab.py --max-splits 2     # more pairs

@@ -57,7 +57,7 @@ def write_spec(
     n_classes: int,
     tasks: list[dict[str, Any]],
     folds: int = 5,
-    holdout: float = 0.2,
+    holdout: float = 0.0,
     seed: int = 42,
     timeout_s: int = 3600,
 ) -> Path:

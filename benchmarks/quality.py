@@ -576,7 +576,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--obsrv-task-budget", type=float, default=None,
                     help="a fixed OBSRV_TASK_BUDGET_SECONDS per search task instead of the default plan "
                          "(`obsrv run --time-limit BUDGET`, which fits the whole run into --budget)")
-    ap.add_argument("--obsrv-holdout", type=float, default=0.2, help="context.holdout of the generated spec")
+    ap.add_argument("--obsrv-holdout", type=float, default=0.0,
+                    help="context.holdout of the generated spec (default 0, the spec's default)")
     ap.add_argument("--out-dir", default=str(C.BENCH_DIR / "results"))
     ap.add_argument("--work-dir", default=None, help="scratch (default: a temp dir, removed at the end)")
     ap.add_argument("--resume", action="store_true", help="skip (dataset, split) pairs already in the raw CSV")

@@ -292,12 +292,18 @@ class _Translator:
                 f"give {words} {bound} {unit}{'s' if bound != 1 else ''}"
             )
             return self._diag("OBS105", message, self._at_value(path), fix, path)
+        if kind == "int_parsing_size":
+            # pydantic refuses integers of more than 4,300 digits (CPython's int-from-str limit)
+            return self._diag(
+                "OBS105", f"`{name}` is too large a number", self._at_value(path),
+                f"give `{name}` a value within its range (`obsrv schema` lists the bounds)", path,
+            )
         if kind.endswith("_type") or kind.endswith("_parsing") or kind in ("int_from_float", "model_attributes_type"):
             return self._wrong_type(kind, path, value, ctx, name)
         if kind in ("value_error", "assertion_error"):
             return self._value_error(path, error, where, name)
         # Anything pydantic adds later still gets a location and a code.
-        return self._diag("OBS108", f"`{name}`: {error['msg']}", self._at_value(path), None, path)
+        return self._diag("OBS108", f"`{name}`: {error['msg']}", self._at_value(path), _generic_fix(name), path)
 
     # ---- individual error kinds
 

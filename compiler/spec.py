@@ -36,6 +36,8 @@ OBSRV_TAGS = ("obsrv_spec_version",)
 # that had 25 tags would have 26 in dev and be rejected there.
 DEV_MODE_TAGS = ("dev",)
 MAX_USER_TAGS = MAX_JOB_TAGS - len(OBSRV_TAGS) - len(DEV_MODE_TAGS)
+# The holdout an unwritten `context.holdout` gets with time folds (0 with every other fold type).
+TIME_FOLDS_HOLDOUT = 0.2
 # The job name is also the key of the job's bundle resources, written into `${resources.<type>.<key>.*}`
 # references, and one path segment of such a reference must match the CLI's BaseVarDef
 # `\p{L}+([-_]*[\p{L}\p{N}]+)*` (databricks/cli libs/dyn/dynvar/ref.go): a letter first, no
@@ -410,13 +412,16 @@ class Context(StrictModel):
     )
     folds: int = Field(default=5, ge=2, le=20, description="Number of CV folds shared by every model.")
     holdout: float = Field(
-        default=0.2,
+        default=0.0,  # _default_holdout picks the default by fold_type
         ge=0.0,
         lt=0.9,
         description=(
-            "Fraction held out for the final leaderboard. 0 keeps no holdout: every row trains, and the "
-            "leaderboard reports out-of-fold scores (optimistic for the champion, which is chosen on them)."
+            "Fraction held out for the final leaderboard. 0 (the default) keeps no holdout: every row "
+            "trains, and the leaderboard reports out-of-fold scores (optimistic for the champion, which "
+            "is chosen on them). 0.2 keeps a fifth of the rows apart for an unbiased leaderboard. "
+            "Default: 0, or 0.2 with `fold_type: time`."
         ),
+        json_schema_extra=_no_schema_default,
     )
     seed: int = Field(default=42, ge=0, description="Seed for sampling, folds and every model.")
     source: Source = Field(description="The training table and its special columns.")
@@ -449,6 +454,18 @@ class Context(StrictModel):
         spec defaults to kfold (it must never be told to change a default it did not write)."""
         if isinstance(data, dict) and "fold_type" not in data:
             return {**data, "fold_type": "kfold" if _is_regression(data.get("metric")) else "stratified"}
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_holdout(cls, data: Any) -> Any:
+        """An unwritten holdout is 0 (every row trains: better on every split of
+        benchmarks/results/holdout_ab.md), except with time folds, whose OOF predictions can use
+        the future: there a holdout of TIME_FOLDS_HOLDOUT is the only forward-looking estimate."""
+        if isinstance(data, dict) and "holdout" not in data:
+            fold_type = data.get("fold_type")
+            is_time = fold_type == "time" or (isinstance(fold_type, list) and fold_type == ["time"])
+            return {**data, "holdout": TIME_FOLDS_HOLDOUT if is_time else 0.0}
         return data
 
     @model_validator(mode="after")

@@ -453,3 +453,16 @@ def test_spec_error_renders_text_and_json(tmp_path: Path) -> None:
     (item,) = payload["diagnostics"]
     assert (item["code"], item["line"], item["column"], item["path"]) == ("OBS101", 15, 9, "obsrv.job[0].stack.top_k")
     assert "unknown key" in str(error.value)
+
+
+def test_a_number_too_long_to_parse_gets_a_range_error_with_a_fix() -> None:
+    """pydantic's int_parsing_size (over 4,300 digits), found by the fuzz test."""
+    from obsrv.compiler.checks import check
+    from obsrv.compiler.yaml_loader import load_text
+
+    seed = (Path(__file__).resolve().parents[2] / "examples" / "credit_risk.yaml").read_text()
+    text = seed.replace("size: 50000", "size: '" + "9" * 5000 + "'")
+    spec, diagnostics = check(load_text(text, "big.yaml"))
+    assert spec is None
+    (d,) = [d for d in diagnostics if d.is_error]
+    assert d.code == "OBS105" and "too large" in d.message and d.fix and (d.line, d.column) == (10, 13)

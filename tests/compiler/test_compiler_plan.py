@@ -86,7 +86,7 @@ def test_timeouts_and_retries() -> None:
 
 
 def test_descriptions_say_when_there_is_no_holdout() -> None:
-    with_holdout = plan_for({}, [{"task": "vote_mix"}])
+    with_holdout = plan_for({"holdout": 0.2}, [{"task": "vote_mix"}])
     assert "on the holdout" in with_holdout.task("evaluate").description
     none = plan_for({"holdout": 0}, [{"task": "vote_mix"}])
     assert "out-of-fold (no holdout)" in none.task("evaluate").description
@@ -170,3 +170,10 @@ def test_output_does_not_depend_on_checkout_location_or_hash_seed(tmp_path: Path
         produced = (copy / "bundle_out" / "credit_all_tasks.job.yml").read_text()
         assert produced == (REPO / "bundle_out" / "credit_all_tasks.job.yml").read_text()
     assert yaml.safe_load(produced)["resources"]["jobs"]["credit_all_tasks"]["name"] == "credit_all_tasks"
+
+
+def test_the_default_is_no_holdout() -> None:
+    """Every row trains unless the spec asks for a holdout: the A/B in
+    benchmarks/results/holdout_ab.md found holdout 0 better on 8 of 8 splits (p = 0.008)."""
+    plan = plan_for({}, [{"task": "vote_mix"}])
+    assert "out-of-fold (no holdout)" in plan.task("evaluate").description
