@@ -33,8 +33,8 @@ from obsrv.compiler.emit import (
     uses_shim,
     verify_job,
 )
-from obsrv.compiler.plan import build_plan, plan_document, plan_file_name
-from obsrv.compiler.resources import resources_file_name, resources_mapping, verify_resources
+from obsrv.compiler.plan import build_plan, build_score_plan, plan_document, plan_file_name
+from obsrv.compiler.resources import quality_monitor, resources_file_name, resources_mapping, verify_resources
 from obsrv.compiler.spec import SpecFile
 from obsrv.compiler.yaml_loader import LoadedYaml, load_file
 
@@ -67,13 +67,26 @@ class CompileResult:
     uses_gpu: bool = False
     output: tuple[str, str] = ("", "")  # the output (catalog, schema) prod writes to
     source_schema: tuple[str, str] = ("", "")  # the source table's (catalog, schema)
+    # the batch-scoring job `<job>_score` of a spec with a `score` block: its key and mapping
+    score_job_key: str | None = None
+    score_job: dict[str, Any] | None = None
 
     @property
     def bundle(self) -> dict[str, Any]:
-        """Every bundle key this job contributes (its two YAML files merged)."""
+        """Every bundle key this spec contributes (its YAML files merged)."""
         merged = {kind: dict(entries) for kind, entries in self.resources.get("resources", {}).items()}
         merged["jobs"] = {self.job_key: self.job}
+        if self.score_job_key is not None and self.score_job is not None:
+            merged["jobs"][self.score_job_key] = self.score_job
         return {"variables": dict(self.resources.get("variables", {})), "resources": merged}
+
+    def for_job(self, key: str) -> "CompileResult":
+        """This result with `key` (the training job or `<job>_score`) as the job a local run executes."""
+        if key == self.job_key:
+            return self
+        if key != self.score_job_key or self.score_job is None:
+            raise KeyError(f"{self.source} compiles no job {key!r}")
+        return replace(self, job_key=key, job=self.score_job)
 
 
 def find_bundle_root(start: Path | None = None) -> Path:
@@ -141,16 +154,29 @@ def compile_file(
     options = _options(source, out, root, gpu_runner)
     plan = build_plan(spec, source=source, plan_dir=_relative(out, root))
     text, job = render_job(plan, options)
-    resources = resources_mapping(plan)
+    score_plan = build_score_plan(spec, plan, plan_dir=_relative(out, root))
+    score = spec.obsrv.score
+    monitor = (
+        quality_monitor(plan, score, spec.obsrv.context.metric.problem) if score is not None and score.monitor else None
+    )
+    resources = resources_mapping(plan, monitor)
+    score_job: dict[str, Any] | None = None
+    files: dict[str, str] = {}
+    if score_plan is not None:
+        score_text, score_job = render_job(score_plan, options)
+        files[f"{score_plan.key}.job.yml"] = score_text
+        files[plan_file_name(score_plan.key)] = plan_document(score_plan)
     if verify:
         verify_job(job)
+        if score_job is not None:
+            verify_job(score_job)
         verify_resources(resources)
     plan_text = plan_document(plan)
-    files = {
+    files.update({
         f"{plan.key}.job.yml": text,
         resources_file_name(plan.key): header(plan, options) + to_yaml(resources),
         plan_file_name(plan.key): plan_text,
-    }
+    })
     if uses_shim(plan, options):
         files[SHIM_FILE] = render_shim()
     return CompileResult(
@@ -164,6 +190,8 @@ def compile_file(
         uses_gpu="gpu" in plan.environments,
         output=plan.output,
         source_schema=(spec.obsrv.context.source.catalog, spec.obsrv.context.source.schema_),
+        score_job_key=score_plan.key if score_plan is not None else None,
+        score_job=score_job,
     )
 
 
@@ -190,6 +218,18 @@ def compile_files(
     owners: dict[str, CompileResult] = {}
     for result in results:
         first = owners.setdefault(result.job_key.lower(), result)
+        if result.score_job_key is not None:
+            score_owner = owners.setdefault(result.score_job_key.lower(), result)
+            if score_owner is not result:
+                diagnostics.append(
+                    Diagnostic(
+                        "OBS208",
+                        f"the scoring job `{result.score_job_key}` of this spec has the name of the job in "
+                        f"{score_owner.source}; both would compile to the same bundle file",
+                        result.source,
+                        fix="give one of the two specs another `context.name`",
+                    )
+                )
         if first is not result:
             diagnostics.append(
                 Diagnostic(
