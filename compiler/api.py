@@ -137,8 +137,12 @@ def compile_file(
     output_dir: str | Path | None = None,
     root: Path | None = None,
     verify: bool = True,
+    score_input: Sequence[str] | None = None,
 ) -> CompileResult:
     """Compile one spec in memory. Raises SpecError (with `.diagnostics`) on any spec error.
+
+    `score_input` (`obsrv score --table`) gives a spec without a `score` block one that scores these
+    tables, so the local runner has a scoring job to run; a spec with one is compiled as written.
 
     `output_dir` (default `bundle_out` under the bundle root) only decides relative paths inside
     the output; nothing is written. `verify` re-checks the emitted job with databricks-bundles'
@@ -150,6 +154,11 @@ def compile_file(
     out = Path(output_dir) if output_dir is not None else root / DEFAULT_OUTPUT_DIR
     out = out if out.is_absolute() else Path.cwd() / out
     spec, doc, warnings = load_spec(path)
+    if score_input and spec.obsrv.score is None:
+        from obsrv.compiler.spec import Score
+
+        score = Score.model_validate({"input": list(score_input)})
+        spec = spec.model_copy(update={"obsrv": spec.obsrv.model_copy(update={"score": score})})
     source = _relative(Path(path), root)
     options = _options(source, out, root, gpu_runner)
     plan = build_plan(spec, source=source, plan_dir=_relative(out, root))
@@ -216,30 +225,25 @@ def compile_files(
             diagnostics += error.diagnostics
     # Two specs with one job name would overwrite each other's file and bundle resource.
     owners: dict[str, CompileResult] = {}
+    # every job name a spec compiles (its training job, and `<name>_score` with a score block)
+    names: dict[str, tuple[CompileResult, str]] = {}
     for result in results:
-        first = owners.setdefault(result.job_key.lower(), result)
+        owners.setdefault(result.job_key.lower(), result)
+        jobs = [(result.job_key, "job")]
         if result.score_job_key is not None:
-            score_owner = owners.setdefault(result.score_job_key.lower(), result)
-            if score_owner is not result:
+            jobs.append((result.score_job_key, "scoring job"))
+        for key, kind in jobs:
+            first, first_kind = names.setdefault(key.lower(), (result, kind))
+            if first is not result:
                 diagnostics.append(
                     Diagnostic(
                         "OBS208",
-                        f"the scoring job `{result.score_job_key}` of this spec has the name of the job in "
-                        f"{score_owner.source}; both would compile to the same bundle file",
+                        f"{'job name' if kind == 'job' else 'the scoring job'} `{key}` is also the name of the "
+                        f"{first_kind} in {first.source}; both would compile to the same bundle file",
                         result.source,
                         fix="give one of the two specs another `context.name`",
                     )
                 )
-        if first is not result:
-            diagnostics.append(
-                Diagnostic(
-                    "OBS208",
-                    f"job name `{result.job_key}` is also the name of the job in {first.source}; "
-                    "both would compile to the same bundle file",
-                    result.source,
-                    fix="give one of the two specs another `context.name`",
-                )
-            )
     # Each job declares its output schema as a bundle resource; the CLI rejects two resources for
     # one schema (two creates of one UC object), and two jobs would share one dev copy.
     schema_owners: dict[tuple[str, str], CompileResult] = {}

@@ -391,7 +391,7 @@ class _Translator:
         label = _name_of(path[:-1]) if isinstance(path[-1], int) else name
         if pattern == S.UC_TABLE_PATTERN:
             parts = [re.sub(r"[^A-Za-z0-9_]+", "_", p).strip("_") or "name" for p in str(value).split(".")]
-            example = ".".join((["main", "schema"] + parts)[-3:]) if len(parts) < 3 else ".".join(parts[:3])
+            example = ".".join((["main", "default"][: max(0, 3 - len(parts))] + parts)[:3])
             return self._diag(
                 "OBS110",
                 f"`{_show(value)}` in `{label}` is not a Unity Catalog table name: write `catalog.schema.table`, "
