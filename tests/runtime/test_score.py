@@ -209,3 +209,59 @@ def test_cli_refuses_without_score_block_or_local_champion(tmp_path: Path, capsy
     assert "is not catalog.schema.table" in capsys.readouterr().err
     assert not (tmp_path / ".obsrv" / "warehouse").exists()
 
+
+
+# ------------------------------------------------------------------------------------ the Spark path
+
+
+@pytest.fixture(scope="module")
+def spark(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Local Spark with its session catalog (spark_catalog.default), as tests/runtime/test_io.py."""
+    pytest.importorskip("pyspark")
+    from pyspark.sql import SparkSession
+
+    warehouse = tmp_path_factory.mktemp("spark-warehouse")
+    session = (
+        SparkSession.builder.master("local[1]")
+        .appName("obsrv-score-tests")
+        .config("spark.sql.warehouse.dir", str(warehouse))
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "1")
+        .getOrCreate()
+    )
+    yield session
+    session.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::DeprecationWarning", "ignore:.*copy keyword.*")
+def test_spark_path_equals_the_pyfunc_on_the_same_rows(trained: Job, spark: Any) -> None:
+    """`mlflow.pyfunc.spark_udf` over a Spark table gives the pyfunc's own predictions, user names kept."""
+    import dataclasses
+
+    from obsrv.service_tasks.io import SparkTableStore
+
+    store = SparkTableStore(spark)
+    source = TableName("spark_catalog", "default", "new_rows")
+    new = trained.store.read(NEW_ROWS)
+    store.write(source, new)
+    request = dataclasses.replace(_request(trained, inputs=[source.full]), catalog="spark_catalog", schema="default")
+    output = run_score(request, store, log=print, home=trained.home)
+    scored = _by_id(store.read(output))
+    assert list(scored.columns) == [
+        "Customer_ID", "prediction", "probability_no", "probability_yes", "model_version", "scored_at"
+    ]
+    expected = _champion_predictions(_by_id(new))
+    assert scored["prediction"].tolist() == expected["prediction"].tolist()
+    np.testing.assert_array_equal(scored["probability_yes"].to_numpy(), expected["probability_yes"].to_numpy())
+    assert set(scored["model_version"]) == {"1"}
+
+    # the checks run before Spark writes anything
+    broken = TableName("spark_catalog", "default", "broken_rows")
+    store.write(broken, new.drop(columns=["Colour"]))
+    bad = dataclasses.replace(_request(trained, inputs=[broken.full], output="broken_scored"),
+                              catalog="spark_catalog", schema="default")
+    with pytest.raises(FinalTaskError, match="'Colour'"):
+        run_score(bad, store, log=print, home=trained.home)
+    assert not store.exists(TableName("spark_catalog", "default", "broken_scored"))
