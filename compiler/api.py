@@ -157,8 +157,8 @@ def compile_file(
     if score_input and spec.obsrv.score is None:
         from obsrv.compiler.spec import Score
 
-        score = Score.model_validate({"input": list(score_input)})
-        spec = spec.model_copy(update={"obsrv": spec.obsrv.model_copy(update={"score": score})})
+        given = Score.model_validate({"input": list(score_input)})
+        spec = spec.model_copy(update={"obsrv": spec.obsrv.model_copy(update={"score": given})})
     source = _relative(Path(path), root)
     options = _options(source, out, root, gpu_runner)
     plan = build_plan(spec, source=source, plan_dir=_relative(out, root))
