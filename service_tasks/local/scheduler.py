@@ -621,6 +621,17 @@ def scoring_job(compiled: Any, tables: Sequence[str], home: Path, spec_path: str
     return result
 
 
+def print_scored(compiled: Any, home: Path, wall: float, log: Path) -> None:
+    """Where `obsrv score` wrote: the scored table (and the monitor's baseline) in the warehouse."""
+    task = json.loads(compiled.files[f"{compiled.job_key}.plan.json"])["tasks"]["score"]["task"]
+    catalog, schema = compiled.output
+    folder = home / "warehouse" / catalog / schema
+    print(f"[obsrv] scored in {wall:.1f}s -> {catalog}.{schema}.{task['output_table']} ({folder / task['output_table']})")
+    if task["score"].get("monitor"):
+        print(f"[obsrv] monitor baseline -> {catalog}.{schema}.{task['baseline_table']}; prediction shares in MLflow")
+    print(f"[obsrv] log {log}")
+
+
 def require_local_champion(home: Path, model: str, spec_path: str) -> None:
     """RunError unless the local registry has `model@champion` (evaluate of `obsrv run` sets it)."""
     uri = os.environ.get("MLFLOW_TRACKING_URI") or local_store_uri(home)
@@ -789,6 +800,8 @@ def _run_locked(
     wall = time.time() - started
     again = resume_command(spec_path, workflow_id, workdir=workdir, budget=budget, time_limit=time_limit,
                            jobs=jobs, cold=cold, only=only)
+    if compiled.job_key == compiled.score_job_key:  # a scoring run is never resumed: it scores again
+        again = shlex.join(["obsrv", "score", spec_path, *(["--workdir", workdir] if workdir != "." else [])])
 
     if runner.stopped:
         print(f"[obsrv] stopped by {runner.stop_reason}. Resume with: {again}", file=sys.stderr)
@@ -803,7 +816,7 @@ def _run_locked(
               file=sys.stderr)
         return 1
     if compiled.job_key == compiled.score_job_key:
-        print(f"[obsrv] scored in {wall:.1f}s; tables in {home / 'warehouse'}, log {runner.log_dir / 'score.log'}")
+        print_scored(compiled, home, wall, runner.log_dir / "score.log")
     elif not only:
         print_summary(job, home, workflow_id, wall)
     else:
