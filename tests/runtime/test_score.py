@@ -1,7 +1,8 @@
 """The score stage and `obsrv score`: the champion applied to new rows, locally and on Spark.
 
 One module-scoped champion (prepare, the linear family with budget 0, evaluate: ~15 s on 2 cores)
-feeds every test that needs one; those are marked slow. The error tests without a champion are fast.
+feeds every test that needs one; those are marked slow, as is the stage's own no-champion test (it
+creates an MLflow store). The CLI's refusals run before any store exists and are fast.
 """
 
 from __future__ import annotations
@@ -184,6 +185,7 @@ def test_obsrv_score_runs_the_compiled_job_through_the_local_runner(trained: Job
 # ------------------------------------------------------------------------------ without a champion
 
 
+@pytest.mark.slow  # creating the MLflow sqlite store (its migrations) takes ~13 s on 2 cores
 def test_no_champion_says_how_to_get_one(tmp_path: Path) -> None:
     job = Job(tmp_path, context_for("binary"))
     job.store.write(NEW_ROWS, _frame(10).drop(columns=["label"]))
