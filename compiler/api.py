@@ -33,8 +33,8 @@ from obsrv.compiler.emit import (
     uses_shim,
     verify_job,
 )
-from obsrv.compiler.plan import build_plan, plan_document, plan_file_name
-from obsrv.compiler.resources import resources_file_name, resources_mapping, verify_resources
+from obsrv.compiler.plan import build_plan, build_score_plan, plan_document, plan_file_name
+from obsrv.compiler.resources import quality_monitor, resources_file_name, resources_mapping, verify_resources
 from obsrv.compiler.spec import SpecFile
 from obsrv.compiler.yaml_loader import LoadedYaml, load_file
 
@@ -67,13 +67,26 @@ class CompileResult:
     uses_gpu: bool = False
     output: tuple[str, str] = ("", "")  # the output (catalog, schema) prod writes to
     source_schema: tuple[str, str] = ("", "")  # the source table's (catalog, schema)
+    # the batch-scoring job `<job>_score` of a spec with a `score` block: its key and mapping
+    score_job_key: str | None = None
+    score_job: dict[str, Any] | None = None
 
     @property
     def bundle(self) -> dict[str, Any]:
-        """Every bundle key this job contributes (its two YAML files merged)."""
+        """Every bundle key this spec contributes (its YAML files merged)."""
         merged = {kind: dict(entries) for kind, entries in self.resources.get("resources", {}).items()}
         merged["jobs"] = {self.job_key: self.job}
+        if self.score_job_key is not None and self.score_job is not None:
+            merged["jobs"][self.score_job_key] = self.score_job
         return {"variables": dict(self.resources.get("variables", {})), "resources": merged}
+
+    def for_job(self, key: str) -> "CompileResult":
+        """This result with `key` (the training job or `<job>_score`) as the job a local run executes."""
+        if key == self.job_key:
+            return self
+        if key != self.score_job_key or self.score_job is None:
+            raise KeyError(f"{self.source} compiles no job {key!r}")
+        return replace(self, job_key=key, job=self.score_job)
 
 
 def find_bundle_root(start: Path | None = None) -> Path:
@@ -124,8 +137,12 @@ def compile_file(
     output_dir: str | Path | None = None,
     root: Path | None = None,
     verify: bool = True,
+    score_input: Sequence[str] | None = None,
 ) -> CompileResult:
     """Compile one spec in memory. Raises SpecError (with `.diagnostics`) on any spec error.
+
+    `score_input` (`obsrv score --table`) gives a spec without a `score` block one that scores these
+    tables, so the local runner has a scoring job to run; a spec with one is compiled as written.
 
     `output_dir` (default `bundle_out` under the bundle root) only decides relative paths inside
     the output; nothing is written. `verify` re-checks the emitted job with databricks-bundles'
@@ -137,20 +154,38 @@ def compile_file(
     out = Path(output_dir) if output_dir is not None else root / DEFAULT_OUTPUT_DIR
     out = out if out.is_absolute() else Path.cwd() / out
     spec, doc, warnings = load_spec(path)
+    if score_input and spec.obsrv.score is None:
+        from obsrv.compiler.spec import Score
+
+        given = Score.model_validate({"input": list(score_input)})
+        spec = spec.model_copy(update={"obsrv": spec.obsrv.model_copy(update={"score": given})})
     source = _relative(Path(path), root)
     options = _options(source, out, root, gpu_runner)
     plan = build_plan(spec, source=source, plan_dir=_relative(out, root))
     text, job = render_job(plan, options)
-    resources = resources_mapping(plan)
+    score_plan = build_score_plan(spec, plan, plan_dir=_relative(out, root))
+    score = spec.obsrv.score
+    monitor = (
+        quality_monitor(plan, score, spec.obsrv.context.metric.problem) if score is not None and score.monitor else None
+    )
+    resources = resources_mapping(plan, monitor)
+    score_job: dict[str, Any] | None = None
+    files: dict[str, str] = {}
+    if score_plan is not None:
+        score_text, score_job = render_job(score_plan, options)
+        files[f"{score_plan.key}.job.yml"] = score_text
+        files[plan_file_name(score_plan.key)] = plan_document(score_plan)
     if verify:
         verify_job(job)
+        if score_job is not None:
+            verify_job(score_job)
         verify_resources(resources)
     plan_text = plan_document(plan)
-    files = {
+    files.update({
         f"{plan.key}.job.yml": text,
         resources_file_name(plan.key): header(plan, options) + to_yaml(resources),
         plan_file_name(plan.key): plan_text,
-    }
+    })
     if uses_shim(plan, options):
         files[SHIM_FILE] = render_shim()
     return CompileResult(
@@ -164,6 +199,8 @@ def compile_file(
         uses_gpu="gpu" in plan.environments,
         output=plan.output,
         source_schema=(spec.obsrv.context.source.catalog, spec.obsrv.context.source.schema_),
+        score_job_key=score_plan.key if score_plan is not None else None,
+        score_job=score_job,
     )
 
 
@@ -188,18 +225,25 @@ def compile_files(
             diagnostics += error.diagnostics
     # Two specs with one job name would overwrite each other's file and bundle resource.
     owners: dict[str, CompileResult] = {}
+    # every job name a spec compiles (its training job, and `<name>_score` with a score block)
+    names: dict[str, tuple[CompileResult, str]] = {}
     for result in results:
-        first = owners.setdefault(result.job_key.lower(), result)
-        if first is not result:
-            diagnostics.append(
-                Diagnostic(
-                    "OBS208",
-                    f"job name `{result.job_key}` is also the name of the job in {first.source}; "
-                    "both would compile to the same bundle file",
-                    result.source,
-                    fix="give one of the two specs another `context.name`",
+        owners.setdefault(result.job_key.lower(), result)
+        jobs = [(result.job_key, "job")]
+        if result.score_job_key is not None:
+            jobs.append((result.score_job_key, "scoring job"))
+        for key, kind in jobs:
+            first, first_kind = names.setdefault(key.lower(), (result, kind))
+            if first is not result:
+                diagnostics.append(
+                    Diagnostic(
+                        "OBS208",
+                        f"{'job name' if kind == 'job' else 'the scoring job'} `{key}` is also the name of the "
+                        f"{first_kind} in {first.source}; both would compile to the same bundle file",
+                        result.source,
+                        fix="give one of the two specs another `context.name`",
+                    )
                 )
-            )
     # Each job declares its output schema as a bundle resource; the CLI rejects two resources for
     # one schema (two creates of one UC object), and two jobs would share one dev copy.
     schema_owners: dict[tuple[str, str], CompileResult] = {}

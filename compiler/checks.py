@@ -395,6 +395,17 @@ class _Translator:
                 path,
             )
         label = _name_of(path[:-1]) if isinstance(path[-1], int) else name
+        if pattern == S.UC_TABLE_PATTERN:
+            parts = [re.sub(r"[^A-Za-z0-9_]+", "_", p).strip("_") or "name" for p in str(value).split(".")]
+            example = ".".join((["main", "default"][: max(0, 3 - len(parts))] + parts)[:3])
+            return self._diag(
+                "OBS110",
+                f"`{_show(value)}` in `{label}` is not a Unity Catalog table name: write `catalog.schema.table`, "
+                "three parts of letters, digits and underscores",
+                self._at_value(path),
+                f"use e.g. `{example}`",
+                path,
+            )
         if "@" in pattern:
             what, fix = "an email address", "write a full address such as `ml-team@example.com`"
         elif "{0,2}" in pattern:
@@ -1034,6 +1045,47 @@ def _short_task_timeouts(doc: LoadedYaml, spec: S.SpecFile, plan: JobPlan) -> li
     return out
 
 
+def score_diagnostics(doc: LoadedYaml, spec: S.SpecFile) -> list[Diagnostic]:
+    """The `score` block against the job it belongs to: names the score task writes at run time."""
+    score = spec.obsrv.score
+    if score is None:
+        return []
+    out: list[Diagnostic] = []
+    ctx = spec.obsrv.context
+    where: PathKey = ("obsrv", "score", "output") if score.output is not None else ("obsrv", "score", "input", 0)
+    longest = score.baseline_table
+    if len(longest) > MAX_UC_NAME:
+        out.append(
+            doc.diagnostic(
+                "OBS304",
+                f"the scored table's baseline `{_show(longest, 80)}` would be {len(longest)} characters; "
+                f"Unity Catalog allows {MAX_UC_NAME}",
+                doc.value_span(where),
+                fix=f"give `score.output` a name of at most {MAX_UC_NAME - len(S.BASELINE_SUFFIX)} characters",
+                path=dotted_path(where),
+            )
+        )
+    # The scored table lives in the job's output schema (as deployed to prod: dev writes a prefixed copy).
+    written = {
+        f"{ctx.output_catalog}.{ctx.deployed_output_schema}.{name}".lower(): name
+        for name in (score.output_table, score.baseline_table)
+    }
+    for index, table in enumerate(score.input):
+        if table.lower() in written:
+            path: PathKey = ("obsrv", "score", "input", index)
+            out.append(
+                doc.diagnostic(
+                    "OBS212",
+                    f"the score job writes `{table}` (its output in the job's output schema) and also reads it "
+                    "as an input: each run would overwrite the table it scores",
+                    doc.value_span(path),
+                    fix="give `score.output` another name, or score a table outside the job's output schema",
+                    path=dotted_path(path),
+                )
+            )
+    return out
+
+
 def check(doc: LoadedYaml) -> tuple[S.SpecFile | None, list[Diagnostic]]:
     """Every diagnostic for one loaded spec, and the spec itself when it has no errors."""
     diagnostics = list(doc.diagnostics)
@@ -1047,6 +1099,7 @@ def check(doc: LoadedYaml) -> tuple[S.SpecFile | None, list[Diagnostic]]:
     if spec is not None:
         diagnostics += spec_diagnostics(doc, spec)
         diagnostics += feasibility_diagnostics(doc, spec)
+        diagnostics += score_diagnostics(doc, spec)
         if not any(d.is_error for d in diagnostics):  # the critical path needs a valid graph
             diagnostics += timing_diagnostics(doc, spec)
     # Different layers can notice the same thing; keep one of each identical diagnostic.

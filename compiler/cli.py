@@ -294,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     from obsrv.service_tasks.local import cli as local_cli
 
     local_cli.add_run_parser(sub)
+    local_cli.add_score_parser(sub)
     local_cli.add_data_parser(sub)
     return parser
 

@@ -84,6 +84,8 @@ class TaskPlan:
     plan_path: str = ""  # `--plan`: the plan file's workspace path (a `${workspace.file_path}` reference)
     experiment: str = ""  # `--experiment`: a `${resources.experiments.<job>.name}` reference
     model: str = ""  # `--model`: a `${resources.registered_models.<job>.name}` reference
+    # flags after the contract's eight (the score task's `--input {{job.parameters.input}}`)
+    extra_args: tuple[tuple[str, str], ...] = ()
 
     @property
     def argv(self) -> tuple[str, ...]:
@@ -102,7 +104,7 @@ class TaskPlan:
             self.experiment,
             self.model,
         )
-        return tuple(zip(ARGV_FLAGS, values))
+        return tuple(zip(ARGV_FLAGS, values)) + self.extra_args
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,7 @@ class JobPlan:
     timing: Timing | None = None  # the critical-path plan the budgets and timeouts come from
     context: dict[str, Any] | None = None  # the validated context, as the plan file carries it
     output: tuple[str, str] = ("", "")  # the spec's output (catalog, schema): prod writes there
+    kind: Literal["train", "score"] = "train"  # the training job, or the batch-scoring job `<name>_score`
 
     @property
     def environments(self) -> tuple[Environment, ...]:
@@ -389,3 +392,68 @@ def _with_plan_args(task: TaskPlan, job_key: str, plan_dir: str) -> TaskPlan:
     folder = plan_dir.strip("/")
     path = "${workspace.file_path}/" + (f"{folder}/" if folder and folder != "." else "") + plan_file_name(job_key)
     return replace(task, plan_path=path, experiment=experiment_reference(job_key), model=model_reference(job_key))
+
+
+# ------------------------------------------------------------------------------- the score job
+
+SCORE_TASK_KEY = "score"
+# The score job's own parameter: the comma-separated input tables (default: `score.input`), so a run
+# can score another table without a recompile (`obsrv score --table`, or "Run now with parameters").
+SCORE_INPUT_PARAMETER = "input"
+_SCORE_DESCRIPTION = (
+    "obsrv score: apply models:/<model>@champion to the input table(s), write prediction, probabilities, "
+    "model version and scored_at"
+)
+
+
+def score_job_key(job_key: str) -> str:
+    return job_key + S.SCORE_JOB_SUFFIX
+
+
+def build_score_plan(spec: S.SpecFile, train: JobPlan, *, plan_dir: str = DEFAULT_PLAN_DIR) -> JobPlan | None:
+    """The batch-scoring job for a spec with a `score` block (None without one).
+
+    It shares the training job's output schema, experiment and champion model: its catalog/schema
+    parameters and its `--experiment`/`--model` are the same bundle references, so every target
+    scores with its own champion into its own schema."""
+    score = spec.obsrv.score
+    if score is None:
+        return None
+    ctx = spec.obsrv.context
+    key = score_job_key(ctx.name)
+    payload = {
+        "task": {
+            "score": score.model_dump(mode="json", by_alias=True),
+            "output_table": score.output_table,
+            "baseline_table": score.baseline_table,
+        },
+        "upstream": [],
+        "budget_seconds": 0,
+    }
+    task = TaskPlan(
+        key=SCORE_TASK_KEY,
+        stage=SCORE_TASK_KEY,
+        depends_on=(),
+        environment="cpu",
+        timeout_seconds=ctx.timeout,
+        max_retries=ctx.retries,
+        min_retry_interval_millis=RETRY_INTERVAL_MILLIS["cpu"],
+        retry_on_timeout=True,  # scoring is idempotent: the output is replaced in one commit
+        spec_json=json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False),
+        upstream=(),
+        description=_SCORE_DESCRIPTION,
+        extra_args=(("--" + SCORE_INPUT_PARAMETER, "{{job.parameters." + SCORE_INPUT_PARAMETER + "}}"),),
+    )
+    folder = plan_dir.strip("/")
+    path = "${workspace.file_path}/" + (f"{folder}/" if folder and folder != "." else "") + plan_file_name(key)
+    task = replace(task, plan_path=path, experiment=experiment_reference(ctx.name), model=model_reference(ctx.name))
+    schedule = score.schedule
+    return replace(
+        train,
+        key=key,
+        parameters=(*train.parameters, (SCORE_INPUT_PARAMETER, ",".join(score.input))),
+        schedule=Schedule(schedule.cron, schedule.timezone, schedule.paused) if schedule is not None else None,
+        tasks=(task,),
+        timing=None,
+        kind="score",
+    )

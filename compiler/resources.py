@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from obsrv.compiler.plan import JobPlan
+from obsrv.compiler import spec as S
+from obsrv.compiler.plan import JobPlan, score_job_key
 
 # Privileges granted on every output schema to the `readers` principal (a bundle variable): enough
 # to read the leaderboard and prediction tables and to load the champion (EXECUTE on models).
@@ -46,8 +47,48 @@ def experiment_name(job_key: str) -> str:
     return "/Users/${workspace.current_user.userName}/obsrv_" + job_key
 
 
-def resources_mapping(plan: JobPlan) -> dict[str, Any]:
-    """`variables` and `resources` (schemas, registered_models, experiments) of one job."""
+# The quality monitor's inference-log columns: the score task writes exactly these
+# (service_tasks/stages/score.py); the required fields of catalog.MonitorInferenceLog in
+# ../shared/reference/databricks_bundle_schema.json are granularities, model_id_col, prediction_col,
+# problem_type and timestamp_col.
+MONITOR_PREDICTION_COLUMN = "prediction"
+MONITOR_MODEL_ID_COLUMN = "model_version"
+MONITOR_TIMESTAMP_COLUMN = "scored_at"
+# One of the values the schema's description lists ("5 minutes, 30 minutes, 1 hour, 1 day, n weeks,
+# 1 month, or 1 year"): a batch job scores at most a few times a day.
+MONITOR_GRANULARITIES = ("1 day",)
+_PROBLEM_TYPES = {"classification": "PROBLEM_TYPE_CLASSIFICATION", "regression": "PROBLEM_TYPE_REGRESSION"}
+
+
+def monitor_assets_dir(job_key: str) -> str:
+    """Where Databricks keeps the monitor's dashboard (`assets_dir`, required on create): beside the
+    experiment in the deploying user's home folder, which always exists."""
+    return "/Workspace/Users/${workspace.current_user.userName}/obsrv_" + job_key + "_monitoring"
+
+
+def quality_monitor(plan: JobPlan, score: S.Score, problem: S.Problem) -> dict[str, Any]:
+    """The `resources.quality_monitors.<job>_score` mapping: an inference-log profile of the scored
+    table with the champion's predictions on its training sample as baseline. Names are built from
+    the job's own schema resource, so a dev deploy monitors the developer's copy."""
+    schema = "${resources.schemas." + plan.key + ".catalog_name}.${resources.schemas." + plan.key + ".name}"
+    return {
+        "table_name": f"{schema}.{score.output_table}",
+        "output_schema_name": schema,
+        "assets_dir": monitor_assets_dir(plan.key),
+        "baseline_table_name": f"{schema}.{score.baseline_table}",
+        "inference_log": {
+            "problem_type": _PROBLEM_TYPES[problem],
+            "prediction_col": MONITOR_PREDICTION_COLUMN,
+            "model_id_col": MONITOR_MODEL_ID_COLUMN,
+            "timestamp_col": MONITOR_TIMESTAMP_COLUMN,
+            "granularities": list(MONITOR_GRANULARITIES),
+        },
+    }
+
+
+def resources_mapping(plan: JobPlan, monitor: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`variables` and `resources` (schemas, registered_models, experiments and, with
+    `score.monitor`, quality_monitors) of one job."""
     key = plan.key
     catalog, schema = plan.output
     schema_ref = "${resources.schemas." + key + "}"
@@ -85,6 +126,7 @@ def resources_mapping(plan: JobPlan) -> dict[str, Any]:
                 }
             },
             "experiments": {key: {"name": experiment_name(key)}},
+            **({"quality_monitors": {score_job_key(key): monitor}} if monitor is not None else {}),
         },
     }
 
@@ -95,12 +137,14 @@ def verify_resources(document: dict[str, Any]) -> None:
 
     require_databricks_bundles()
     from databricks.bundles.experiments import MlflowExperiment
+    from databricks.bundles.quality_monitors import QualityMonitor
     from databricks.bundles.registered_models import RegisteredModel
     from databricks.bundles.schemas import Schema
 
     from obsrv.compiler.emit import EmitError
 
-    models = {"schemas": Schema, "registered_models": RegisteredModel, "experiments": MlflowExperiment}
+    models = {"schemas": Schema, "registered_models": RegisteredModel, "experiments": MlflowExperiment,
+              "quality_monitors": QualityMonitor}
     for kind, entries in document["resources"].items():
         for value in entries.values():
             try:

@@ -744,10 +744,62 @@ TaskSpec = Annotated[
 ]
 
 
+# A three-level Unity Catalog table name, each part a portable identifier (IDENTIFIER_PATTERN).
+UC_TABLE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$"
+UcTable = Annotated[str, Field(pattern=UC_TABLE_PATTERN, max_length=3 * MAX_IDENTIFIER_LENGTH + 2)]
+# The scored table's default name in the job's output schema: `{first input table}_scored`, the
+# seed's `{table}_{kind}` naming without a run id, so that every scoring run (and the quality monitor
+# declared on it) finds the same table.
+SCORED_KIND = "scored"
+# The monitor's baseline: the champion's own predictions on its training sample, written by the score
+# job beside the scored table with the same schema (the quality monitor needs both to match).
+BASELINE_SUFFIX = "_baseline"
+SCORE_JOB_SUFFIX = "_score"
+
+
+class Score(StrictModel):
+    """The batch-scoring job `<name>_score`: applies `models:/<model>@champion` to new tables."""
+
+    input: Annotated[list[UcTable], _scalar_or_list(UcTable), Field(min_length=1)] = Field(
+        description="Table(s) to score, as `catalog.schema.table`; several tables are scored into one output."
+    )
+    output: Identifier | None = Field(
+        default=None,
+        description="Name of the scored table in the job's output catalog and schema (per target, like every "
+        "output). Default: `<first input table>_scored`.",
+    )
+    schedule: Schedule | None = Field(default=None, description="Run the scoring job on a Quartz cron schedule.")
+    monitor: bool = Field(
+        default=False,
+        description="Declare a Databricks data-quality monitor (inference-log profile) on the scored table, "
+        "with the champion's predictions on its training sample as baseline.",
+    )
+
+    @field_validator("input")
+    @classmethod
+    def _unique_inputs(cls, value: list[str]) -> list[str]:
+        lowered = [v.lower() for v in value]
+        if len(set(lowered)) != len(lowered):
+            raise ValueError("list each input table once (Unity Catalog names ignore case)")
+        return value
+
+    @property
+    def output_table(self) -> str:
+        return self.output or f"{self.input[0].split('.')[-1]}_{SCORED_KIND}"
+
+    @property
+    def baseline_table(self) -> str:
+        return self.output_table + BASELINE_SUFFIX
+
+
 class Workflow(StrictModel):
     version: Literal[1] = Field(default=1, description="obsrv format version.")
     context: Context = Field(description="Settings shared by the whole job: data, metrics, compute, schedule.")
     job: list[TaskSpec] = Field(min_length=1, description="The ensemble tasks, linked by depends_on.")
+    score: Score | None = Field(
+        default=None,
+        description="Optional batch scoring with the champion: a second job `<name>_score` in the same bundle.",
+    )
 
 
 class SpecFile(StrictModel):

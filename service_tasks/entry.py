@@ -32,7 +32,7 @@ from obsrv.service_tasks.errors import (
 from obsrv.service_tasks.contract import StageContext, TaskRequest
 from obsrv.service_tasks.io.store import TableStore
 
-RUNTIME_STAGES = ("prepare", "base", "evaluate", "cleanup")
+RUNTIME_STAGES = ("prepare", "base", "evaluate", "cleanup", "score")
 
 
 def run_stage(request: TaskRequest, ctx: StageContext | None = None) -> None:
@@ -59,6 +59,10 @@ def run_stage(request: TaskRequest, ctx: StageContext | None = None) -> None:
         from obsrv.service_tasks.stages.cleanup import run_cleanup
 
         run_cleanup(request, context.store, log=context.log)
+    elif request.stage == "score":
+        from obsrv.service_tasks.stages.score import run_score
+
+        run_score(request, context.store, log=context.log, home=context.home)
     elif request.stage in TASK_TYPES:
         from obsrv.service_tasks.ensembles import run_task
 
@@ -76,8 +80,8 @@ def task_completed(request: TaskRequest, store: TableStore | None = None) -> boo
     """
     from obsrv.service_tasks.io import get_store, leaderboard_table, output_table
 
-    if request.stage == "cleanup":
-        return False  # idempotent and cheap: a resumed run always applies keep_runs again
+    if request.stage in ("cleanup", "score"):
+        return False  # idempotent: a resumed run applies keep_runs again, or scores again
     st = store if store is not None else get_store()
     table = request.context.source.table
     if request.stage == "evaluate":

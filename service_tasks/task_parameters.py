@@ -71,6 +71,9 @@ def argument_parser() -> argparse.ArgumentParser:
     source.add_argument("--spec", help="inline compact JSON {context, task, upstream} (tests, older compiled jobs)")
     parser.add_argument("--experiment", default="", help="the job's MLflow experiment (the bundle's resource)")
     parser.add_argument("--model", default="", help="the champion's registered-model name in catalog.schema")
+    parser.add_argument(
+        "--input", default="", help="score stage: comma-separated input tables (the score job's `input` parameter)"
+    )
     return parser
 
 
@@ -106,6 +109,9 @@ def parse_request(argv: Sequence[str]) -> TaskRequest:
             "the task's plan entry has no budget_seconds (compiled by an older obsrv?); recompile the job "
             "with `obsrv compile` and deploy it again"
         )
+    task = dict(payload.get("task") or {})
+    if args.input.strip():
+        task["input"] = [name.strip() for name in args.input.split(",") if name.strip()]
     return build_request(
         stage=args.stage,
         task_id=args.task_id,
@@ -113,7 +119,7 @@ def parse_request(argv: Sequence[str]) -> TaskRequest:
         catalog=args.catalog,
         schema=args.schema,
         context=payload["context"],
-        task=payload.get("task") or {},
+        task=task,
         upstream=payload.get("upstream") or [],
         budget_seconds=capped_budget(payload["budget_seconds"]),
         experiment=args.experiment,

@@ -24,6 +24,11 @@ RUN_EPILOG = """examples:
   obsrv run spec.yaml --workflow-id 20261126101500 --only evaluate
 """
 
+SCORE_EPILOG = """examples:
+  obsrv run examples/credit_scoring.yaml --time-limit 120 && obsrv score examples/credit_scoring.yaml
+  obsrv score examples/credit_risk.yaml --table main.credit_risk.training_data   # a spec without a score block
+"""
+
 DATA_EPILOG = """examples:
   obsrv data demo                                  # credit_data → main.credit_risk.training_data
   obsrv data load loans.csv --table main.credit_risk.training_data
@@ -95,6 +100,27 @@ def add_run_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=_run)
 
 
+def add_score_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "score",
+        help="run SPEC's compiled scoring job on this machine with the local champion",
+        description="Compile SPEC, then run its scoring job <name>_score through the local runner: the "
+        "champion registered by `obsrv run` scores the input table(s) of the spec's `score` block (or "
+        "--table) from the local warehouse into <output schema>.<score.output>.",
+        epilog=SCORE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("spec", help="obsrv YAML spec")
+    parser.add_argument(
+        "--table", action="append", default=[], metavar="CATALOG.SCHEMA.TABLE",
+        help="score this table instead of score.input (repeat for several)",
+    )
+    parser.add_argument("--workdir", default=".", help="folder that holds .obsrv/ (default: .)")
+    parser.add_argument("--no-live", action="store_true", help="plain progress lines instead of a live table")
+    parser.add_argument("--cold", action="store_true", help="start the task in a fresh Python interpreter")
+    parser.set_defaults(func=_score)
+
+
 def add_data_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "data",
@@ -149,6 +175,30 @@ def _run(args: argparse.Namespace) -> int:
         if message is None:
             raise
         print(f"obsrv run: error: {message}", file=sys.stderr)
+        return 1
+
+
+def _score(args: argparse.Namespace) -> int:
+    from obsrv.compiler.api import SpecError
+    from obsrv.compiler.spec import UC_TABLE_PATTERN
+    from obsrv.service_tasks.local.launchers import LaunchError
+    from obsrv.service_tasks.local.scheduler import RunError, run_workflow
+    from obsrv.service_tasks.local.workdir import JobBusy, WorkdirError
+    import re
+
+    bad = [t for t in args.table if not re.fullmatch(UC_TABLE_PATTERN, t)]
+    if bad:
+        print(f"obsrv score: error: --table {bad[0]!r} is not catalog.schema.table "
+              "(three parts of letters, digits and underscores)", file=sys.stderr)
+        return 2
+    try:
+        return run_workflow(args.spec, workdir=args.workdir, live=False if args.no_live else None, cold=args.cold,
+                            score=True, score_tables=args.table)
+    except SpecError as error:
+        print(error.render(), file=sys.stderr)
+        return 1
+    except (RunError, LaunchError, JobBusy, WorkdirError) as error:
+        print(f"obsrv score: error: {error}", file=sys.stderr)
         return 1
 
 

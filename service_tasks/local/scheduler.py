@@ -13,6 +13,7 @@ for resume) and `logs/<task>.log`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import graphlib
 import hashlib
 import json
@@ -25,7 +26,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import yaml
 
@@ -552,8 +553,13 @@ def run_workflow(
     launcher: Launcher | None = None,
     time_limit: float | None = None,
     wait: bool | None = None,
+    score: bool = False,
+    score_tables: Sequence[str] = (),
 ) -> int:
     """Compile `spec_path` and run it locally; returns the process exit code.
+
+    `score` runs the spec's scoring job `<name>_score` instead of the training job (`obsrv score`);
+    `score_tables` replace its `input` parameter, as "Run now with different parameters" does.
 
     `cold` starts each task in a fresh interpreter; `launcher` (benchmarks, tests) replaces both.
     `wait`: when another run of the same job holds this workdir, queue behind it (True) or refuse
@@ -563,9 +569,11 @@ def run_workflow(
 
     clock = time.monotonic()
     check_run_numbers(budget=budget, time_limit=time_limit, jobs=jobs)
-    compiled = compile_file(spec_path)
-    job = compiled.job
+    compiled = compile_file(spec_path, score_input=list(score_tables) or None)
     home = (Path(workdir) / ".obsrv").resolve()
+    if score:
+        compiled = scoring_job(compiled, score_tables, home, spec_path)
+    job = compiled.job
     runs_dir = home / "runs"
     ensure_writable(runs_dir)
 
@@ -590,6 +598,56 @@ def run_workflow(
             workflow_id=workflow_id, resume=resume, jobs=jobs, live=live, cold=cold, launcher=launcher,
             time_limit=time_limit, clock=clock,
         )
+
+
+def scoring_job(compiled: Any, tables: Sequence[str], home: Path, spec_path: str) -> Any:
+    """The compiled scoring job of `compiled`, its `input` parameter set to `tables` when given.
+
+    Refused before anything runs when the spec has no `score` block (and no tables were given), or
+    when the local registry has no champion of the job yet."""
+    if compiled.score_job_key is None or compiled.score_job is None:
+        raise RunError(
+            f"{spec_path} has no `score` block: add one (`score: {{input: catalog.schema.table}}`) or name the "
+            "table to score with --table catalog.schema.table"
+        )
+    require_local_champion(home, compiled.job_key, spec_path)
+    result = compiled.for_job(compiled.score_job_key)
+    if tables:
+        job = dict(result.job)
+        job["parameters"] = [
+            {**p, "default": ",".join(tables)} if p["name"] == "input" else p for p in job["parameters"]
+        ]
+        result = dataclasses.replace(result, job=job, score_job=job)
+    return result
+
+
+def print_scored(compiled: Any, home: Path, wall: float, log: Path) -> None:
+    """Where `obsrv score` wrote: the scored table (and the monitor's baseline) in the warehouse."""
+    task = json.loads(compiled.files[f"{compiled.job_key}.plan.json"])["tasks"]["score"]["task"]
+    catalog, schema = compiled.output
+    folder = home / "warehouse" / catalog / schema
+    print(f"[obsrv] scored in {wall:.1f}s -> {catalog}.{schema}.{task['output_table']} ({folder / task['output_table']})")
+    if task["score"].get("monitor"):
+        print(f"[obsrv] monitor baseline -> {catalog}.{schema}.{task['baseline_table']}; prediction shares in MLflow")
+    print(f"[obsrv] log {log}")
+
+
+def require_local_champion(home: Path, model: str, spec_path: str) -> None:
+    """RunError unless the local registry has `model@champion` (evaluate of `obsrv run` sets it)."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or local_store_uri(home)
+    advice = f"train one first: obsrv run {shlex.quote(spec_path)}"
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        raise RunError(f"no local champion to score with ({uri} does not exist yet); {advice}")
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from obsrv.service_tasks.tracking import quiet
+
+    quiet()
+    try:
+        MlflowClient(tracking_uri=uri, registry_uri=uri).get_model_version_by_alias(model, "champion")
+    except MlflowException:
+        raise RunError(f"the local registry ({uri}) has no {model}@champion yet; {advice}") from None
 
 
 def check_run_numbers(*, budget: float | None, time_limit: float | None, jobs: int | None) -> None:
@@ -742,6 +800,8 @@ def _run_locked(
     wall = time.time() - started
     again = resume_command(spec_path, workflow_id, workdir=workdir, budget=budget, time_limit=time_limit,
                            jobs=jobs, cold=cold, only=only)
+    if compiled.job_key == compiled.score_job_key:  # a scoring run is never resumed: it scores again
+        again = shlex.join(["obsrv", "score", spec_path, *(["--workdir", workdir] if workdir != "." else [])])
 
     if runner.stopped:
         print(f"[obsrv] stopped by {runner.stop_reason}. Resume with: {again}", file=sys.stderr)
@@ -755,7 +815,9 @@ def _run_locked(
         print(f"\n[obsrv] run {workflow_id} failed after {wall:.1f}s. Fix the cause, then: {again}",
               file=sys.stderr)
         return 1
-    if not only:
+    if compiled.job_key == compiled.score_job_key:
+        print_scored(compiled, home, wall, runner.log_dir / "score.log")
+    elif not only:
         print_summary(job, home, workflow_id, wall)
     else:
         print(f"[obsrv] task {only} done in {wall:.1f}s")
