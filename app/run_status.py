@@ -332,10 +332,10 @@ class _NoLogs:
         return SimpleNamespace(logs=None, error=None, error_trace=None)
 
 
-def workspace_client(profile: str | None = None) -> Any:
+def workspace_client(profile: str | None = None, host: str | None = None) -> Any:
     """databricks-sdk's WorkspaceClient with unified auth: `profile` from ~/.databrickscfg, else the
     environment (DATABRICKS_HOST/...; inside a Databricks App, its service principal's
     DATABRICKS_CLIENT_ID/SECRET, which the platform injects)."""
     from databricks.sdk import WorkspaceClient
 
-    return WorkspaceClient(profile=profile) if profile else WorkspaceClient()
+    return WorkspaceClient(profile=profile, host=host)
