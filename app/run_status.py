@@ -97,6 +97,9 @@ _LOCAL: dict[str, State] = {
 }
 
 
+_ENDED = {"succeeded", "skipped", "upstream_failed", "cancelled", "timed_out", "failed"}
+
+
 def runs_dir(workdir: str | Path) -> Path:
     return Path(workdir).resolve() / ".obsrv" / "runs"
 
@@ -164,7 +167,10 @@ def local_status(workdir: str | Path, run_id: str, *, now: float | None = None) 
             depends_on=deps.get(key, ()),
             log_tail=_log_tail(run_dir / "logs" / f"{key}.log") if state == "failed" else "",
         ))
-    state = overall_state(tasks, finished=not runner_alive)
+    # Every task ended means the run did, whatever the pid says (a runner the app started stays a
+    # zombie, which os.kill still finds, until the app reaps it).
+    ended = all(str(data["tasks"].get(k, {}).get("state", "pending")) in _ENDED for k in order)
+    state = overall_state(tasks, finished=ended or not runner_alive)
     started = min(starts) if starts else None
     ends = [path.stat().st_mtime] if not runner_alive else [now]
     return RunStatus(
