@@ -123,4 +123,4 @@ def test_a_local_launch_reaches_succeeded_and_shows_the_leaderboard(tmp_path: Pa
     assert board["auc"].between(0.6, 0.99).all()
     assert "models:/credit_risk_ensemble@champion" in [c.value for c in at.code]
     assert "version 1" in at.markdown[0].value
-    assert at.get("imgs")  # the report's ROC plot
+    assert at.get("image")  # the report's ROC plot
