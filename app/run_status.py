@@ -134,12 +134,27 @@ def _job_tasks(run_dir: Path) -> list[dict[str, Any]]:
     return list(next(iter(jobs.values()), {}).get("tasks", []))
 
 
+def _job_name(run_dir: Path) -> str:
+    import yaml
+
+    document = yaml.safe_load((run_dir / "job.yml").read_text()) or {}
+    jobs = document.get("resources", {}).get("jobs", {})
+    return str(next(iter(jobs.values()), {}).get("name", ""))
+
+
 def local_status(workdir: str | Path, run_id: str, *, now: float | None = None) -> RunStatus:
     """The status of local workflow `run_id` under `workdir`/.obsrv, from the runner's files."""
     run_dir = runs_dir(workdir) / run_id
     path = run_dir / "state.json"
     if not path.exists():
-        raise StatusError(f"no local run {run_id!r}: {path} does not exist")
+        if not (run_dir / "job.yml").exists():
+            raise StatusError(f"no local run {run_id!r}: {path} does not exist")
+        # The runner allocated the run and wrote what it will run, but no task started yet.
+        tasks = [TaskStatus(key=t["task_key"], state="pending", detail="pending",
+                            depends_on=tuple(d["task_key"] for d in t.get("depends_on", [])))
+                 for t in _job_tasks(run_dir)]
+        return RunStatus(source="local", job=_job_name(run_dir), run_id=run_id, state="pending", tasks=tasks,
+                         detail="starting")
     data = json.loads(path.read_text())
     now = time.time() if now is None else now
     compiled = _job_tasks(run_dir)

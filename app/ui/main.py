@@ -6,6 +6,8 @@ screenshot) and a refresh stays on it.
 
 from __future__ import annotations
 
+import os
+
 import streamlit as st
 
 from obsrv.app.ui import edit, job, launch, results, session, watch
@@ -27,6 +29,8 @@ def main() -> None:
         # The address decides the page; picking one in the sidebar changes the address first.
         st.session_state["page_radio"] = page
         st.radio("page", list(PAGES), format_func=lambda k: PAGES[k][0], key="page_radio", on_change=_follow_radio)
+        # On Databricks Apps (DATABRICKS_APP_NAME is set) the app starts on the workspace.
+        st.session_state.setdefault("mode", "workspace" if os.environ.get("DATABRICKS_APP_NAME") else "local")
         st.radio("where", ["local", "workspace"], key="mode", horizontal=True)
         if session.mode() == "workspace":
             st.text_input("profile (empty: unified auth's default, e.g. the app's service principal)", key="profile")
