@@ -34,7 +34,8 @@ def render() -> None:
     shown = board.copy()
     shown.insert(0, "champion", ["★" if c else "" for c in shown["is_champion"].astype(bool)])
     st.subheader(f"leaderboard, run {run_id}")
-    st.dataframe(shown.drop(columns=["is_champion"]), hide_index=True, width="stretch")
+    # a static table (not the canvas grid): every figure is text a reader can copy and search
+    st.table(shown.drop(columns=["is_champion"]).set_index("champion"))
     best = champion(session.workdir(), run.job, board)
     st.markdown(f"champion: **{best.model}**, registered as {best.registered_name} "
                 f"version {best.version or '(not registered yet)'}")

@@ -10,7 +10,9 @@ from obsrv.app.run_status import RunStatus, StatusError, find_job_id, local_hist
 from obsrv.app.status_query import local_query, workspace_query
 from obsrv.app.ui import session
 
-_ICON = {"pending": "⏳", "running": "🔄", "succeeded": "✅", "failed": "❌", "skipped": "⏭️"}
+# Plain marks, not emoji: a browser without an emoji font (a headless one, a locked-down desktop)
+# draws emoji as empty boxes.
+_ICON = {"pending": "·", "running": "»", "succeeded": "✓", "failed": "✗", "skipped": "–"}
 
 
 def history() -> list[RunStatus]:

@@ -81,7 +81,7 @@ def test_workspace_watch_renders_each_state_and_launch_runs_the_deployed_job(
     at.run()
     assert not at.exception
     table = at.dataframe[0].value
-    assert list(table["state"]) == ["✅ succeeded", "❌ failed", "⏭️ skipped", "🔄 running", "⏳ pending"]
+    assert list(table["state"]) == ["✓ succeeded", "✗ failed", "– skipped", "» running", "· pending"]
     assert "run **500** of credit_risk_ensemble: **failed**" in at.markdown[0].value
     assert "#job/7/run/500" in at.markdown[1].value
     assert any("KeyError: 'age'" in c.value for c in at.code)
@@ -114,12 +114,12 @@ def test_a_local_launch_reaches_succeeded_and_shows_the_leaderboard(tmp_path: Pa
     at.query_params["page"] = "watch"
     at.run()
     assert "**succeeded**" in at.markdown[0].value
-    assert set(at.dataframe[0].value["state"]) == {"✅ succeeded"}
+    assert set(at.dataframe[0].value["state"]) == {"✓ succeeded"}
     at.query_params["page"] = "results"
     at.run()
     assert not at.exception
-    board = at.dataframe[0].value
-    assert list(board["champion"]).count("★") == 1 and board["champion"].iloc[0] == "★"
+    board = at.table[0].value
+    assert list(board.index).count("★") == 1 and board.index[0] == "★"
     assert board["auc"].between(0.6, 0.99).all()
     assert "models:/credit_risk_ensemble@champion" in [c.value for c in at.code]
     assert "version 1" in at.markdown[0].value
