@@ -130,16 +130,18 @@ def _job_tasks(run_dir: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     document = yaml.safe_load(path.read_text()) or {}
-    jobs = document.get("resources", {}).get("jobs", {})
-    return list(next(iter(jobs.values()), {}).get("tasks", []))
+    jobs: dict[str, Any] = document.get("resources", {}).get("jobs", {})
+    job: dict[str, Any] = next(iter(jobs.values()), {})
+    return list(job.get("tasks", []))
 
 
 def _job_name(run_dir: Path) -> str:
     import yaml
 
     document = yaml.safe_load((run_dir / "job.yml").read_text()) or {}
-    jobs = document.get("resources", {}).get("jobs", {})
-    return str(next(iter(jobs.values()), {}).get("name", ""))
+    jobs: dict[str, Any] = document.get("resources", {}).get("jobs", {})
+    job: dict[str, Any] = next(iter(jobs.values()), {})
+    return str(job.get("name", ""))
 
 
 def local_status(workdir: str | Path, run_id: str, *, now: float | None = None) -> RunStatus:
@@ -150,10 +152,10 @@ def local_status(workdir: str | Path, run_id: str, *, now: float | None = None) 
         if not (run_dir / "job.yml").exists():
             raise StatusError(f"no local run {run_id!r}: {path} does not exist")
         # The runner allocated the run and wrote what it will run, but no task started yet.
-        tasks = [TaskStatus(key=t["task_key"], state="pending", detail="pending",
-                            depends_on=tuple(d["task_key"] for d in t.get("depends_on", [])))
-                 for t in _job_tasks(run_dir)]
-        return RunStatus(source="local", job=_job_name(run_dir), run_id=run_id, state="pending", tasks=tasks,
+        waiting = [TaskStatus(key=t["task_key"], state="pending", detail="pending",
+                              depends_on=tuple(d["task_key"] for d in t.get("depends_on", [])))
+                   for t in _job_tasks(run_dir)]
+        return RunStatus(source="local", job=_job_name(run_dir), run_id=run_id, state="pending", tasks=waiting,
                          detail="starting")
     data = json.loads(path.read_text())
     now = time.time() if now is None else now
