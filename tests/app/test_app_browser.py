@@ -34,7 +34,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Path]]:
     """A workdir holding one finished local run of the seed example, and the app serving it."""
     from obsrv.app.launch import check_text, spec_file
     from obsrv.service_tasks.local.load_data import load_demo
@@ -64,7 +64,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]
                 time.sleep(0.3)
         else:
             pytest.fail("obsrv app did not answer its health check within 60 s")
-        yield f"http://localhost:{port}", run_id
+        yield f"http://localhost:{port}", run_id, workdir
     finally:
         server.terminate()
         server.wait(timeout=20)
@@ -80,8 +80,8 @@ PAGES = {
 }
 
 
-def test_every_page_renders_in_chromium(served: tuple[str, str], tmp_path: Path) -> None:
-    url, run_id = served
+def test_every_page_renders_in_chromium(served: tuple[str, str, Path], tmp_path: Path) -> None:
+    url, run_id, workdir = served
     keep = os.environ.get("OBSRV_SCREENSHOTS")
     with chromium(tmp_path / "profile") as page:
         for name, expect in PAGES.items():
@@ -95,3 +95,17 @@ def test_every_page_renders_in_chromium(served: tuple[str, str], tmp_path: Path)
             if keep:
                 Path(keep).mkdir(parents=True, exist_ok=True)
                 shutil.copy(shot, Path(keep) / shot.name)
+        # An invalid spec saved last: its diagnostics, and a Launch button the browser disables.
+        specs = workdir / ".obsrv" / "app" / "specs"
+        bad = (specs / "credit_risk.yaml").read_text().replace("top_n: 5", "top_n: -5")
+        (specs / "credit_risk_broken.yaml").write_text(bad)
+        text = page.open(f"{url}/?page=edit", ["error[OBS105]: `top_n` must be at least 2, got -5", "1 error(s)"])
+        assert "fix: set `top_n` to a value at least 2" in text
+        disabled = page.call("Runtime.evaluate", returnByValue=True, expression=(
+            "[...document.querySelectorAll('button')].filter(b => b.innerText.trim() == 'Launch')"
+            ".map(b => b.disabled)"))["result"]["value"]
+        assert disabled == [True]
+        shot = tmp_path / "app_edit_invalid.png"
+        page.screenshot(shot)
+        if keep:
+            shutil.copy(shot, Path(keep) / shot.name)
