@@ -22,7 +22,15 @@ def render() -> None:
     else:
         seed, name = "", "spec"
     name = st.text_input("spec name", value=name, key=f"name_{start}")
-    text = st.text_area("spec (YAML)", value=seed, height=480, key=f"spec_{start}")
+    editor, report = st.columns([3, 2])
+    with editor:
+        text = st.text_area("spec (YAML)", value=seed, height=560, key=f"spec_{start}")
+    with report:
+        _report(text, name)
+
+
+def _report(text: str, name: str) -> None:
+    """The compiler's verdict beside the editor, and Launch (disabled on any error)."""
     checked = check_text(text, spec_file(session.workdir(), name))
     errors = [d for d in checked.diagnostics if d.is_error]
     warnings = [d for d in checked.diagnostics if not d.is_error]

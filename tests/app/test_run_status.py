@@ -185,3 +185,26 @@ def test_obsrv_status_text_and_json(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "j run 17 (local): failed" in text and "TaskError: boom" in text and "base_knn" in text
     assert main(["status", "other_job", "--workdir", str(tmp_path)]) == 2
     assert "no local run of job 'other_job'" in capsys.readouterr().err
+
+
+def test_a_target_names_its_workspace_as_the_databricks_cli_does(tmp_path: Path) -> None:
+    from obsrv.app.run_status import StatusError
+    from obsrv.app.status_query import profile_for_target
+
+    bundle = tmp_path / "databricks.yml"
+    bundle.write_text("targets:\n  dev: {workspace: {profile: DEV}}\n  prod: {workspace: {host: https://h.example}}\n")
+    assert profile_for_target("dev", bundle) == ("DEV", None)
+    assert profile_for_target("prod", bundle) == (None, "https://h.example")
+    with pytest.raises(StatusError, match="no such target; targets are dev, prod"):
+        profile_for_target("qa", bundle)
+
+
+def test_obsrv_app_without_the_extra_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "streamlit" else real(name, *a))
+    assert main(["app"]) == 2
+    assert 'pip install -e ".[app]"' in capsys.readouterr().err
