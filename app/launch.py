@@ -50,8 +50,10 @@ def check_text(text: str, path: Path) -> Checked:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+    # Messages name the file as a user would type it: relative to where the app runs, when inside.
+    shown = Path(os.path.relpath(path)) if path.resolve().is_relative_to(Path.cwd().resolve()) else path
     try:
-        compiled = compile_file(path, verify=False)
+        compiled = compile_file(shown, verify=False)
     except SpecError as error:
         return Checked(path, list(error.diagnostics), None)
     return Checked(path, list(compiled.warnings), compiled)

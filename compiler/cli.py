@@ -257,7 +257,8 @@ def cmd_app(args: argparse.Namespace) -> int:
                "--server.port", str(args.port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
                "--", "--workdir", str(Path(args.workdir).resolve())]
     _print(f"obsrv app on http://{args.host}:{args.port} (workdir {Path(args.workdir).resolve()}); Ctrl-C stops it", sys.stdout)
-    return subprocess.call(command)
+    # In the workdir: the app's files (.obsrv/) and its messages' relative paths start there.
+    return subprocess.call(command, cwd=str(Path(args.workdir).resolve()))
 
 
 # -------------------------------------------------------------------------------------- parser
