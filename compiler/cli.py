@@ -245,7 +245,6 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_app(args: argparse.Namespace) -> int:
     import importlib.util
-    import subprocess
     from pathlib import Path
 
     if importlib.util.find_spec("streamlit") is None:
@@ -257,8 +256,13 @@ def cmd_app(args: argparse.Namespace) -> int:
                "--server.port", str(args.port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
                "--", "--workdir", str(Path(args.workdir).resolve())]
     _print(f"obsrv app on http://{args.host}:{args.port} (workdir {Path(args.workdir).resolve()}); Ctrl-C stops it", sys.stdout)
-    # In the workdir: the app's files (.obsrv/) and its messages' relative paths start there.
-    return subprocess.call(command, cwd=str(Path(args.workdir).resolve()))
+    # In the workdir: the app's files (.obsrv/) and its messages' relative paths start there. The
+    # server replaces this process (exec), so a signal to `obsrv app` reaches Streamlit itself
+    # and no server outlives it.
+    sys.stdout.flush()
+    os.chdir(Path(args.workdir).resolve())
+    os.execv(sys.executable, command)
+    return EXIT_INTERNAL  # not reached: execv does not return
 
 
 # -------------------------------------------------------------------------------------- parser

@@ -68,6 +68,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str,
     finally:
         server.terminate()
         server.wait(timeout=20)
+        # `obsrv app` execs the server: nothing of it is left on the port
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", port)) != 0, "the app server outlived obsrv app"
 
 
 PAGES = {
