@@ -168,6 +168,10 @@ def _apply_dev_presets(resources: dict[str, Any], user: User) -> None:
             entry["name"] = normalize_prefix(prefix) + entry["name"]
 
 
+# `${resources.<kind>.<key>.id}`: e.g. an app's job resource (databricks.yml resources.apps)
+DEPLOY_TIME_ID = re.compile(r"resources\.[A-Za-z_]+\.[A-Za-z0-9_-]+\.id")
+
+
 def _lookup(path: str, scope: dict[str, Any]) -> Any:
     node: Any = scope
     for part in path.split("."):
@@ -189,6 +193,12 @@ def _substitute(value: Any, scope: dict[str, Any], skip: set[str]) -> Any:
     def one(match: re.Match[str]) -> str:
         path = match.group(1)
         if path.split(".", 1)[0] in skip or path.split(".", 1)[0] not in scope:
+            return match.group(0)
+        if DEPLOY_TIME_ID.fullmatch(path):
+            # A resource's id exists only once it is deployed: the CLI leaves it to the deploy
+            # (bundle/deploy/terraform/interpolate.go rewrites it to the Terraform resource's
+            # id). The resource itself must exist, as `bundle validate` checks.
+            _lookup(path.rsplit(".", 1)[0], scope)
             return match.group(0)
         found = _substitute(_lookup(path, scope), scope, skip)
         if isinstance(found, (dict, list)):

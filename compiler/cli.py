@@ -41,6 +41,8 @@ examples:
   obsrv compile --check examples/*.yaml      exit 1 if bundle_out/ is stale (for CI)
   obsrv graph examples/credit_risk.yaml      Mermaid diagram of the compiled job
   obsrv schema > obsrv.schema.json           JSON Schema for editor completion
+  obsrv status examples/credit_risk.yaml     task states of the latest local run of that job
+  obsrv app                                  the Streamlit app on localhost (pip install -e ".[app]")
 
 exit codes: 0 ok, 1 spec errors or stale output, 2 usage error, 3 internal error (a bug)."""
 
@@ -195,6 +197,74 @@ def cmd_graph(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+STATUS_EPILOG = """\
+examples:
+  obsrv status                                    the latest local run (any job)
+  obsrv status examples/credit_risk.yaml          the latest local run of that spec's job
+  obsrv status credit_risk_ensemble --run 3       local workflow 3
+  obsrv status credit_risk_ensemble -t dev        the latest run of the deployed job (Jobs API)
+  obsrv status --run 123456 --profile DEFAULT --format json
+
+Locally it reads the runner's files (.obsrv/runs/<workflow id>/state.json); with --workspace,
+--profile or -t it asks the Jobs API (databricks-sdk unified auth). States: pending, running,
+succeeded, failed, skipped. Exit status 0 when the run succeeded or is still going, 1 when it failed."""
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import json
+
+    from obsrv.app.run_status import StatusError
+    from obsrv.app.status_query import local_query, profile_for_target, workspace_query
+    from obsrv.compiler.api import SpecError
+
+    try:
+        if args.workspace or args.profile or args.target:
+            from obsrv.app.run_status import workspace_client
+
+            profile, host = profile_for_target(args.target) if args.target else (None, None)
+            client = workspace_client(args.profile or profile, host=host)
+            status = workspace_query(client.jobs, args.spec, args.run)
+        else:
+            status = local_query(args.workdir, args.spec, args.run)
+    except SpecError as error:
+        _report(error.diagnostics, args.format)
+        return EXIT_SPEC
+    except StatusError as error:
+        _print(f"obsrv: {error}", sys.stderr)
+        return EXIT_USAGE
+    if args.format == "json":
+        _print(json.dumps(status.to_dict(), indent=2), sys.stdout)
+    else:
+        from rich.console import Console
+
+        from obsrv.app.status_query import render_text
+
+        Console(width=None if sys.stdout.isatty() else 140).print(render_text(status))
+    return EXIT_SPEC if status.state == "failed" else EXIT_OK
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    import importlib.util
+    from pathlib import Path
+
+    if importlib.util.find_spec("streamlit") is None:
+        _print('obsrv: the app needs Streamlit: pip install -e ".[app]" (or pip install "obsrv[app]")', sys.stderr)
+        return EXIT_USAGE
+    from obsrv.app.ui import main as app_main
+
+    command = [sys.executable, "-m", "streamlit", "run", str(Path(app_main.__file__)), "--server.address", args.host,
+               "--server.port", str(args.port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
+               "--", "--workdir", str(Path(args.workdir).resolve())]
+    _print(f"obsrv app on http://{args.host}:{args.port} (workdir {Path(args.workdir).resolve()}); Ctrl-C stops it", sys.stdout)
+    # In the workdir: the app's files (.obsrv/) and its messages' relative paths start there. The
+    # server replaces this process (exec), so a signal to `obsrv app` reaches Streamlit itself
+    # and no server outlives it.
+    sys.stdout.flush()
+    os.chdir(Path(args.workdir).resolve())
+    os.execv(sys.executable, command)
+    return EXIT_INTERNAL  # not reached: execv does not return
+
+
 # -------------------------------------------------------------------------------------- parser
 
 
@@ -290,6 +360,28 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--name", help="bundle name (default: derived from the folder name)")
     init.set_defaults(func=cmd_init)
 
+    status = sub.add_parser(
+        "status", parents=[fmt], help="task states of a run, local or on a workspace", epilog=STATUS_EPILOG,
+        formatter_class=formatter, description="Show the state of each task of a run: the app's Watch panel, in the terminal.",
+    )
+    status.add_argument("spec", nargs="?", metavar="SPEC | JOB", help="a spec file, or a job name (or id, on a workspace)")
+    status.add_argument("--run", metavar="RUN_ID", help="this run (a local workflow id, or a workspace run id); default: the latest")
+    status.add_argument("--workdir", default=".", help="folder that holds .obsrv/ (local runs; default: .)")
+    status.add_argument("--workspace", action="store_true", help="ask the Jobs API (implied by --profile and -t)")
+    status.add_argument("--profile", "-p", metavar="P", help="~/.databrickscfg profile, as the Databricks CLI's --profile")
+    status.add_argument("-t", "--target", metavar="TARGET", help="databricks.yml target whose workspace to ask, as the Databricks CLI's -t")
+    status.set_defaults(func=cmd_status)
+
+    app = sub.add_parser(
+        "app", help="start the obsrv app (Streamlit) on localhost", formatter_class=formatter,
+        description="Start the obsrv app: edit and validate a spec, see its job, launch it locally, watch it, "
+        "see the leaderboard. Needs the app extra: pip install -e \".[app]\".",
+    )
+    app.add_argument("--workdir", default=".", help="folder that holds .obsrv/ (default: .)")
+    app.add_argument("--port", type=int, default=8501, help="port (default: 8501)")
+    app.add_argument("--host", default="localhost", help="address to listen on (default: localhost)")
+    app.set_defaults(func=cmd_app)
+
     # `run` and `data` belong to the runtime side, which defines their options itself.
     from obsrv.service_tasks.local import cli as local_cli
 
@@ -337,7 +429,7 @@ def _internal_error(error: BaseException, fmt: str) -> int:
 
 
 # Commands of this module; `run` and `data` (the runtime's) are left as they are.
-_COMPILER_COMMANDS = ("validate", "compile", "schema", "graph")
+_COMPILER_COMMANDS = ("validate", "compile", "schema", "graph", "status")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -25,6 +25,9 @@ class ProjectValues:
     wheel_build: str
     install: str
     specs: str
+    # A template of the bundle's `resources.apps` block (the obsrv app, docs/app.md), or "" for
+    # none: only obsrv's own repository has the app's source folder.
+    app_template: str = ""
 
 
 # obsrv's own repository: builds the wheel from its source tree.
@@ -35,6 +38,7 @@ OBSRV_PROJECT = ProjectValues(
     wheel_build="python -m pip wheel --no-deps --wheel-dir dist .",
     install="python -m pip install -e '.[cli]'",
     specs="examples/*.yaml",
+    app_template="obsrv_app.yml.tmpl",
 )
 
 
@@ -53,6 +57,8 @@ def team_project(bundle_name: str) -> ProjectValues:
 def render(template: str, values: ProjectValues) -> str:
     text = files("obsrv.templates").joinpath(template).read_text(encoding="utf-8")
     mapping = {k.upper(): v for k, v in vars(values).items()}
+    mapping["APP"] = (files("obsrv.templates").joinpath(values.app_template).read_text(encoding="utf-8")
+                      if values.app_template else "")
 
     def one(match: re.Match[str]) -> str:
         return mapping[match.group(1)]  # KeyError: a template token without a value (a bug)

@@ -69,3 +69,17 @@ def test_the_compiler_imports_the_task_side_only_for_the_local_commands() -> Non
     bad = [(p.name, line, m) for p in sorted((REPO / "compiler").glob("*.py")) for line, m in _imports(p)
            if m.startswith("obsrv.service_tasks") and (p.name, m) not in allowed]
     assert not bad, bad
+
+
+def test_the_app_stays_outside_the_tasks_and_streamlit_stays_in_its_pages() -> None:
+    """Task code never imports the app (obsrv.app: laptop and Databricks App only); the app's
+    shared modules (what `obsrv status` also runs) never import streamlit: only app/ui/ does."""
+    bad = [(str(p.relative_to(REPO)), line, m) for p in _task_modules() for line, m in _imports(p)
+           if m == "obsrv.app" or m.startswith("obsrv.app.")]
+    assert not bad, bad
+    shared = sorted((REPO / "app").glob("*.py"))
+    assert shared, "app/ moved: update this test"
+    bad = [(p.name, line, m) for p in shared for line, m in _imports(p) if m.split(".")[0] == "streamlit"]
+    assert not bad, bad
+    pages = {m for p in (REPO / "app" / "ui").glob("*.py") for _, m in _imports(p)}
+    assert "streamlit" in pages  # the scan sees the pages' imports

@@ -1,0 +1,1 @@
+"""The Streamlit pages of `obsrv app`: widgets only, over obsrv.app's functions (one module per page)."""
