@@ -1,5 +1,6 @@
 """Wraps the `obsrv-task` entry point to record each task process's peak memory (its own and its
-children's, e.g. joblib workers) for scale.py.
+children's, e.g. joblib workers) for scale.py, and, when $OBSRV_BENCH_PROFILE_DIR is set, a
+cProfile of the task process (ensemble_cost.py).
 
 scale.py gives the local runner a launcher that calls `run(argv)` here (forked warm, as `obsrv run`
 does by default) or, with `--cold`, starts this file as a script. The task itself is the installed
@@ -56,9 +57,20 @@ def run(argv: list[str] | None = None) -> None:
     global _T0
     _T0 = time.perf_counter()
     argv = sys.argv[1:] if argv is None else argv
+    profile_dir = os.environ.get("OBSRV_BENCH_PROFILE_DIR")
+    profiler = None
+    if profile_dir:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     try:
         _entry_point()()
     finally:
+        if profiler is not None:
+            profiler.disable()
+            Path(profile_dir).mkdir(parents=True, exist_ok=True)
+            profiler.dump_stats(str(Path(profile_dir) / f"{_task_id(argv)}.prof"))
         _dump(argv)
 
 

@@ -94,8 +94,9 @@ def load_table(frame: pd.DataFrame, home: Path, schema: str, table: str) -> None
 
 def run_workflow(spec: Path, workdir: Path, *, task_budget: float | None, workflow_id: str,
                  jobs: int | None = None, quiet: bool = True, launcher: Any = None,
-                 time_limit: float | None = None) -> tuple[bool, float, dict[str, dict]]:
-    """`obsrv run SPEC --budget B --workflow-id ID` in `workdir`; returns (ok, wall s, task states)."""
+                 time_limit: float | None = None, only: str | None = None) -> tuple[bool, float, dict[str, dict]]:
+    """`obsrv run SPEC --budget B --workflow-id ID [--only TASK]` in `workdir`; returns (ok, wall s,
+    task states)."""
     from obsrv.service_tasks.local.scheduler import run_workflow as _run
 
     # mlflow.set_tracking_uri() (used when reading back a previous run's models) also sets
@@ -108,7 +109,8 @@ def run_workflow(spec: Path, workdir: Path, *, task_budget: float | None, workfl
     with contextlib.redirect_stdout(sink) if quiet else contextlib.nullcontext():
         try:
             rc = _run(str(spec), workdir=str(workdir), budget=task_budget, workflow_id=workflow_id,
-                      jobs=jobs or C.cpu_count(), live=False, launcher=launcher, time_limit=time_limit)
+                      jobs=jobs or C.cpu_count(), live=False, launcher=launcher, time_limit=time_limit,
+                      only=only)
         except SystemExit as exc:  # pragma: no cover - defensive
             rc = int(exc.code or 1)
     wall = time.perf_counter() - t0

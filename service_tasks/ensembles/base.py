@@ -75,7 +75,10 @@ def _fast_binary_auc(positive: np.ndarray, score: np.ndarray) -> float:
     n_neg = positive.size - n_pos
     if n_pos == 0 or n_neg == 0:
         return float("-inf")  # loss +inf, like metrics.loss on an undefined AUC
-    order = np.argsort(score, kind="mergesort")
+    # any sort order gives the same ranks: every tie run gets its mid-rank whatever the order
+    # inside it, so the unstable quicksort (about 7x faster than mergesort on 80,000 floats; GES
+    # calls this rounds x members times per fit) changes no AUC
+    order = np.argsort(score, kind="quicksort")
     s = score[order]
     ranks = np.empty(s.size)
     # mid-ranks: every run of equal scores gets the mean of its 1-based positions

@@ -68,3 +68,39 @@ def test_frame_encoder_handles_unseen_levels_and_missing_values():
     assert Z.shape == (1, 3)
     assert Z[0, 1:].tolist() == [0.0, 0.0]  # unseen level -> all zeros
     assert np.isfinite(enc.transform(X)).all()
+
+
+def _stable_sort_auc(positive: np.ndarray, score: np.ndarray) -> float:
+    """The fast AUC as it was with a stable sort: the reference its quicksort must equal bit for bit."""
+    n_pos = int(positive.sum())
+    n_neg = positive.size - n_pos
+    order = np.argsort(score, kind="mergesort")
+    s = score[order]
+    ranks = np.empty(s.size)
+    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+    ends = np.r_[starts[1:], s.size]
+    ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def test_fast_auc_is_exactly_the_stable_sort_auc_and_greedy_picks_the_same():
+    """The unstable sort cannot change an AUC (tie runs get their mid-rank in any order), so greedy
+    selection picks exactly as with the stable sort: equal losses, not approximately equal."""
+    from obsrv.service_tasks.ensembles.greedy import GreedySelection
+
+    rng = np.random.default_rng(3)
+    loss = MetricLoss("auc", "classification")
+    for decimals in (1, 2, 3, 8):  # from mostly ties to almost none
+        y = rng.integers(0, 2, 5000)
+        p = np.round(np.clip(0.35 * y[None, :] + rng.random((6, 5000)) * 0.65, 0, 1), decimals)
+        P = np.stack([1 - p, p], axis=2)
+        for j in range(6):
+            assert loss(y, P[j]) == -_stable_sort_auc(y == 1, P[j][:, 1])
+        ges = GreedySelection(loss, rounds=12).fit(P, y)
+
+        def stable_loss(yy, pred, w=None):
+            return -_stable_sort_auc(np.asarray(yy) == 1, pred[:, 1])
+
+        ref = GreedySelection(stable_loss, rounds=12).fit(P, y)
+        assert ges.picks_ == ref.picks_
+        np.testing.assert_array_equal(ges.trajectory_, ref.trajectory_)

@@ -105,3 +105,37 @@ def test_rounds_must_be_positive():
     P, y = _binary_pool()
     with pytest.raises(ValueError, match="rounds"):
         GreedySelection(MetricLoss("auc", "classification"), rounds=0).fit(P, y)
+
+
+def test_subsample_rows_are_seeded_stratified_and_sorted():
+    from obsrv.service_tasks.ensembles.greedy import selection_rows
+
+    y = np.r_[np.zeros(9000, int), np.ones(1000, int), np.full(7, 2)]
+    rows = selection_rows(y, 2000, seed=5)
+    assert np.all(np.diff(rows) > 0)
+    np.testing.assert_array_equal(rows, selection_rows(y, 2000, seed=5))
+    assert not np.array_equal(rows, selection_rows(y, 2000, seed=6))
+    counts = np.bincount(y[rows], minlength=3)
+    assert counts[0] == round(2000 * 9000 / 10007) and counts[1] == round(2000 * 1000 / 10007)
+    assert counts[2] == 1  # a rare class keeps one row
+    reg = selection_rows(np.linspace(0, 1, 500), 100, seed=0)  # floats: plain random subsample
+    assert len(reg) == 100 and len(np.unique(reg)) == 100
+
+
+def test_selection_on_more_rows_than_the_cap_uses_exactly_the_subsample():
+    from obsrv.service_tasks.ensembles.greedy import selection_rows
+
+    P, y = _binary_pool(n=3000)
+    loss = MetricLoss("auc", "classification")
+    capped = GreedySelection(loss, 10, max_rows=800, seed=3).fit(P, y)
+    rows = selection_rows(y, 800, 3)
+    by_hand = GreedySelection(loss, 10, max_rows=None).fit(P[:, rows], y[rows])
+    assert capped.picks_ == by_hand.picks_
+    np.testing.assert_array_equal(capped.trajectory_, by_hand.trajectory_)
+    # at or under the cap nothing changes: every row, as without a cap
+    full = GreedySelection(loss, 10, max_rows=None).fit(P, y)
+    same = GreedySelection(loss, 10, max_rows=3000).fit(P, y)
+    assert same.picks_ == full.picks_ and capped.trajectory_.shape == full.trajectory_.shape
+    w = np.linspace(0.5, 2.0, 3000)
+    weighted = GreedySelection(loss, 10, max_rows=800, seed=3).fit(P, y, w)
+    assert weighted.weights_.sum() == pytest.approx(1.0)

@@ -212,6 +212,11 @@ def test_packed_members_load_one_at_a_time_and_the_served_ensemble_keeps_them(tm
     np.testing.assert_allclose(ensemble.predict_matrix(X), expected)
     assert all(p._loaded is None for p in packed)
     tracking.dump_predictor(ensemble, tmp_path / "ensemble.pkl")
+    # members' bytes are gzip already: the ensemble file is a plain pickle of about their size,
+    # while a member's own file (an unpacked fold bag) stays gzip
+    ensemble_bytes = (tmp_path / "ensemble.pkl").read_bytes()
+    assert ensemble_bytes[:2] != b"\x1f\x8b" and (tmp_path / "m0.pkl").read_bytes()[:2] == b"\x1f\x8b"
+    assert len(ensemble_bytes) < sum(len(p.blob) for p in packed) + 200_000
     served = tracking.load_predictor(tmp_path / "ensemble.pkl")
     assert all(m.keep_loaded and m._loaded is None for m in served.members)
     np.testing.assert_allclose(served.predict_matrix(X), expected)
