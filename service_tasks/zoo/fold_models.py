@@ -313,6 +313,8 @@ class FamilyModel:
         return self._served_form
 
     def _predict_threads(self, n_rows: int) -> Any:
-        """hist_gbm's OpenMP cap for batches worth threads; small batches skip threadpoolctl's
-        per-call library scan (a row's prediction does not depend on the thread count)."""
-        return contextlib.nullcontext() if n_rows <= served.SMALL_BATCH else self._threads()
+        """hist_gbm's OpenMP cap for this batch (``served.batch_threads``: one thread for small
+        batches); a row's prediction does not depend on the thread count."""
+        if self.family != "hist_gbm":
+            return contextlib.nullcontext()
+        return served.openmp_threads(served.batch_threads(n_rows, self.n_jobs))

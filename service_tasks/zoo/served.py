@@ -33,8 +33,28 @@ import pandas as pd
 
 UNSEEN = "\x00obsrv-unseen-level\x00"  # a level no encoder was fit on: how it encodes an unseen value
 SMALL_BATCH = 64
-"""Rows up to which boosters predict on one thread: waking a pool costs more than the work, and
-their per-row sums do not depend on the thread count."""
+"""Rows up to which boosters and hist_gbm predict on one thread: waking a pool costs more than the
+work (on a loaded machine an OpenMP barrier per tree costs milliseconds: a sleeping worker must be
+scheduled), and their per-row sums do not depend on the thread count (threads split rows, never a
+row's sum over trees)."""
+
+_OPENMP: Any = None  # the OpenMP runtimes threadpoolctl found, scanned once per process
+
+
+def openmp_threads(n_threads: int) -> Any:
+    """A context capping the OpenMP pools at ``n_threads``, from one scan of the loaded libraries:
+    ``threadpoolctl.threadpool_limits`` rescans every shared library on each call (~4 ms)."""
+    global _OPENMP
+    if _OPENMP is None:
+        from threadpoolctl import ThreadpoolController
+
+        _OPENMP = ThreadpoolController().select(user_api="openmp")
+    return _OPENMP.limit(limits=n_threads)
+
+
+def batch_threads(n_rows: int, n_jobs: int) -> int:
+    """Threads for a batch of ``n_rows``: one for small batches, else the model's own count."""
+    return 1 if n_rows <= SMALL_BATCH else max(1, int(n_jobs))
 
 
 class Inputs:
