@@ -377,6 +377,12 @@ class PackedPredictor:
     def predict_matrix(self, X: pd.DataFrame) -> np.ndarray:
         return self.load().predict_matrix(X)
 
+    def predict_inputs(self, inputs: Any) -> np.ndarray:
+        """``predict_matrix`` from an ensemble's shared converted inputs (``zoo.served.Inputs``)."""
+        member = self.load()
+        predict_inputs = getattr(member, "predict_inputs", None)
+        return predict_inputs(inputs) if predict_inputs is not None else member.predict_matrix(inputs.X)
+
     def __getstate__(self) -> dict[str, Any]:
         # never the unpickled member (that would undo the packing); served models keep theirs
         return {"blob": self.blob, "name": self.name, "keep_loaded": True, "_loaded": None}

@@ -27,15 +27,12 @@ class FoldBag:
         self.params = params
 
     def predict_matrix(self, X: pd.DataFrame) -> np.ndarray:
-        # one conversion of each raw column for all K fold models (``served.Inputs``)
-        inputs = served.Inputs(X)
-        return np.mean([_predict_with(m, inputs) for m in self.models_], axis=0)
+        return self.predict_inputs(served.Inputs(X))
 
-
-def _predict_with(model: Any, inputs: served.Inputs) -> np.ndarray:
-    """A fold model's prediction from shared inputs (a constant fold model reads the frame)."""
-    predict_inputs = getattr(model, "predict_inputs", None)
-    return predict_inputs(inputs) if predict_inputs is not None else model.predict_matrix(inputs.X)
+    def predict_inputs(self, inputs: served.Inputs) -> np.ndarray:
+        # one conversion of each raw column for all K fold models (``served.Inputs``), and for the
+        # other members of an ensemble that hands its own inputs down
+        return np.mean([served.predict_shared(m, inputs) for m in self.models_], axis=0)
 
 
 # Read from fold models by attribute, never by class: a published bag is pickled with obsrv's code

@@ -90,6 +90,14 @@ class Inputs:
         return out
 
 
+def predict_shared(model: Any, inputs: Inputs) -> np.ndarray:
+    """A predictor's ``(n, K)`` matrix from one call's shared ``Inputs``: through its
+    ``predict_inputs`` when it has one (fold models, fold bags, ensembles), else from the raw frame."""
+    predict_inputs = getattr(model, "predict_inputs", None)
+    out = predict_inputs(inputs) if predict_inputs is not None else model.predict_matrix(inputs.X)
+    return np.asarray(out, dtype=np.float64)
+
+
 # One conversion per raw column, shared by the fit path (``FamilyModel``) and the served path, so
 # the two cannot drift apart.
 def numeric_values(s: pd.Series) -> np.ndarray:
@@ -107,6 +115,9 @@ def numeric_values(s: pd.Series) -> np.ndarray:
 
 def string_values(s: pd.Series, missing: str) -> np.ndarray:
     """A column as an object array of ``str`` values, ``missing`` for a missing one."""
+    if isinstance(s.dtype, pd.StringDtype):
+        # already ``str`` values: the same array without pandas' per-element astype round trip
+        return s.to_numpy(dtype=object, na_value=missing)
     o = s.astype(object)
     return o.where(o.notna(), missing).astype(str).to_numpy(dtype=object)
 
