@@ -74,6 +74,8 @@ class FamilyModel:
     """CatBoost with a time limit: the last measured pace of a like fit, to pick this fit's rate."""
     pace_: time_limits.Pace | None = None
     """CatBoost with a time limit: this fit's measured pace, the next fit's ``pace_hint``."""
+    _served_lightgbm: served.LightGBMDirect | None = None
+    """LightGBM's booster path of the served form (``served.LightGBMDirect``), built with it."""
 
     def __init__(
         self,
@@ -102,8 +104,8 @@ class FamilyModel:
     def __getstate__(self) -> dict[str, Any]:
         # the served form is rebuilt from the fitted state on the first prediction, never stored
         state = dict(self.__dict__)
-        state.pop("_served_form", None)
-        state.pop("_served_checked", None)
+        for key in ("_served_form", "_served_checked", "_served_lightgbm"):
+            state.pop(key, None)
         return state
 
     # --- preprocessing shared by fit and predict
@@ -282,6 +284,8 @@ class FamilyModel:
             else:
                 with self._predict_threads(n):
                     raw = est.predict_proba(A) if classify else est.predict(A)
+        elif self._served_lightgbm is not None:
+            raw = self._served_lightgbm.predict(form.coded_matrix(inputs))
         else:
             frame = form.frame(inputs, MISSING)
             kwargs = served.booster_kwargs(self.family, n)
@@ -306,6 +310,9 @@ class FamilyModel:
     def _form(self) -> served.ServedForm | None:
         if not getattr(self, "_served_checked", False):
             self._served_form = served.served_form(self, _PREP[self.family])
+            self._served_lightgbm = None
+            if self._served_form is not None and self.family == "lightgbm":
+                self._served_lightgbm = served.LightGBMDirect.of(self.estimator_, self._served_form)
             self._served_checked = True
         return self._served_form
 

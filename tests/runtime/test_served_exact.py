@@ -79,6 +79,8 @@ def fitted(family: str, problem: str) -> zoo.FamilyModel:
 def test_served_path_equals_the_pipeline_to_the_last_bit(family: str, problem: str) -> None:
     model = fitted(family, problem)
     assert model._form() is not None, "the builders' pipelines all have a served form"
+    if family == "lightgbm":
+        assert model._served_lightgbm is not None, "LightGBM predicts through its booster on the coded array"
     rows = new_rows(500)
     for X in (rows.iloc[[0]], rows.iloc[[1]], rows.head(7), rows):
         np.testing.assert_array_equal(model.predict_matrix(X), model.predict_pipeline(X))
