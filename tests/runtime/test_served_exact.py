@@ -156,3 +156,71 @@ def test_a_served_ensemble_returns_the_reference_frame_bit_for_bit() -> None:
     assert list(served_out.columns) == ["prediction", "probability_good", "probability_bad"]
     assert set(served_out["prediction"]) <= {"good", "bad"}
     pd.testing.assert_frame_equal(served_out, reference, check_exact=True)
+
+
+def _pipeline_only(predictor: object) -> object:
+    """A deep copy of a predictor whose every fold model predicts through its fitted pipeline
+    (``predict_pipeline``, the reference): the served forms are switched off, nothing else."""
+    import copy
+
+    from obsrv.service_tasks.tracking import PackedPredictor
+
+    ref = copy.deepcopy(predictor)
+    stack = [ref]
+    seen: set[int] = set()
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, (list, tuple)):
+            stack.extend(obj)
+        elif isinstance(obj, dict):
+            stack.extend(obj.values())
+        elif isinstance(obj, PackedPredictor):
+            stack.append(obj.load())  # a copy holds only the bytes: load it, then switch its forms off
+        elif type(obj).__module__.startswith("obsrv."):
+            if isinstance(obj, zoo.FamilyModel):
+                obj._served_form, obj._served_checked, obj._served_lightgbm = None, True, None
+            stack.extend(vars(obj).values())
+    return ref
+
+
+def test_a_served_stack_with_packed_and_routed_members_equals_the_pipelines_bit_for_bit() -> None:
+    """The ensemble level: every member of a stack (packed fold bags of five families and a routed
+    model whose partner is one of them) predicts from one shared ``served.Inputs``, loaded and
+    prepared at load (``tracking.warm``); the frame equals the all-pipelines reference exactly, for
+    one row, a few rows and a batch past ``served.SMALL_BATCH`` (where threads are used)."""
+    import cloudpickle
+
+    from obsrv.service_tasks.ensembles.learners import FamilyFactory
+    from obsrv.service_tasks.ensembles.predictors import CombinedPredictor
+    from obsrv.service_tasks.ensembles.routing import FeatureRouter, RoutedPredictor, fit_routed
+    from obsrv.service_tasks.ensembles.stacking import LinearStacker
+    from obsrv.service_tasks.tracking import ObsrvPyfunc, PackedPredictor, warm
+
+    families = ("lightgbm", "hist_gbm", "catboost", "xgboost", "linear")
+    bags = [zoo.FoldBag([fitted(f, "binary") for _ in range(2)], f, {}) for f in families]
+    packed = [PackedPredictor(cloudpickle.dumps(b), f) for b, f in zip(bags, families)]
+    X_fit = frame(300, seed=1)
+    y_fit = target(X_fit, "binary", seed=2)
+    routed = RoutedPredictor(
+        [fit_routed(X_fit, y_fit, None, FeatureRouter("job"),
+                    FamilyFactory("hist_gbm", "classification", 2, (("max_iter", 20),), seed=5), min_size=40)],
+        alpha=0.6, partner=packed[4])
+    members: list[object] = [*packed, routed]
+    P = np.stack([served.predict_shared(m, served.Inputs(X_fit)) for m in members])
+    stacker = LinearStacker("classification").fit(P, y_fit)
+    wrapper = ObsrvPyfunc("classification", ["good", "bad"], list(X_fit.columns))
+    wrapper.predictor = CombinedPredictor(members, stacker)
+    reference = ObsrvPyfunc("classification", ["good", "bad"], list(X_fit.columns))
+    reference.predictor = _pipeline_only(wrapper.predictor)
+    warm(wrapper.predictor)
+    assert all(p._loaded is not None for p in packed), "warm unpickles every packed member"
+    assert all(m._served_checked for p in packed for m in p._loaded.models_), "and builds every served form"
+    rows = new_rows(200)
+    for X in (rows.iloc[[0]], rows.iloc[[1]], rows.head(7), rows):
+        got, want = wrapper.predict(None, X), reference.predict(None, X)
+        pd.testing.assert_frame_equal(got, want, check_exact=True)
+    assert all(m._served_form is None for p in reference.predictor.members[:5] for m in p.load().models_), \
+        "the reference predicted through the pipelines"
