@@ -38,18 +38,32 @@ work (on a loaded machine an OpenMP barrier per tree costs milliseconds: a sleep
 scheduled), and their per-row sums do not depend on the thread count (threads split rows, never a
 row's sum over trees)."""
 
-_OPENMP: Any = None  # the OpenMP runtimes threadpoolctl found, scanned once per process
+class _OpenMP:
+    """The OpenMP runtimes threadpoolctl finds, scanned once per process. It pickles unscanned: this
+    module is pickled by value with every served model (``tracking.dump_predictor``), its globals
+    with it, and a scan holds ctypes handles."""
+
+    def __init__(self) -> None:
+        self.controller: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"controller": None}
+
+    def limit(self, n_threads: int) -> Any:
+        if self.controller is None:
+            from threadpoolctl import ThreadpoolController
+
+            self.controller = ThreadpoolController().select(user_api="openmp")
+        return self.controller.limit(limits=n_threads)
+
+
+_OPENMP = _OpenMP()
 
 
 def openmp_threads(n_threads: int) -> Any:
     """A context capping the OpenMP pools at ``n_threads``, from one scan of the loaded libraries:
     ``threadpoolctl.threadpool_limits`` rescans every shared library on each call (~4 ms)."""
-    global _OPENMP
-    if _OPENMP is None:
-        from threadpoolctl import ThreadpoolController
-
-        _OPENMP = ThreadpoolController().select(user_api="openmp")
-    return _OPENMP.limit(limits=n_threads)
+    return _OPENMP.limit(n_threads)
 
 
 def batch_threads(n_rows: int, n_jobs: int) -> int:

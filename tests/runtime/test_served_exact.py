@@ -224,3 +224,16 @@ def test_a_served_stack_with_packed_and_routed_members_equals_the_pipelines_bit_
         pd.testing.assert_frame_equal(got, want, check_exact=True)
     assert all(m._served_form is None for p in reference.predictor.members[:5] for m in p.load().models_), \
         "the reference predicted through the pipelines"
+
+
+def test_a_bag_that_has_predicted_still_dumps_by_value_and_serves_the_same(tmp_path) -> None:
+    """Predicting caches state for later calls (served forms, the OpenMP scan); none of it may
+    stop the bag from being published afterwards (the base tasks predict OOF, then dump)."""
+    from obsrv.service_tasks.tracking import dump_predictor, load_predictor
+
+    bag = zoo.FoldBag([fitted("hist_gbm", "binary"), fitted("lightgbm", "binary")], "mixed", {})
+    X = new_rows(100)
+    before = bag.predict_matrix(X)
+    bag.predict_matrix(X.head(1))
+    dump_predictor(bag, tmp_path / "predictor.pkl")
+    np.testing.assert_array_equal(load_predictor(tmp_path / "predictor.pkl").predict_matrix(X), before)
