@@ -76,6 +76,8 @@ class FamilyModel:
     """CatBoost with a time limit: this fit's measured pace, the next fit's ``pace_hint``."""
     _served_lightgbm: served.LightGBMDirect | None = None
     """LightGBM's booster path of the served form (``served.LightGBMDirect``), built with it."""
+    _served_hist_gbm: served.HistGBMDirect | None = None
+    """hist_gbm's path past its internal ColumnTransformer (``served.HistGBMDirect``), built with it."""
 
     def __init__(
         self,
@@ -104,7 +106,7 @@ class FamilyModel:
     def __getstate__(self) -> dict[str, Any]:
         # the served form is rebuilt from the fitted state on the first prediction, never stored
         state = dict(self.__dict__)
-        for key in ("_served_form", "_served_checked", "_served_lightgbm"):
+        for key in ("_served_form", "_served_checked", "_served_lightgbm", "_served_hist_gbm"):
             state.pop(key, None)
         return state
 
@@ -281,6 +283,9 @@ class FamilyModel:
             est = self.estimator_.steps[-1][1]
             if self.family in ("random_forest", "extra_trees") and served.is_plain_forest(est, classify):
                 raw = served.forest_output(est, A, classify)
+            elif self._served_hist_gbm is not None:
+                with self._predict_threads(n):
+                    raw = self._served_hist_gbm.predict(A)
             else:
                 with self._predict_threads(n):
                     raw = est.predict_proba(A) if classify else est.predict(A)
@@ -310,9 +315,12 @@ class FamilyModel:
     def _form(self) -> served.ServedForm | None:
         if not getattr(self, "_served_checked", False):
             self._served_form = served.served_form(self, _PREP[self.family])
-            self._served_lightgbm = None
+            self._served_lightgbm, self._served_hist_gbm = None, None
             if self._served_form is not None and self.family == "lightgbm":
                 self._served_lightgbm = served.LightGBMDirect.of(self.estimator_, self._served_form)
+            if self._served_form is not None and self.family == "hist_gbm":
+                est = self.estimator_.steps[-1][1]
+                self._served_hist_gbm = served.HistGBMDirect.of(est, self.problem == "classification")
             self._served_checked = True
         return self._served_form
 

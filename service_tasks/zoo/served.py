@@ -404,6 +404,62 @@ class LightGBMDirect:
         return np.vstack((1.0 - out, out)).transpose() if self.binary else out
 
 
+@dataclass
+class HistGBMDirect:
+    """A fitted ``HistGradientBoosting*`` predicted from the pipeline's array without its internal
+    ``ColumnTransformer`` (validation and an ``OrdinalEncoder`` on every call, ~1 ms a fold model):
+    the same re-coding as lookups (categorical columns first, each value's index in the encoder's
+    fitted float categories, NaN for a missing or unknown one), then the estimator's own tree sum
+    and link, as its ``_raw_predict`` runs them."""
+
+    est: Any
+    categorical: np.ndarray  # the categorical columns of the input array (bool mask)
+    categories: list[np.ndarray]  # per categorical column: its fitted non-NaN categories, sorted
+    classify: bool
+
+    @classmethod
+    def of(cls, est: Any, classify: bool) -> "HistGBMDirect | None":
+        from sklearn.compose import ColumnTransformer
+        from sklearn.preprocessing import FunctionTransformer, OrdinalEncoder
+
+        pre = getattr(est, "_preprocessor", None)
+        if pre is None:
+            return None
+        steps = {name: (t, cols) for name, t, cols in getattr(pre, "transformers_", [])}
+        enc, mask = steps.get("encoder", (None, None))
+        num, rest = steps.get("numerical", (None, None))
+        if not (isinstance(pre, ColumnTransformer) and set(steps) <= {"encoder", "numerical", "remainder"}
+                and isinstance(enc, OrdinalEncoder) and isinstance(num, FunctionTransformer)
+                and isinstance(mask, np.ndarray) and mask.dtype == bool and np.array_equal(~mask, rest)
+                and _is_nan(enc.unknown_value) and _is_nan(enc.encoded_missing_value)
+                and enc.handle_unknown == "use_encoded_value"):
+            return None
+        categories = []
+        for c in enc.categories_:
+            values = np.asarray(c, dtype=np.float64)
+            values = values[~np.isnan(values)]
+            if np.any(np.diff(values) <= 0):
+                return None  # not np.unique's sorted levels
+            categories.append(values)
+        return cls(est, mask, categories, classify)
+
+    def predict(self, A: np.ndarray) -> np.ndarray:
+        from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
+
+        parts = []
+        for values, col in zip(self.categories, A[:, self.categorical].T):
+            pos = np.minimum(np.searchsorted(values, col), max(len(values) - 1, 0))
+            hit = (values[pos] == col) if len(values) else np.zeros(len(col), dtype=bool)
+            parts.append(np.where(hit, pos, np.nan).astype(np.float64))
+        B = np.column_stack([*parts, A[:, ~self.categorical]]).astype(np.float64, copy=False)
+        B = np.ascontiguousarray(B)
+        est = self.est
+        raw = np.zeros((len(B), est.n_trees_per_iteration_), dtype=est._baseline_prediction.dtype, order="F")
+        raw += est._baseline_prediction
+        est._predict_iterations(B, est._predictors, raw, False, _openmp_effective_n_threads(None))
+        return est._loss.predict_proba(raw) if self.classify else est._loss.link.inverse(raw.ravel())
+
+
 def booster_kwargs(family: str, n_rows: int) -> dict[str, Any]:
     """Per-call thread settings for small batches (boosters' predictions do not depend on them)."""
     if n_rows > SMALL_BATCH:

@@ -81,6 +81,8 @@ def test_served_path_equals_the_pipeline_to_the_last_bit(family: str, problem: s
     assert model._form() is not None, "the builders' pipelines all have a served form"
     if family == "lightgbm":
         assert model._served_lightgbm is not None, "LightGBM predicts through its booster on the coded array"
+    if family == "hist_gbm":
+        assert model._served_hist_gbm is not None, "hist_gbm predicts past its internal ColumnTransformer"
     rows = new_rows(500)
     for X in (rows.iloc[[0]], rows.iloc[[1]], rows.head(7), rows):
         np.testing.assert_array_equal(model.predict_matrix(X), model.predict_pipeline(X))
@@ -181,7 +183,8 @@ def _pipeline_only(predictor: object) -> object:
             stack.append(obj.load())  # a copy holds only the bytes: load it, then switch its forms off
         elif type(obj).__module__.startswith("obsrv."):
             if isinstance(obj, zoo.FamilyModel):
-                obj._served_form, obj._served_checked, obj._served_lightgbm = None, True, None
+                obj._served_form, obj._served_checked = None, True
+                obj._served_lightgbm = obj._served_hist_gbm = None
             stack.extend(vars(obj).values())
     return ref
 
