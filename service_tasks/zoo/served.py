@@ -143,8 +143,15 @@ def native_values(s: pd.Series) -> np.ndarray:
 
 
 def _positions(categories: np.ndarray | pd.Index, values: np.ndarray) -> np.ndarray:
-    """Index of each value in ``categories`` (exact equality), -1 where absent."""
-    return np.asarray(pd.Index(categories, dtype=object).get_indexer(pd.Index(values, dtype=object)))
+    """Index of each value in ``categories`` (exact equality), -1 where absent. A small batch looks
+    its values up in a dict (building two pandas indexes costs more than the rows); levels are
+    distinct strings, never missing, so both ways find the same positions (a missing value: -1)."""
+    index = pd.Index(categories, dtype=object)
+    if len(values) <= SMALL_BATCH and index.is_unique and not index.hasnans:
+        lookup = {level: i for i, level in enumerate(index)}
+        return np.fromiter((lookup.get(v, -1) if isinstance(v, str) else -1 for v in values), dtype=np.intp,
+                           count=len(values))
+    return np.asarray(index.get_indexer(pd.Index(values, dtype=object)))
 
 
 @dataclass

@@ -240,3 +240,29 @@ def test_a_bag_that_has_predicted_still_dumps_by_value_and_serves_the_same(tmp_p
     bag.predict_matrix(X.head(1))
     dump_predictor(bag, tmp_path / "predictor.pkl")
     np.testing.assert_array_equal(load_predictor(tmp_path / "predictor.pkl").predict_matrix(X), before)
+
+
+def test_frame_encoder_transform_equals_its_pandas_reference_to_the_last_bit() -> None:
+    """The router's and passthrough's ``FrameEncoder`` converts column by column (served's own
+    conversions) instead of a frame-wide ``apply(pd.to_numeric)`` and ``astype("string")``: the
+    same array, for ints, floats with gaps, booleans, nullable ints, string and object levels."""
+    from obsrv.service_tasks.ensembles.base import FrameEncoder
+
+    X = frame(300, seed=1)
+    X["home_str"] = X["home"].astype("str")
+    rows = new_rows(120)
+    rows["home_str"] = rows["home"].astype("str")
+    enc = FrameEncoder(["home", "job", "home_str"], scale=True).fit(X)
+
+    def reference(Z: pd.DataFrame) -> np.ndarray:
+        num = Z[enc.numeric_].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        num = (np.where(np.isnan(num), enc.median_, num) - enc.mean_) / enc.std_
+        parts = [num]
+        for c in enc.categorical_:
+            col = Z[c].astype("string").to_numpy(dtype=object, na_value=None)
+            parts.append(np.column_stack([col == lv for lv in enc.levels_[c]]).astype(np.float64))
+        return np.hstack(parts)
+
+    assert enc.numeric_ and len(enc.categorical_) == 3
+    for Z in (rows.iloc[[0]], rows.iloc[[1]], rows):
+        np.testing.assert_array_equal(enc.transform(Z), reference(Z))
