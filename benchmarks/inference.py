@@ -11,8 +11,9 @@ Run it after the README's main command (`obsrv data demo && obsrv compile exampl
 * 1,000 and 100,000 rows (the table's rows resampled with replacement to reach 100k), rows/s;
 * the model's size on disk.
 
-Models: the `@champion`, the best base model of the run (by the leaderboard's OOF ranking), and
-AutoGluon `best_quality` trained in the peers' virtualenv (benchmarks/setup_peers.sh) on obsrv's own
+Models: the `@champion`, the best base model of the run (by the leaderboard's OOF ranking), the
+best ensemble model (the champion of a run is sometimes a single model; `--model NAME`, repeatable,
+measures leaderboard models by name instead), and AutoGluon `best_quality` trained in the peers' virtualenv (benchmarks/setup_peers.sh) on obsrv's own
 training rows (prepare's folds >= 0; obsrv's holdout rows are left out of both).
 """
 
@@ -114,8 +115,9 @@ def _subprocess(python: Path | str, args: list[str], timeout: float) -> dict:
     return json.loads(lines[-1])
 
 
-def _run_facts(home: Path) -> tuple[str, str, str, Path, Path]:
-    """(workflow id, champion model name, best base model URI, source table file, prepared table)."""
+def _run_facts(home: Path, extra: list[str]) -> tuple[str, str, list[tuple[str, str]], Path, Path]:
+    """(workflow id, champion model name, [(label, model URI)] of the best base model and the extra
+    models (default: the best ensemble), source table file, split folder)."""
     import pandas as pd
 
     runs = sorted((home / "runs").glob("*/leaderboard.json"))
@@ -129,16 +131,27 @@ def _run_facts(home: Path) -> tuple[str, str, str, Path, Path]:
     from obsrv.service_tasks.io.naming import output_table
 
     store = LocalDeltaStore(home)
-    models = store.read(output_table("main", "credit_risk_ensemble", "training_data", "models", workflow,
-                                     str(best_base["task_id"])))
-    uri = str(models.loc[models["model"] == best_base["model"], "model_uri"].iloc[0])
+
+    def uri_of(model: str) -> str:
+        rows = board[board["model"] == model]
+        if rows.empty:
+            raise SystemExit(f"no model {model!r} on the leaderboard of {workflow}")
+        models = store.read(output_table("main", "credit_risk_ensemble", "training_data", "models", workflow,
+                                         str(rows["task_id"].iloc[0])))
+        return str(models.loc[models["model"] == model, "model_uri"].iloc[0])
+
+    if not extra:
+        ensembles = board[board["kind"] == "ensemble"]
+        extra = [str(ensembles["model"].iloc[0])] if len(ensembles) else []
+    others = [(f"obsrv best single ({best_base['model']})", uri_of(str(best_base["model"])))]
+    others += [(f"obsrv {m}", uri_of(m)) for m in extra]
     prepared = store.read(output_table("main", "credit_risk_ensemble", "training_data", "prepared", workflow,
                                        "prepare"))
     table = next((home / "warehouse" / "main" / "credit_risk" / "training_data").glob("*.parquet"))
     split = home.parent / "bench_inference"
     split.mkdir(exist_ok=True)
     prepared.to_parquet(split / "prepared.parquet")
-    return workflow, champion, uri + "|" + str(best_base["model"]), table, split
+    return workflow, champion, others, table, split
 
 
 def _ag_split(split: Path) -> None:
@@ -164,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--home", default=".obsrv", type=Path)
     ap.add_argument("--ag-budget", type=int, default=120)
     ap.add_argument("--no-autogluon", action="store_true")
+    ap.add_argument("--model", action="append", default=[], help="a leaderboard model to measure as well")
     ap.add_argument("--measure", nargs=3, metavar=("URI", "HOME", "TABLE"), help=argparse.SUPPRESS)
     ap.add_argument("--autogluon", metavar="SPLIT", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -175,11 +189,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     started = time.perf_counter()
     home = args.home.resolve()
-    workflow, champion, best, table, split = _run_facts(home)
-    best_uri, best_name = best.split("|")
+    workflow, champion, others, table, split = _run_facts(home, args.model)
     rows = [(f"obsrv champion ({champion})", _subprocess(sys.executable, ["--measure", "models:/credit_risk_ensemble@champion",
-                                                                        str(home), str(table)], 900)),
-            (f"obsrv best single ({best_name})", _subprocess(sys.executable, ["--measure", best_uri, str(home), str(table)], 900))]
+                                                                        str(home), str(table)], 900))]
+    rows += [(label, _subprocess(sys.executable, ["--measure", uri, str(home), str(table)], 900)) for label, uri in others]
     if not args.no_autogluon:
         if not PEERS_PYTHON.exists():
             rows.append(("AutoGluon best_quality", {"error": ["no peers virtualenv: run benchmarks/setup_peers.sh"]}))

@@ -250,6 +250,7 @@ class ObsrvPyfunc(_PythonModelBase):
 
     def load_context(self, context: Any) -> None:
         self.predictor = load_predictor(context.artifacts["predictor"])
+        warm(self.predictor)
 
     def model_input(self, model_input: Any) -> pd.DataFrame:
         """The frame the predictor sees: model column names, features then extra columns."""
@@ -268,6 +269,34 @@ class ObsrvPyfunc(_PythonModelBase):
     def predict(self, context, model_input, params=None):  # noqa: ANN001 - MLflow's PythonModel.predict signature
         X = self.model_input(model_input)
         return output_frame(self.predictor.predict_matrix(X), self.problem, self.classes)
+
+
+def warm(predictor: Any) -> None:
+    """Do at load what the first call would otherwise do: unpickle every packed member and build
+    every fold model's served form (``zoo.served``), so that no call pays for them."""
+    seen: set[int] = set()
+    stack = [predictor]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, (list, tuple)):
+            stack.extend(obj)
+            continue
+        if isinstance(obj, dict):
+            stack.extend(obj.values())
+            continue
+        # obsrv's own objects only (by module: pickled by value, they are not this module's classes)
+        if not str(getattr(type(obj), "__module__", "")).startswith("obsrv."):
+            continue
+        if isinstance(getattr(obj, "blob", None), bytes) and callable(getattr(obj, "load", None)):
+            stack.append(obj.load())  # a PackedPredictor: the member it holds
+            continue
+        form = getattr(obj, "_form", None)
+        if callable(form):
+            form()
+        stack.extend(getattr(obj, "__dict__", {}).values())
 
 
 def _infinities_as_missing(X: pd.DataFrame) -> pd.DataFrame:
@@ -392,6 +421,12 @@ class PackedPredictor:
 
     def predict_matrix(self, X: pd.DataFrame) -> np.ndarray:
         return self.load().predict_matrix(X)
+
+    def predict_inputs(self, inputs: Any) -> np.ndarray:
+        """``predict_matrix`` from an ensemble's shared converted inputs (``zoo.served.Inputs``)."""
+        member = self.load()
+        predict_inputs = getattr(member, "predict_inputs", None)
+        return predict_inputs(inputs) if predict_inputs is not None else member.predict_matrix(inputs.X)
 
     def __getstate__(self) -> dict[str, Any]:
         # never the unpickled member (that would undo the packing); served models keep theirs

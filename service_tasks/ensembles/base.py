@@ -237,7 +237,14 @@ class FrameEncoder:
     def _numeric(self, X: pd.DataFrame) -> np.ndarray:
         if not self.numeric_:
             return np.zeros((len(X), 0))
-        return X[self.numeric_].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        # column by column as the fold models convert them (``served.numeric_values``: the same
+        # float64 values as ``apply(pd.to_numeric, errors="coerce")``, without a frame per call)
+        from obsrv.service_tasks.zoo.served import numeric_values
+
+        out = np.empty((len(X), len(self.numeric_)), dtype=np.float64)
+        for j, c in enumerate(self.numeric_):
+            out[:, j] = numeric_values(X[c])
+        return out
 
     def transform(self, X: pd.DataFrame) -> np.ndarray:
         num = self._numeric(X)
@@ -246,10 +253,18 @@ class FrameEncoder:
             num = (num - self.mean_) / self.std_
         parts = [num]
         for c in self.categorical_:
-            col = X[c].astype("string").to_numpy(dtype=object, na_value=None) if c in X else np.full(len(X), None)
+            col = _string_objects(X[c]) if c in X else np.full(len(X), None)
             parts.append(np.column_stack([col == lv for lv in self.levels_[c]]).astype(np.float64)
                          if self.levels_[c] else np.zeros((len(X), 0)))
         return np.hstack(parts) if parts else np.zeros((len(X), 0))
 
     def fit_transform(self, X: pd.DataFrame) -> np.ndarray:
         return self.fit(X).transform(X)
+
+
+def _string_objects(s: pd.Series) -> np.ndarray:
+    """A column's values as ``str`` objects, None where missing (``astype("string")`` semantics);
+    a string column already holds them."""
+    if isinstance(s.dtype, pd.StringDtype):
+        return s.to_numpy(dtype=object, na_value=None)
+    return s.astype("string").to_numpy(dtype=object, na_value=None)

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from obsrv.service_tasks.zoo import time_limits
 from obsrv.service_tasks import zoo
+from obsrv.service_tasks.zoo import served
 
 from .base import Problem
 
@@ -84,6 +85,13 @@ class ZooLearner:
         if self.constant_ is not None:
             return np.tile(self.constant_, (len(X), 1))
         return self.model_.predict_matrix(X[self.columns_])
+
+    def predict_inputs(self, inputs: served.Inputs) -> np.ndarray:
+        """From shared converted inputs: the fold model reads only its own columns (a subset of
+        ``columns_``), so the frame needs no column selection."""
+        if self.constant_ is not None:
+            return np.tile(self.constant_, (inputs.n, 1))
+        return np.asarray(self.model_.predict_inputs(inputs), dtype=np.float64)
 
 
 LearnerFactory = Callable[[], ZooLearner]

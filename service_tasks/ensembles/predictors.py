@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from obsrv.service_tasks.zoo import served
+
 from .base import Combiner
 
 
@@ -38,5 +40,10 @@ class CombinedPredictor:
     member_names: list[str] = field(default_factory=list)
 
     def predict_matrix(self, X: pd.DataFrame) -> np.ndarray:
-        P = np.stack([np.asarray(m.predict_matrix(X), dtype=np.float64) for m in self.members])
-        return self.combiner.predict(P, X if self.passthrough else None)
+        return self.predict_inputs(served.Inputs(X))
+
+    def predict_inputs(self, inputs: served.Inputs) -> np.ndarray:
+        """From one call's converted inputs, shared by every member (``served.Inputs``: each raw
+        column converted once, not once per member and fold model)."""
+        P = np.stack([served.predict_shared(m, inputs) for m in self.members])
+        return self.combiner.predict(P, inputs.X if self.passthrough else None)

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from obsrv.service_tasks.errors import TaskError
 from obsrv.service_tasks.zoo.time_limits import Deadline
-from obsrv.service_tasks.zoo import FIT_SHARE_PREDICT
+from obsrv.service_tasks.zoo import FIT_SHARE_PREDICT, served
 
 from .base import FrameEncoder, LossFn, fold_ids, subset_w
 from .learners import ZooLearner
@@ -186,11 +186,12 @@ class RoutedModel:
         r = self.router.predict(X)
         return np.where(np.isin(r, list(self.route_models)), r, GLOBAL_ROUTE)
 
-    def predict_both(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """(routed, global) predictions, each (n, K)."""
+    def predict_both(self, X: pd.DataFrame, inputs: served.Inputs | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(routed, global) predictions, each (n, K). ``inputs``: the call's converted columns of
+        ``X`` (``served.Inputs``), shared with the global models of the other bundles."""
         r = self.routes(X)
         X = self._lx(X)
-        g = self.global_model.predict_matrix(X)
+        g = served.predict_shared(self.global_model, served.Inputs(X) if inputs is None else inputs)
         routed = g.copy()
         for route, model in self.route_models.items():
             rows = r == route
@@ -344,15 +345,20 @@ class RoutedPredictor:
     model passes them to ``predict_matrix`` and lists them in its signature."""
 
     def predict_matrix(self, X: pd.DataFrame) -> np.ndarray:
-        X = X.reset_index(drop=True)
+        return self.predict_inputs(served.Inputs(X))
+
+    def predict_inputs(self, inputs: served.Inputs) -> np.ndarray:
+        """From one call's converted inputs (``served.Inputs``), shared by the bundles' global
+        models and the partner; the per-route models convert their own rows."""
+        X = inputs.X.reset_index(drop=True)
         routed = glob = None
         for b in self.bundles:
-            r, g = b.predict_both(X)
+            r, g = b.predict_both(X, inputs)
             routed = r if routed is None else routed + r
             glob = g if glob is None else glob + g
         assert routed is not None and glob is not None
         routed, glob = routed / len(self.bundles), glob / len(self.bundles)
         if self.alpha >= 1.0:
             return routed
-        other = glob if self.partner is None else np.asarray(self.partner.predict_matrix(X), dtype=np.float64)
+        other = glob if self.partner is None else served.predict_shared(self.partner, inputs)
         return self.alpha * routed + (1 - self.alpha) * other

@@ -27,15 +27,12 @@ class FoldBag:
         self.params = params
 
     def predict_matrix(self, X: pd.DataFrame) -> np.ndarray:
-        # one conversion of each raw column for all K fold models (``served.Inputs``)
-        inputs = served.Inputs(X)
-        return np.mean([_predict_with(m, inputs) for m in self.models_], axis=0)
+        return self.predict_inputs(served.Inputs(X))
 
-
-def _predict_with(model: Any, inputs: served.Inputs) -> np.ndarray:
-    """A fold model's prediction from shared inputs (a constant fold model reads the frame)."""
-    predict_inputs = getattr(model, "predict_inputs", None)
-    return predict_inputs(inputs) if predict_inputs is not None else model.predict_matrix(inputs.X)
+    def predict_inputs(self, inputs: served.Inputs) -> np.ndarray:
+        # one conversion of each raw column for all K fold models (``served.Inputs``), and for the
+        # other members of an ensemble that hands its own inputs down
+        return np.mean([served.predict_shared(m, inputs) for m in self.models_], axis=0)
 
 
 # Read from fold models by attribute, never by class: a published bag is pickled with obsrv's code
@@ -77,6 +74,10 @@ class FamilyModel:
     """CatBoost with a time limit: the last measured pace of a like fit, to pick this fit's rate."""
     pace_: time_limits.Pace | None = None
     """CatBoost with a time limit: this fit's measured pace, the next fit's ``pace_hint``."""
+    _served_lightgbm: served.LightGBMDirect | None = None
+    """LightGBM's booster path of the served form (``served.LightGBMDirect``), built with it."""
+    _served_hist_gbm: served.HistGBMDirect | None = None
+    """hist_gbm's path past its internal ColumnTransformer (``served.HistGBMDirect``), built with it."""
 
     def __init__(
         self,
@@ -105,8 +106,8 @@ class FamilyModel:
     def __getstate__(self) -> dict[str, Any]:
         # the served form is rebuilt from the fitted state on the first prediction, never stored
         state = dict(self.__dict__)
-        state.pop("_served_form", None)
-        state.pop("_served_checked", None)
+        for key in ("_served_form", "_served_checked", "_served_lightgbm", "_served_hist_gbm"):
+            state.pop(key, None)
         return state
 
     # --- preprocessing shared by fit and predict
@@ -282,9 +283,14 @@ class FamilyModel:
             est = self.estimator_.steps[-1][1]
             if self.family in ("random_forest", "extra_trees") and served.is_plain_forest(est, classify):
                 raw = served.forest_output(est, A, classify)
+            elif self._served_hist_gbm is not None:
+                with self._predict_threads(n):
+                    raw = self._served_hist_gbm.predict(A)
             else:
                 with self._predict_threads(n):
                     raw = est.predict_proba(A) if classify else est.predict(A)
+        elif self._served_lightgbm is not None:
+            raw = self._served_lightgbm.predict(form.coded_matrix(inputs))
         else:
             frame = form.frame(inputs, MISSING)
             kwargs = served.booster_kwargs(self.family, n)
@@ -309,10 +315,18 @@ class FamilyModel:
     def _form(self) -> served.ServedForm | None:
         if not getattr(self, "_served_checked", False):
             self._served_form = served.served_form(self, _PREP[self.family])
+            self._served_lightgbm, self._served_hist_gbm = None, None
+            if self._served_form is not None and self.family == "lightgbm":
+                self._served_lightgbm = served.LightGBMDirect.of(self.estimator_, self._served_form)
+            if self._served_form is not None and self.family == "hist_gbm":
+                est = self.estimator_.steps[-1][1]
+                self._served_hist_gbm = served.HistGBMDirect.of(est, self.problem == "classification")
             self._served_checked = True
         return self._served_form
 
     def _predict_threads(self, n_rows: int) -> Any:
-        """hist_gbm's OpenMP cap for batches worth threads; small batches skip threadpoolctl's
-        per-call library scan (a row's prediction does not depend on the thread count)."""
-        return contextlib.nullcontext() if n_rows <= served.SMALL_BATCH else self._threads()
+        """hist_gbm's OpenMP cap for this batch (``served.batch_threads``: one thread for small
+        batches); a row's prediction does not depend on the thread count."""
+        if self.family != "hist_gbm":
+            return contextlib.nullcontext()
+        return served.openmp_threads(served.batch_threads(n_rows, self.n_jobs))

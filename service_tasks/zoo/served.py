@@ -33,8 +33,42 @@ import pandas as pd
 
 UNSEEN = "\x00obsrv-unseen-level\x00"  # a level no encoder was fit on: how it encodes an unseen value
 SMALL_BATCH = 64
-"""Rows up to which boosters predict on one thread: waking a pool costs more than the work, and
-their per-row sums do not depend on the thread count."""
+"""Rows up to which boosters and hist_gbm predict on one thread: waking a pool costs more than the
+work (on a loaded machine an OpenMP barrier per tree costs milliseconds: a sleeping worker must be
+scheduled), and their per-row sums do not depend on the thread count (threads split rows, never a
+row's sum over trees)."""
+
+class _OpenMP:
+    """The OpenMP runtimes threadpoolctl finds, scanned once per process. It pickles unscanned: this
+    module is pickled by value with every served model (``tracking.dump_predictor``), its globals
+    with it, and a scan holds ctypes handles."""
+
+    def __init__(self) -> None:
+        self.controller: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"controller": None}
+
+    def limit(self, n_threads: int) -> Any:
+        if self.controller is None:
+            from threadpoolctl import ThreadpoolController
+
+            self.controller = ThreadpoolController().select(user_api="openmp")
+        return self.controller.limit(limits=n_threads)
+
+
+_OPENMP = _OpenMP()
+
+
+def openmp_threads(n_threads: int) -> Any:
+    """A context capping the OpenMP pools at ``n_threads``, from one scan of the loaded libraries:
+    ``threadpoolctl.threadpool_limits`` rescans every shared library on each call (~4 ms)."""
+    return _OPENMP.limit(n_threads)
+
+
+def batch_threads(n_rows: int, n_jobs: int) -> int:
+    """Threads for a batch of ``n_rows``: one for small batches, else the model's own count."""
+    return 1 if n_rows <= SMALL_BATCH else max(1, int(n_jobs))
 
 
 class Inputs:
@@ -70,6 +104,14 @@ class Inputs:
         return out
 
 
+def predict_shared(model: Any, inputs: Inputs) -> np.ndarray:
+    """A predictor's ``(n, K)`` matrix from one call's shared ``Inputs``: through its
+    ``predict_inputs`` when it has one (fold models, fold bags, ensembles), else from the raw frame."""
+    predict_inputs = getattr(model, "predict_inputs", None)
+    out = predict_inputs(inputs) if predict_inputs is not None else model.predict_matrix(inputs.X)
+    return np.asarray(out, dtype=np.float64)
+
+
 # One conversion per raw column, shared by the fit path (``FamilyModel``) and the served path, so
 # the two cannot drift apart.
 def numeric_values(s: pd.Series) -> np.ndarray:
@@ -87,6 +129,9 @@ def numeric_values(s: pd.Series) -> np.ndarray:
 
 def string_values(s: pd.Series, missing: str) -> np.ndarray:
     """A column as an object array of ``str`` values, ``missing`` for a missing one."""
+    if isinstance(s.dtype, pd.StringDtype):
+        # already ``str`` values: the same array without pandas' per-element astype round trip
+        return s.to_numpy(dtype=object, na_value=missing)
     o = s.astype(object)
     return o.where(o.notna(), missing).astype(str).to_numpy(dtype=object)
 
@@ -98,8 +143,15 @@ def native_values(s: pd.Series) -> np.ndarray:
 
 
 def _positions(categories: np.ndarray | pd.Index, values: np.ndarray) -> np.ndarray:
-    """Index of each value in ``categories`` (exact equality), -1 where absent."""
-    return np.asarray(pd.Index(categories, dtype=object).get_indexer(pd.Index(values, dtype=object)))
+    """Index of each value in ``categories`` (exact equality), -1 where absent. A small batch looks
+    its values up in a dict (building two pandas indexes costs more than the rows); levels are
+    distinct strings, never missing, so both ways find the same positions (a missing value: -1)."""
+    index = pd.Index(categories, dtype=object)
+    if len(values) <= SMALL_BATCH and index.is_unique and not index.hasnans:
+        lookup = {level: i for i, level in enumerate(index)}
+        return np.fromiter((lookup.get(v, -1) if isinstance(v, str) else -1 for v in values), dtype=np.intp,
+                           count=len(values))
+    return np.asarray(index.get_indexer(pd.Index(values, dtype=object)))
 
 
 @dataclass
@@ -188,6 +240,19 @@ class ServedForm:
         if not parts:
             return np.zeros((inputs.n, 0))
         return np.hstack(parts) if len(parts) > 1 else np.ascontiguousarray(parts[0], dtype=np.float64)
+
+    def coded_matrix(self, inputs: Inputs) -> np.ndarray:
+        """The float64 array LightGBM builds from the native frame (``lightgbm.basic._data_from_pandas``):
+        numeric columns, then each categorical column's code in its fitted levels, NaN where the
+        level is missing or was not among them."""
+        assert self.native_dtypes is not None
+        A = np.empty((inputs.n, len(self.numeric) + len(self.categorical)), dtype=np.float64)
+        A[:, : len(self.numeric)] = self.numeric_block(inputs)
+        for j, (c, dtype) in enumerate(zip(self.categorical, self.native_dtypes)):
+            codes = _positions(dtype.categories, inputs.native(c)).astype(np.float64)
+            codes[codes < 0] = np.nan
+            A[:, len(self.numeric) + j] = codes
+        return A
 
     def frame(self, inputs: Inputs, missing: str) -> pd.DataFrame:
         """The frame the estimator sees (native and catboost kinds), as ``FamilyModel._frame``."""
@@ -306,6 +371,100 @@ def is_plain_forest(est: Any, classify: bool) -> bool:
 
     kinds = (RandomForestClassifier, ExtraTreesClassifier) if classify else (RandomForestRegressor, ExtraTreesRegressor)
     return isinstance(est, kinds) and int(getattr(est, "n_outputs_", 1)) == 1
+
+
+@dataclass
+class LightGBMDirect:
+    """A fitted ``LGBMClassifier``/``LGBMRegressor`` predicted through its booster on the coded
+    array, with the parameters its sklearn ``predict`` would pass (read once): the wrapper's
+    per-call frame conversion, validation and parameter processing cost ~1 ms a fold model."""
+
+    booster: Any
+    params: dict[str, Any]
+    n_jobs: int
+    binary: bool  # predict_proba stacks (1 - p, p); multiclass and regression return the output
+
+    @classmethod
+    def of(cls, est: Any, form: ServedForm) -> "LightGBMDirect | None":
+        from lightgbm.sklearn import LGBMClassifier, LGBMModel, _choose_param_value, _ConfigAliases
+
+        if not isinstance(est, LGBMModel) or callable(getattr(est, "_objective", None)):
+            return None
+        booster = est.booster_
+        fitted = [list(c) for c in (getattr(booster, "pandas_categorical", None) or [])]
+        levels = [list(d.categories) for d in (form.native_dtypes or [])]
+        if fitted != levels or list(booster.feature_name()) != [str(c) for c in form.numeric + form.categorical]:
+            return None  # codes would not be the booster's own: predict through the frame
+        params = est._process_params(stage="predict")
+        for alias in _ConfigAliases.get_by_alias("data", "X", "raw_score", "start_iteration", "num_iteration",
+                                                 "pred_leaf", "pred_contrib"):
+            params.pop(alias, None)
+        params = _choose_param_value("num_threads", params, est.n_jobs)
+        n_jobs = int(est._process_n_jobs(params.pop("num_threads")))
+        binary = isinstance(est, LGBMClassifier) and int(est.n_classes_) <= 2
+        return cls(booster, params, n_jobs, binary)
+
+    def predict(self, A: np.ndarray) -> np.ndarray:
+        out = self.booster.predict(A, raw_score=False, start_iteration=0, num_iteration=None, pred_leaf=False,
+                                   pred_contrib=False, validate_features=False,
+                                   num_threads=batch_threads(len(A), self.n_jobs), **self.params)
+        return np.vstack((1.0 - out, out)).transpose() if self.binary else out
+
+
+@dataclass
+class HistGBMDirect:
+    """A fitted ``HistGradientBoosting*`` predicted from the pipeline's array without its internal
+    ``ColumnTransformer`` (validation and an ``OrdinalEncoder`` on every call, ~1 ms a fold model):
+    the same re-coding as lookups (categorical columns first, each value's index in the encoder's
+    fitted float categories, NaN for a missing or unknown one), then the estimator's own tree sum
+    and link, as its ``_raw_predict`` runs them."""
+
+    est: Any
+    categorical: np.ndarray  # the categorical columns of the input array (bool mask)
+    categories: list[np.ndarray]  # per categorical column: its fitted non-NaN categories, sorted
+    classify: bool
+
+    @classmethod
+    def of(cls, est: Any, classify: bool) -> "HistGBMDirect | None":
+        from sklearn.compose import ColumnTransformer
+        from sklearn.preprocessing import FunctionTransformer, OrdinalEncoder
+
+        pre = getattr(est, "_preprocessor", None)
+        if pre is None:
+            return None
+        steps = {name: (t, cols) for name, t, cols in getattr(pre, "transformers_", [])}
+        enc, mask = steps.get("encoder", (None, None))
+        num, rest = steps.get("numerical", (None, None))
+        if not (isinstance(pre, ColumnTransformer) and set(steps) <= {"encoder", "numerical", "remainder"}
+                and isinstance(enc, OrdinalEncoder) and isinstance(num, FunctionTransformer)
+                and isinstance(mask, np.ndarray) and mask.dtype == bool and np.array_equal(~mask, rest)
+                and _is_nan(enc.unknown_value) and _is_nan(enc.encoded_missing_value)
+                and enc.handle_unknown == "use_encoded_value"):
+            return None
+        categories = []
+        for c in enc.categories_:
+            values = np.asarray(c, dtype=np.float64)
+            values = values[~np.isnan(values)]
+            if np.any(np.diff(values) <= 0):
+                return None  # not np.unique's sorted levels
+            categories.append(values)
+        return cls(est, mask, categories, classify)
+
+    def predict(self, A: np.ndarray) -> np.ndarray:
+        from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
+
+        parts = []
+        for values, col in zip(self.categories, A[:, self.categorical].T):
+            pos = np.minimum(np.searchsorted(values, col), max(len(values) - 1, 0))
+            hit = (values[pos] == col) if len(values) else np.zeros(len(col), dtype=bool)
+            parts.append(np.where(hit, pos, np.nan).astype(np.float64))
+        B = np.column_stack([*parts, A[:, ~self.categorical]]).astype(np.float64, copy=False)
+        B = np.ascontiguousarray(B)
+        est = self.est
+        raw = np.zeros((len(B), est.n_trees_per_iteration_), dtype=est._baseline_prediction.dtype, order="F")
+        raw += est._baseline_prediction
+        est._predict_iterations(B, est._predictors, raw, False, _openmp_effective_n_threads(None))
+        return est._loss.predict_proba(raw) if self.classify else est._loss.link.inverse(raw.ravel())
 
 
 def booster_kwargs(family: str, n_rows: int) -> dict[str, Any]:

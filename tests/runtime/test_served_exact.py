@@ -79,6 +79,10 @@ def fitted(family: str, problem: str) -> zoo.FamilyModel:
 def test_served_path_equals_the_pipeline_to_the_last_bit(family: str, problem: str) -> None:
     model = fitted(family, problem)
     assert model._form() is not None, "the builders' pipelines all have a served form"
+    if family == "lightgbm":
+        assert model._served_lightgbm is not None, "LightGBM predicts through its booster on the coded array"
+    if family == "hist_gbm":
+        assert model._served_hist_gbm is not None, "hist_gbm predicts past its internal ColumnTransformer"
     rows = new_rows(500)
     for X in (rows.iloc[[0]], rows.iloc[[1]], rows.head(7), rows):
         np.testing.assert_array_equal(model.predict_matrix(X), model.predict_pipeline(X))
@@ -154,3 +158,111 @@ def test_a_served_ensemble_returns_the_reference_frame_bit_for_bit() -> None:
     assert list(served_out.columns) == ["prediction", "probability_good", "probability_bad"]
     assert set(served_out["prediction"]) <= {"good", "bad"}
     pd.testing.assert_frame_equal(served_out, reference, check_exact=True)
+
+
+def _pipeline_only(predictor: object) -> object:
+    """A deep copy of a predictor whose every fold model predicts through its fitted pipeline
+    (``predict_pipeline``, the reference): the served forms are switched off, nothing else."""
+    import copy
+
+    from obsrv.service_tasks.tracking import PackedPredictor
+
+    ref = copy.deepcopy(predictor)
+    stack = [ref]
+    seen: set[int] = set()
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, (list, tuple)):
+            stack.extend(obj)
+        elif isinstance(obj, dict):
+            stack.extend(obj.values())
+        elif isinstance(obj, PackedPredictor):
+            stack.append(obj.load())  # a copy holds only the bytes: load it, then switch its forms off
+        elif type(obj).__module__.startswith("obsrv."):
+            if isinstance(obj, zoo.FamilyModel):
+                obj._served_form, obj._served_checked = None, True
+                obj._served_lightgbm = obj._served_hist_gbm = None
+            stack.extend(vars(obj).values())
+    return ref
+
+
+def test_a_served_stack_with_packed_and_routed_members_equals_the_pipelines_bit_for_bit() -> None:
+    """The ensemble level: every member of a stack (packed fold bags of five families and a routed
+    model whose partner is one of them) predicts from one shared ``served.Inputs``, loaded and
+    prepared at load (``tracking.warm``); the frame equals the all-pipelines reference exactly, for
+    one row, a few rows and a batch past ``served.SMALL_BATCH`` (where threads are used)."""
+    import cloudpickle
+
+    from obsrv.service_tasks.ensembles.learners import FamilyFactory
+    from obsrv.service_tasks.ensembles.predictors import CombinedPredictor
+    from obsrv.service_tasks.ensembles.routing import FeatureRouter, RoutedPredictor, fit_routed
+    from obsrv.service_tasks.ensembles.stacking import LinearStacker
+    from obsrv.service_tasks.tracking import ObsrvPyfunc, PackedPredictor, warm
+
+    families = ("lightgbm", "hist_gbm", "catboost", "xgboost", "linear")
+    bags = [zoo.FoldBag([fitted(f, "binary") for _ in range(2)], f, {}) for f in families]
+    packed = [PackedPredictor(cloudpickle.dumps(b), f) for b, f in zip(bags, families)]
+    X_fit = frame(300, seed=1)
+    y_fit = target(X_fit, "binary", seed=2)
+    routed = RoutedPredictor(
+        [fit_routed(X_fit, y_fit, None, FeatureRouter("job"),
+                    FamilyFactory("hist_gbm", "classification", 2, (("max_iter", 20),), seed=5), min_size=40)],
+        alpha=0.6, partner=packed[4])
+    members: list[object] = [*packed, routed]
+    P = np.stack([served.predict_shared(m, served.Inputs(X_fit)) for m in members])
+    stacker = LinearStacker("classification").fit(P, y_fit)
+    wrapper = ObsrvPyfunc("classification", ["good", "bad"], list(X_fit.columns))
+    wrapper.predictor = CombinedPredictor(members, stacker)
+    reference = ObsrvPyfunc("classification", ["good", "bad"], list(X_fit.columns))
+    reference.predictor = _pipeline_only(wrapper.predictor)
+    warm(wrapper.predictor)
+    assert all(p._loaded is not None for p in packed), "warm unpickles every packed member"
+    assert all(m._served_checked for p in packed for m in p._loaded.models_), "and builds every served form"
+    rows = new_rows(200)
+    for X in (rows.iloc[[0]], rows.iloc[[1]], rows.head(7), rows):
+        got, want = wrapper.predict(None, X), reference.predict(None, X)
+        pd.testing.assert_frame_equal(got, want, check_exact=True)
+    assert all(m._served_form is None for p in reference.predictor.members[:5] for m in p.load().models_), \
+        "the reference predicted through the pipelines"
+
+
+def test_a_bag_that_has_predicted_still_dumps_by_value_and_serves_the_same(tmp_path) -> None:
+    """Predicting caches state for later calls (served forms, the OpenMP scan); none of it may
+    stop the bag from being published afterwards (the base tasks predict OOF, then dump)."""
+    from obsrv.service_tasks.tracking import dump_predictor, load_predictor
+
+    bag = zoo.FoldBag([fitted("hist_gbm", "binary"), fitted("lightgbm", "binary")], "mixed", {})
+    X = new_rows(100)
+    before = bag.predict_matrix(X)
+    bag.predict_matrix(X.head(1))
+    dump_predictor(bag, tmp_path / "predictor.pkl")
+    np.testing.assert_array_equal(load_predictor(tmp_path / "predictor.pkl").predict_matrix(X), before)
+
+
+def test_frame_encoder_transform_equals_its_pandas_reference_to_the_last_bit() -> None:
+    """The router's and passthrough's ``FrameEncoder`` converts column by column (served's own
+    conversions) instead of a frame-wide ``apply(pd.to_numeric)`` and ``astype("string")``: the
+    same array, for ints, floats with gaps, booleans, nullable ints, string and object levels."""
+    from obsrv.service_tasks.ensembles.base import FrameEncoder
+
+    X = frame(300, seed=1)
+    X["home_str"] = X["home"].astype("str")
+    rows = new_rows(120)
+    rows["home_str"] = rows["home"].astype("str")
+    enc = FrameEncoder(["home", "job", "home_str"], scale=True).fit(X)
+
+    def reference(Z: pd.DataFrame) -> np.ndarray:
+        num = Z[enc.numeric_].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        num = (np.where(np.isnan(num), enc.median_, num) - enc.mean_) / enc.std_
+        parts = [num]
+        for c in enc.categorical_:
+            col = Z[c].astype("string").to_numpy(dtype=object, na_value=None)
+            parts.append(np.column_stack([col == lv for lv in enc.levels_[c]]).astype(np.float64))
+        return np.hstack(parts)
+
+    assert enc.numeric_ and len(enc.categorical_) == 3
+    for Z in (rows.iloc[[0]], rows.iloc[[1]], rows):
+        np.testing.assert_array_equal(enc.transform(Z), reference(Z))
