@@ -115,6 +115,12 @@ def resolve(
         if isinstance(override, dict):
             override = override.get("default")
         value = override if override is not None else (spec or {}).get("default")
+        lookup = (spec or {}).get("lookup")
+        if value is None and isinstance(lookup, dict) and lookup:
+            # The CLI looks it up at deploy (bundle/config/mutator/resolve_resource_references.go);
+            # offline there is no workspace to ask, so the value says what would be looked up.
+            kind, looked_up = next(iter(lookup.items()))
+            value = f"<lookup {kind}: {looked_up}>"
         if value is None:
             raise ResolveError(f"no value assigned to required variable {name}")
         variables[name] = value

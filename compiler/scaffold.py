@@ -28,6 +28,8 @@ class ProjectValues:
     # A template of the bundle's `resources.apps` block (the obsrv app, docs/app.md), or "" for
     # none: only obsrv's own repository has the app's source folder.
     app_template: str = ""
+    # Its variables (the app's SQL warehouse), inside the root `variables:`; "" with no app.
+    app_variables_template: str = ""
 
 
 # obsrv's own repository: builds the wheel from its source tree.
@@ -39,6 +41,7 @@ OBSRV_PROJECT = ProjectValues(
     install="python -m pip install -e '.[cli]'",
     specs="examples/*.yaml",
     app_template="obsrv_app.yml.tmpl",
+    app_variables_template="obsrv_app_variables.yml.tmpl",
 )
 
 
@@ -57,8 +60,8 @@ def team_project(bundle_name: str) -> ProjectValues:
 def render(template: str, values: ProjectValues) -> str:
     text = files("obsrv.templates").joinpath(template).read_text(encoding="utf-8")
     mapping = {k.upper(): v for k, v in vars(values).items()}
-    mapping["APP"] = (files("obsrv.templates").joinpath(values.app_template).read_text(encoding="utf-8")
-                      if values.app_template else "")
+    for token, name in (("APP", values.app_template), ("APP_VARIABLES", values.app_variables_template)):
+        mapping[token] = files("obsrv.templates").joinpath(name).read_text(encoding="utf-8") if name else ""
 
     def one(match: re.Match[str]) -> str:
         return mapping[match.group(1)]  # KeyError: a template token without a value (a bug)

@@ -107,10 +107,13 @@ def test_every_reference_is_well_formed_and_resolves_for_both_targets(config: di
 
 def test_every_variable_has_a_value_in_every_target(config: dict[str, Any]) -> None:
     """bundle/config/mutator/set_variables.go: a variable without default, target value or
-    `--var`/BUNDLE_VAR_ fails every command. `service_principal` is the one CI must pass for prod."""
+    `--var`/BUNDLE_VAR_ fails every command; a `lookup` variable gets its value at deploy
+    (bundle/config/mutator/resolve_resource_references.go). `service_principal` is the one CI
+    must pass for prod."""
     for target in ("dev", "prod"):
         targets = config["targets"][target].get("variables", {})
-        missing = [n for n, v in config["variables"].items() if "default" not in (v or {}) and n not in targets]
+        missing = [n for n, v in config["variables"].items()
+                   if "default" not in (v or {}) and "lookup" not in (v or {}) and n not in targets]
         assert missing == ([] if target == "dev" else ["service_principal"])
 
 

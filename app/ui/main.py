@@ -10,6 +10,7 @@ import os
 
 import streamlit as st
 
+from obsrv.app.results import WAREHOUSE_ENV
 from obsrv.app.ui import edit, job, launch, results, session, watch
 
 PAGES = {"edit": ("Edit & validate", edit.render), "job": ("Job", job.render), "launch": ("Launch", launch.render),
@@ -34,6 +35,9 @@ def main() -> None:
         st.radio("where", ["local", "workspace"], key="mode", horizontal=True)
         if session.mode() == "workspace":
             st.text_input("profile (empty: unified auth's default, e.g. the app's service principal)", key="profile")
+            if not os.environ.get(WAREHOUSE_ENV):
+                # the deployed app gets it from its sql_warehouse resource; elsewhere, type it
+                st.text_input("SQL warehouse id (for the leaderboard)", key="warehouse_id")
         st.caption(f"workdir {session.workdir()}")
     PAGES[page][1]()
 

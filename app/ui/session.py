@@ -73,3 +73,17 @@ def workspace_api() -> Any:
     from obsrv.app.run_status import workspace_client
 
     return workspace_client(st.session_state.get("profile") or None).workspace
+
+
+def statements_api() -> Any:
+    """The SQL Statement Execution API (`WorkspaceClient().statement_execution`)."""
+    if "statements_api" in st.session_state:
+        return st.session_state["statements_api"]
+    from obsrv.app.run_status import workspace_client
+
+    return workspace_client(st.session_state.get("profile") or None).statement_execution
+
+
+def registry() -> Any:
+    """None: results.workspace_champion opens the UC registry itself. Tests put a stand-in here."""
+    return st.session_state.get("registry")

@@ -67,3 +67,28 @@ def test_the_source_folder_and_app_yaml(bundle: dict[str, Any]) -> None:
     # no secret in the files: the service principal's credentials come from the platform
     text = (source / "app.yaml").read_text() + (ROOT / "databricks.yml").read_text()
     assert "DATABRICKS_TOKEN" not in text and "client_secret" not in text.lower()
+
+
+def test_the_app_has_its_sql_warehouse_and_app_yaml_maps_it(bundle: dict[str, Any], problems: Any) -> None:
+    """apps.AppResourceSqlWarehouse (the bundle schema): `id` and `permission` (CAN_MANAGE,
+    CAN_USE, IS_OWNER), both required. app.yaml's `valueFrom` names the entry's `name`; Databricks
+    Apps then sets the variable to the warehouse id (docs.databricks.com dev-tools/databricks-apps/
+    environment-variables). The variable app/results.py reads is the one app.yaml sets."""
+    from obsrv.app.results import WAREHOUSE_ENV
+
+    app = bundle["resources"]["apps"]["obsrv_app"]
+    warehouses = [r for r in app["resources"] if "sql_warehouse" in r]
+    assert warehouses == [{"name": "sql_warehouse", "description": "read the jobs' leaderboard tables",
+                           "sql_warehouse": {"id": "${var.app_warehouse_id}", "permission": "CAN_USE"}}]
+    assert "lookup" in bundle["variables"]["app_warehouse_id"]  # a value at deploy without --var
+    env = yaml.safe_load((ROOT / app["source_code_path"] / "app.yaml").read_text())["env"]
+    assert {"name": WAREHOUSE_ENV, "valueFrom": "sql_warehouse"} in env
+    assert {e["valueFrom"] for e in env if "valueFrom" in e} <= {r["name"] for r in app["resources"]}
+    for field, bad in (("permission", "CAN_VIEW"), ("id", None)):
+        broken = copy.deepcopy(bundle)
+        entry = next(r for r in broken["resources"]["apps"]["obsrv_app"]["resources"] if "sql_warehouse" in r)
+        if bad is None:
+            del entry["sql_warehouse"][field]
+        else:
+            entry["sql_warehouse"][field] = bad
+        assert problems(broken), field

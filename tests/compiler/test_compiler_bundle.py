@@ -230,7 +230,7 @@ def test_databricks_yml_contents(root_bundle: dict[str, Any]) -> None:
     artifact = root_bundle["artifacts"]["obsrv_wheel"]
     assert artifact["type"] == "whl" and artifact["dynamic_version"] is True and artifact["build"]
     assert artifact["path"] == "."
-    assert set(root_bundle["variables"]) == {"service_principal", "readers"}
+    assert set(root_bundle["variables"]) == {"service_principal", "readers", "app_warehouse_id"}
     assert root_bundle["targets"]["dev"]["mode"] == "development" and root_bundle["targets"]["dev"]["default"] is True
     assert root_bundle["targets"]["prod"]["mode"] == "production"
     assert root_bundle["experimental"] == {"skip_artifact_cleanup": True}
