@@ -3,6 +3,8 @@ version and URI, and two runs of the same job compared."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import streamlit as st
 
 from obsrv.app.results import (Champion, champion, compare, configured_warehouse, leaderboard, report_plots, run_outputs,
@@ -41,8 +43,8 @@ def render() -> None:
         st.dataframe(compare(board, leaderboard(session.workdir(), other), run_id, other), hide_index=True)
 
 
-def _board(board: object, run_id: str) -> None:
-    shown = board.copy()  # type: ignore[attr-defined]
+def _board(board: Any, run_id: str) -> None:
+    shown = board.copy()
     shown.insert(0, "champion", ["★" if c else "" for c in shown["is_champion"].astype(bool)])
     st.subheader(f"leaderboard, run {run_id}")
     # a static table (not the canvas grid): every figure is text a reader can copy and search
