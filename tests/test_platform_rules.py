@@ -363,3 +363,13 @@ def test_notebook_shim_rebuilds_the_wheel_argv(results: list[CompileResult], mon
                 exec(code, {"dbutils": dbutils})
     wheel_argv = [arg for flag, value in _argv(task).items() for arg in (flag, value)]
     assert seen == [["obsrv-task", *wheel_argv]] * 2
+
+
+def test_a_lookup_variable_resolves_offline_to_what_it_looks_up_and_a_value_given_wins(config: dict[str, Any]) -> None:
+    """resolve_resource_references.go: a variable with a value ignores its `lookup`; otherwise the
+    CLI asks the workspace at deploy. Offline the resolver names what would be looked up."""
+    assert _resolved(config, "dev", ALICE)["variables"]["app_warehouse_id"] == "<lookup warehouse: Serverless Starter Warehouse>"
+    given = resolve(config, "dev", ALICE, overrides={"app_warehouse_id": "abc123"})
+    assert given["variables"]["app_warehouse_id"] == "abc123"
+    app = given["resources"]["apps"]["obsrv_app"]
+    assert {"id": "abc123", "permission": "CAN_USE"} in [r["sql_warehouse"] for r in app["resources"] if "sql_warehouse" in r]

@@ -153,3 +153,17 @@ def test_the_workspace_results_page_explains_what_is_missing(tmp_path: Path, mon
     at.run()
     assert len(at.table) == 1
     assert f"the registered model {MODEL} has no @champion version" in at.warning[0].value
+
+
+def test_long_columns_keep_integers_and_nulls_and_dates_stay_text() -> None:
+    from databricks.sdk.service import sql
+
+    from obsrv.app.results import frame_from_rows
+
+    columns = [sql.ColumnInfo(name="Fold Count", type_name=sql.ColumnInfoTypeName.LONG, position=0),
+               sql.ColumnInfo(name="day", type_name=sql.ColumnInfoTypeName.DATE, position=1)]
+    frame = frame_from_rows(columns, [["5", "2026-12-02"], [None, None]])
+    assert list(frame.columns) == ["Fold Count", "day"]  # the user's column names as they are
+    assert str(frame["Fold Count"].dtype) == "Int64" and frame["Fold Count"].iloc[0] == 5
+    assert frame["Fold Count"].isna().tolist() == [False, True]
+    assert frame["day"].iloc[0] == "2026-12-02" and frame["day"].isna().tolist() == [False, True]
