@@ -100,6 +100,15 @@ class TemperatureScaledPredictor:
         return apply_temperature(self.inner.predict_matrix(X), self.temperature)
 
 
+def unscaled(predictor: object) -> object:
+    """The fitted model under a temperature wrapper (stack_blend reads a member's config and fold
+    models from it to re-fit the member; the re-fit's blend is then calibrated on publish)."""
+    # by attribute: a published predictor is pickled by value, so an unpickled wrapper is not an
+    # instance of this module's class (as stack_tasks reads a FoldBag)
+    is_wrapper = hasattr(predictor, "inner") and hasattr(predictor, "temperature")
+    return getattr(predictor, "inner") if is_wrapper else predictor
+
+
 def calibrate_output(o: ModelOutput, y: np.ndarray, folds: np.ndarray,
                      weights: np.ndarray | None = None) -> ModelOutput:
     """``o`` temperature-scaled: OOF nested, holdout and serving by the T fit on all OOF rows. A T of

@@ -119,3 +119,9 @@ def test_runtime_publish_hook_scales_only_under_the_rule(tmp_path: Path) -> None
     auc_ctx = auc_job.ctx(auc_job.request("base", "base_linear", task={"family": "linear"}))
     (same,) = auc_ctx._calibrated([o])
     assert same is o
+
+
+def test_unscaled_reaches_the_fitted_model_for_stack_blend() -> None:
+    inner = _Fixed(np.eye(2))
+    wrapped = C.TemperatureScaledPredictor(inner, 2.0)
+    assert C.unscaled(wrapped) is inner and C.unscaled(inner) is inner
