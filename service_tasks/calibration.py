@@ -15,6 +15,7 @@ rule 4), and T is found by a bounded 1-D search on log T (scipy, deterministic, 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -22,6 +23,7 @@ import pandas as pd
 from scipy.optimize import minimize_scalar
 
 from .contract import ModelOutput, Predictor
+from .errors import TaskError
 
 # obsrv's only probability-scored primary metric (AutoGluon: ``eval_metric.needs_proba``); auc is a
 # ranking metric and the threshold metrics are tuned on OOF (evaluate), so neither is calibrated.
@@ -31,6 +33,18 @@ MIN_ROWS_MULTICLASS = 500  # AutoGluon predictor.py: min_val_rows_for_calibratio
 # log T searched in [-LOG_T_BOUND, LOG_T_BOUND]: T from 1/20 to 20, far wider than real miscalibration
 LOG_T_BOUND = float(np.log(20.0))
 _EPS = 1e-15  # probabilities are clipped before the log, as metrics.logloss clips
+
+
+ENV_SWITCH = "OBSRV_CALIBRATE"  # "auto": AutoGluon's rule below; "off" (default): never
+
+
+def enabled() -> bool:
+    """Opt-in: benchmarks/results/code_ab_calibration.md did not show a gain, so it is not a default."""
+    value = os.environ.get(ENV_SWITCH, "off").strip().lower()
+    if value not in ("auto", "off"):
+        raise TaskError(f"{ENV_SWITCH}={value!r} is not understood: set it to 'auto' (temperature-scale "
+                        "probabilities for logloss workflows, docs/calibration.md) or 'off' (the default).")
+    return value == "auto"
 
 
 def should_calibrate(problem: str, metric: str, n_rows: int, n_classes: int) -> bool:

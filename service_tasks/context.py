@@ -173,11 +173,12 @@ class RuntimeContext:
 
     # ---------------------------------------------------------------------------------- publish
     def _calibrated(self, outputs: list[ModelOutput]) -> list[ModelOutput]:
-        """Every published model temperature-scaled when AutoGluon's rule says so (docs/calibration.md):
+        """With OBSRV_CALIBRATE=auto, every published model temperature-scaled when AutoGluon's rule
+        says so (docs/calibration.md):
         base models, so the champion is, and ensembles, whose pool then holds nested-calibrated OOF.
         Otherwise the outputs are returned untouched, so served predictions stay bit-identical."""
         prep = self.prepared
-        if not calibration.should_calibrate(prep.problem, self.primary_metric, len(prep.y_train), prep.n_outputs):
+        if not calibration.enabled() or not calibration.should_calibrate(prep.problem, self.primary_metric, len(prep.y_train), prep.n_outputs):
             return outputs
         y = np.asarray(prep.y_train, dtype=np.int64)
         out = [calibration.calibrate_output(o, y, prep.folds, prep.w_train) for o in outputs]

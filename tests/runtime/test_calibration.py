@@ -85,7 +85,17 @@ class _Fixed:
         return self.out[: len(X)]
 
 
-def test_runtime_publish_hook_scales_only_under_the_rule(tmp_path: Path) -> None:
+def test_the_switch_is_off_by_default_and_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(C.ENV_SWITCH, raising=False)
+    assert not C.enabled()
+    monkeypatch.setenv(C.ENV_SWITCH, "auto")
+    assert C.enabled()
+    monkeypatch.setenv(C.ENV_SWITCH, "yes")
+    with pytest.raises(Exception, match="OBSRV_CALIBRATE='yes' is not understood"):
+        C.enabled()
+
+
+def test_runtime_publish_hook_scales_only_under_the_rule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """RuntimeContext._calibrated on a real prepared table: with logloss and >= 500 training rows the
     OOF is nested per shared fold, the holdout and the served predictor use the all-rows T; with auc
     the same outputs come back as the very same objects."""
@@ -103,6 +113,9 @@ def test_runtime_publish_hook_scales_only_under_the_rule(tmp_path: Path) -> None
     oof = 0.97 * onehot[guess] + 0.03 / prep.n_outputs
     hold = 0.97 * onehot[rng.integers(0, prep.n_outputs, len(prep.y_holdout))] + 0.03 / prep.n_outputs
     o = ModelOutput("m", "linear", predictor=_Fixed(hold), oof=oof, holdout=hold)
+    monkeypatch.delenv(C.ENV_SWITCH, raising=False)
+    assert ctx._calibrated([o])[0] is o  # off by default
+    monkeypatch.setenv(C.ENV_SWITCH, "auto")
     (out,) = ctx._calibrated([o])
     y = np.asarray(prep.y_train, dtype=np.int64)
     t_all = C.fit_temperature(oof, y)
