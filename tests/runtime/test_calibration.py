@@ -138,3 +138,22 @@ def test_unscaled_reaches_the_fitted_model_for_stack_blend() -> None:
     inner = _Fixed(np.eye(2))
     wrapped = C.TemperatureScaledPredictor(inner, 2.0)
     assert C.unscaled(wrapped) is inner and C.unscaled(inner) is inner
+
+
+@pytest.mark.slow
+def test_a_calibrated_base_model_serves_its_scaled_probabilities(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """End to end through MLflow: a logloss workflow with the switch on publishes a scaled base model,
+    and the logged model (what the pyfunc's probability_<class> columns come from) predicts the
+    published, scaled holdout."""
+    monkeypatch.setenv(C.ENV_SWITCH, "auto")
+    monkeypatch.setenv("OBSRV_COMPUTE", "cpu")
+    job = runtime_helpers.make_job(tmp_path, "multiclass", df=runtime_helpers.synthetic("multiclass", n=900),
+                                   metric={"classification": ["logloss", "accuracy"]}, holdout=0.2)
+    job.prepare()
+    ctx = job.base("random_forest")
+    name = "base_random_forest/random_forest_0"
+    hold = ctx.predictions(["base_random_forest"]).holdout[0]
+    served = ctx.predictors([name])[name].predict_matrix(ctx.prepared.X_holdout)
+    np.testing.assert_allclose(served, hold, atol=1e-12)
+    inner = C.unscaled(ctx.predictors([name])[name].load())  # the fitted bag under the temperature
+    assert not np.allclose(inner.predict_matrix(ctx.prepared.X_holdout), hold)
