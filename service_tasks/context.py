@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from obsrv.service_tasks import calibration
 from obsrv.service_tasks import metrics as M
 from obsrv.service_tasks import tracking
 from obsrv.service_tasks.errors import TaskError
@@ -171,6 +172,21 @@ class RuntimeContext:
         return out
 
     # ---------------------------------------------------------------------------------- publish
+    def _calibrated(self, outputs: list[ModelOutput]) -> list[ModelOutput]:
+        """With OBSRV_CALIBRATE=auto, every published model temperature-scaled when AutoGluon's rule
+        says so (docs/calibration.md):
+        base models, so the champion is, and ensembles, whose pool then holds nested-calibrated OOF.
+        Otherwise the outputs are returned untouched, so served predictions stay bit-identical."""
+        prep = self.prepared
+        if not calibration.enabled() or not calibration.should_calibrate(prep.problem, self.primary_metric, len(prep.y_train), prep.n_outputs):
+            return outputs
+        y = np.asarray(prep.y_train, dtype=np.int64)
+        out = [calibration.calibrate_output(o, y, prep.folds, prep.w_train) for o in outputs]
+        for o in out:
+            if "temperature" in o.metrics:
+                self.log(f"{o.name}: {o.notes[-1]}")
+        return out
+
     def publish(self, outputs: list[ModelOutput]) -> None:
         """Write this task's oof/holdout/models tables and log one MLflow run per model."""
         if not outputs:
@@ -182,6 +198,7 @@ class RuntimeContext:
         for o in outputs:
             _check_matrix(o.oof, (len(prep.y_train), prep.n_outputs), f"{o.name}.oof")
             _check_matrix(o.holdout, (len(prep.y_holdout), prep.n_outputs), f"{o.name}.holdout")
+        outputs = self._calibrated(outputs)
         cols = prediction_columns(prep)
         oof_frames, hold_frames, rows = [], [], []
         if self.mlflow_enabled:

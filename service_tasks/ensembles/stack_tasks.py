@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from obsrv.compiler import spec
-from obsrv.service_tasks import metrics, zoo
+from obsrv.service_tasks import calibration, metrics, zoo
 from obsrv.service_tasks.zoo import time_limits
 from obsrv.service_tasks.errors import TaskError
 from obsrv.service_tasks.contract import ModelOutput, TaskContext
@@ -136,7 +136,7 @@ def _member_refits(job: Job, idx: list[int]) -> list[MemberRefit]:
     for n in job.names(idx):
         member = loaded[n]
         # a packed member is unpickled here one at a time, read and dropped
-        bag = member.load() if isinstance(member, PackedPredictor) else member
+        bag = calibration.unscaled(member.load() if isinstance(member, PackedPredictor) else member)
         params = getattr(bag, "params", None)
         # by attribute: an unpickled published bag is not a zoo.FoldBag instance (pickled by value)
         folds = list(getattr(bag, "models_", []))

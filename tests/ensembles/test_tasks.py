@@ -532,3 +532,34 @@ def test_route_external_matches_the_id_column_and_the_routing_table_ignoring_cas
     n_ab = int((data.X_train.seg != "c").sum())
     assert f"route_external: {n_ab} of {len(data.y_train)} training rows found a route in routes" in ctx.logs
     assert all(o.predictor.extra_input_columns == ["Cust"] for o in ctx.published)
+
+
+def test_stack_blend_refits_temperature_scaled_members(binary_setup):
+    """Members published temperature-scaled (docs/calibration.md) still re-fit from their config and
+    fold models: the task reads them under the wrapper, which also arrives as another class."""
+    import copy
+
+    from obsrv.service_tasks import zoo
+
+    data, pool, preds = binary_setup
+    cfg = {"task": "stack_blend", "stack": {"top_n": 5, "blend_fraction": 0.3}}
+    limited = copy.deepcopy(preds)
+    timed = [n for n in pool.models if pool.families[pool.models.index(n)] in ("hist_gbm", "random_forest")]
+    for n in timed:
+        for f, m in enumerate(limited[n].models_):
+            m.time_limit_s = 0.001 * f
+
+    class PublishedScaled:
+        """calibration.TemperatureScaledPredictor unpickled in another process."""
+
+        def __init__(self, inner, temperature):
+            self.inner, self.temperature = inner, temperature
+
+        def predict_matrix(self, X):
+            return self.inner.predict_matrix(X)
+
+    ctx = fake_context(data, pool, {n: PublishedScaled(b, 1.5) for n, b in limited.items()}, cfg, metric="auc")
+    run_task(ctx)
+    expected = round(0.001 * (data.n_folds - 1), 3)
+    assert ctx.published[0].params["refit_time_limits"] == {n: expected for n in timed}
+    assert zoo.fit_time_limit(limited[timed[0]].models_) == pytest.approx(expected)
