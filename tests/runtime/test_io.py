@@ -8,6 +8,7 @@ import pytest
 
 from obsrv.service_tasks.io import LocalDeltaStore, TableName, get_store, leaderboard_table, output_table
 from obsrv.service_tasks.io.store import SparkTableStore
+from support.spark_session import local_spark
 
 
 def _typed_frame() -> pd.DataFrame:
@@ -92,21 +93,7 @@ def test_seed_naming_convention() -> None:
 
 @pytest.fixture(scope="module")
 def spark(tmp_path_factory):
-    pytest.importorskip("pyspark")
-    from pyspark.sql import SparkSession
-
-    warehouse = tmp_path_factory.mktemp("spark-warehouse")
-    session = (
-        SparkSession.builder.master("local[1]")
-        .appName("obsrv-tests")
-        .config("spark.sql.warehouse.dir", str(warehouse))
-        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "1")
-        .getOrCreate()
-    )
-    yield session
-    session.stop()
+    yield from local_spark(tmp_path_factory, "obsrv-tests")
 
 
 @pytest.mark.slow

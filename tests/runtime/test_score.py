@@ -7,7 +7,7 @@ creates an MLflow store). The CLI's refusals run before any store exists and are
 
 from __future__ import annotations
 
-import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +19,8 @@ from obsrv.service_tasks.errors import FinalTaskError
 from obsrv.service_tasks.io import LocalDeltaStore, TableName
 from obsrv.service_tasks.stages.score import run_score
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from support.runtime_helpers import Job, context_for, synthetic  # noqa: E402
+from support.runtime_helpers import Job, context_for, synthetic
+from support.spark_session import local_spark
 
 # Users' column names as a source may have them: dots, spaces, mixed case.
 RENAMED = {"x0": "Income.Total", "x2": "debt ratio", "color": "Colour"}
@@ -217,23 +217,9 @@ def test_cli_refuses_without_score_block_or_local_champion(tmp_path: Path, capsy
 
 
 @pytest.fixture(scope="module")
-def spark(tmp_path_factory: pytest.TempPathFactory) -> Any:
+def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Local Spark with its session catalog (spark_catalog.default), as tests/runtime/test_io.py."""
-    pytest.importorskip("pyspark")
-    from pyspark.sql import SparkSession
-
-    warehouse = tmp_path_factory.mktemp("spark-warehouse")
-    session = (
-        SparkSession.builder.master("local[1]")
-        .appName("obsrv-score-tests")
-        .config("spark.sql.warehouse.dir", str(warehouse))
-        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "1")
-        .getOrCreate()
-    )
-    yield session
-    session.stop()
+    yield from local_spark(tmp_path_factory, "obsrv-score-tests")
 
 
 @pytest.mark.slow
