@@ -271,11 +271,13 @@ class ObsrvPyfunc(_PythonModelBase):
         return output_frame(self.predictor.predict_matrix(X), self.problem, self.classes)
 
 
-def warm(predictor: Any) -> None:
-    """Do at load what the first call would otherwise do: unpickle every packed member and build
-    every fold model's served form (``zoo.served``), so that no call pays for them."""
+def obsrv_objects(root: Any) -> Iterator[Any]:
+    """Every obsrv object reachable from ``root`` through lists, tuples, dicts and attributes, each
+    once, parents before what they hold; a packed member (``PackedPredictor``) is unpickled and the
+    member it holds walked instead. Objects are recognised by module, not class: pickled by value,
+    they are not this module's classes."""
     seen: set[int] = set()
-    stack = [predictor]
+    stack = [root]
     while stack:
         obj = stack.pop()
         if id(obj) in seen:
@@ -287,16 +289,22 @@ def warm(predictor: Any) -> None:
         if isinstance(obj, dict):
             stack.extend(obj.values())
             continue
-        # obsrv's own objects only (by module: pickled by value, they are not this module's classes)
         if not str(getattr(type(obj), "__module__", "")).startswith("obsrv."):
             continue
         if isinstance(getattr(obj, "blob", None), bytes) and callable(getattr(obj, "load", None)):
             stack.append(obj.load())  # a PackedPredictor: the member it holds
             continue
+        yield obj  # the caller acts on it before its attributes are walked
+        stack.extend(getattr(obj, "__dict__", {}).values())
+
+
+def warm(predictor: Any) -> None:
+    """Do at load what the first call would otherwise do: unpickle every packed member and build
+    every fold model's served form (``zoo.served``), so that no call pays for them."""
+    for obj in obsrv_objects(predictor):
         form = getattr(obj, "_form", None)
         if callable(form):
             form()
-        stack.extend(getattr(obj, "__dict__", {}).values())
 
 
 def _infinities_as_missing(X: pd.DataFrame) -> pd.DataFrame:

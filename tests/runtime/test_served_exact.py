@@ -165,27 +165,14 @@ def _pipeline_only(predictor: object) -> object:
     (``predict_pipeline``, the reference): the served forms are switched off, nothing else."""
     import copy
 
-    from obsrv.service_tasks.tracking import PackedPredictor
+    from obsrv.service_tasks.tracking import obsrv_objects
 
     ref = copy.deepcopy(predictor)
-    stack = [ref]
-    seen: set[int] = set()
-    while stack:
-        obj = stack.pop()
-        if id(obj) in seen:
-            continue
-        seen.add(id(obj))
-        if isinstance(obj, (list, tuple)):
-            stack.extend(obj)
-        elif isinstance(obj, dict):
-            stack.extend(obj.values())
-        elif isinstance(obj, PackedPredictor):
-            stack.append(obj.load())  # a copy holds only the bytes: load it, then switch its forms off
-        elif type(obj).__module__.startswith("obsrv."):
-            if isinstance(obj, zoo.FamilyModel):
-                obj._served_form, obj._served_checked = None, True
-                obj._served_lightgbm = obj._served_hist_gbm = None
-            stack.extend(vars(obj).values())
+    # a copy's packed members hold only bytes: the walk loads them, then their forms are switched off
+    for obj in obsrv_objects(ref):
+        if isinstance(obj, zoo.FamilyModel):
+            obj._served_form, obj._served_checked = None, True
+            obj._served_lightgbm = obj._served_hist_gbm = None
     return ref
 
 
