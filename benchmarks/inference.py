@@ -5,8 +5,16 @@
 Run it after the README's main command (`obsrv data demo && obsrv compile examples/credit_risk.yaml
 && obsrv run examples/credit_risk.yaml --time-limit 120`). For each model it prints:
 
-* load: `mlflow.pyfunc.load_model(uri)` in a fresh process after `import mlflow` (AutoGluon:
-  `TabularPredictor.load`), and the first one-row call after it (lazy member loading shows there);
+* cold start: a fresh process from its first import to its first one-row prediction, split into
+  the import of the serving library (`import mlflow`; AutoGluon: `import autogluon.tabular`), the
+  load (`mlflow.pyfunc.load_model(uri)`, which imports the model's ML libraries as it unpickles,
+  resolves the alias in the registry and checks the model's requirements against the installed
+  packages; AutoGluon: `TabularPredictor.load` of its folder, in a process of its own after the fit)
+  and the first one-row call (lazy loading shows there: AutoGluon loads its models then);
+* reload: the same model loaded again in that process from a local copy of its artifacts, as
+  Model Serving loads a model it has downloaded: the libraries are imported and MLflow's
+  requirement check has its package map, so this is the model's own load work (AutoGluon: its load
+  and first call, since its models load at the first call);
 * single-row latency p50/p99 over warm calls, one row of the table each;
 * 1,000 and 100,000 rows (the table's rows resampled with replacement to reach 100k), rows/s;
 * the model's size on disk.
@@ -64,10 +72,12 @@ def _size(path: Path) -> int:
 
 
 def measure_obsrv(uri: str, home: Path, table: Path) -> dict:
-    """One model in this (fresh) process: load, first call, timings, size."""
+    """One model in this (fresh) process: cold start in its parts, reload, timings, size."""
+    t = time.perf_counter()
     import mlflow
     import pandas as pd
 
+    imported = time.perf_counter() - t
     mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow.db'}")
     mlflow.set_registry_uri(f"sqlite:///{home / 'mlflow.db'}")
     t = time.perf_counter()
@@ -78,32 +88,105 @@ def measure_obsrv(uri: str, home: Path, table: Path) -> dict:
     model.predict(X.iloc[[0]])
     first = time.perf_counter() - t
     local = Path(mlflow.artifacts.download_artifacts(uri))
-    return {"load_s": load, "first_call_s": first, **_timings(model.predict, X), "size_mb": _size(local) / 1e6}
+    t = time.perf_counter()
+    mlflow.pyfunc.load_model(str(local))
+    reload = time.perf_counter() - t
+    return {"import_s": imported, "load_s": load, "first_call_s": first, "reload_s": reload,
+            **_timings(model.predict, X), "size_mb": _size(local) / 1e6}
 
 
-def measure_autogluon(split: Path, budget: int) -> dict:
-    """In the peers' virtualenv: fit best_quality, then load and time it as the obsrv models."""
+# the import name of each requirement a logged obsrv model can carry, where it differs from the pip name
+_IMPORT_NAMES = {"scikit-learn": "sklearn"}
+
+
+def libraries_loaded(uri: str, home: Path) -> list[str]:
+    """The model's requirements that loading it imports (every obsrv model lists all the families'
+    libraries; a model imports only its members')."""
+    import sys
+
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow.db'}")
+    mlflow.set_registry_uri(f"sqlite:///{home / 'mlflow.db'}")
+    before = set(sys.modules)
+    local = Path(mlflow.artifacts.download_artifacts(uri))
+    mlflow.pyfunc.load_model(str(local), suppress_warnings=True)
+    requirements = [line.split("==")[0] for line in (local / "requirements.txt").read_text().split()]
+    return [r for r in requirements if _IMPORT_NAMES.get(r, r) in set(sys.modules) - before]
+
+
+def load_breakdown(uri: str, home: Path, table: Path, libraries: list[str]) -> dict:
+    """A fresh process's cold start of one model, step by step in the order MLflow takes them:
+    where a load's seconds go (the steps add up to the cold start)."""
+    import importlib
+
+    steps: dict[str, float] = {}
+    t = time.perf_counter()
+    import mlflow
+    import pandas as pd
+
+    steps["import mlflow, pandas"] = time.perf_counter() - t
+    mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow.db'}")
+    mlflow.set_registry_uri(f"sqlite:///{home / 'mlflow.db'}")
+    t = time.perf_counter()
+    local = Path(mlflow.artifacts.download_artifacts(uri))
+    steps["resolve the alias in the local registry, copy the artifacts"] = time.perf_counter() - t
+    t = time.perf_counter()
+    for name in libraries:
+        importlib.import_module(_IMPORT_NAMES.get(name, name))
+    steps[f"import the libraries the model unpickles ({', '.join(libraries)})"] = time.perf_counter() - t
+    from mlflow.utils import requirements_utils
+
+    t = time.perf_counter()
+    requirements_utils._init_packages_to_modules_map()  # the requirement check's scan of installed packages
+    steps["MLflow's requirement check: its map of the installed packages"] = time.perf_counter() - t
+    t = time.perf_counter()
+    model = mlflow.pyfunc.load_model(str(local))
+    steps["load_model of the local copy (the rest: MLflow's reading, obsrv's unpickling and warm-up)"] = (
+        time.perf_counter() - t)
+    X = pd.read_parquet(table)[model.metadata.signature.inputs.input_names()]
+    t = time.perf_counter()
+    model.predict(X.iloc[[0]])
+    steps["first one-row call"] = time.perf_counter() - t
+    return steps
+
+
+def fit_autogluon(split: Path, budget: int) -> dict:
+    """In the peers' virtualenv: fit best_quality on the split's training rows into its folder."""
     import pandas as pd
     from autogluon.tabular import TabularPredictor
 
     meta = json.loads((split / "meta.json").read_text())
     train = pd.read_parquet(split / "train.parquet")
-    path = split / "ag_models"
     t = time.perf_counter()
-    TabularPredictor(label=meta["target"], eval_metric=meta["metric"], path=str(path), verbosity=0).fit(
-        train, presets="best_quality", time_limit=budget, num_cpus=meta["n_jobs"], num_gpus=0,
-        dynamic_stacking="auto" if budget >= 120 else False)  # as peers_runner.py: short budgets skip DyStack
-    fit = time.perf_counter() - t
+    predictor = TabularPredictor(label=meta["target"], eval_metric=meta["metric"], path=str(split / "ag_models"),
+                                 verbosity=0)
+    predictor.fit(train, presets="best_quality", time_limit=budget, num_cpus=meta["n_jobs"], num_gpus=0,
+                  dynamic_stacking="auto" if budget >= 120 else False)  # as peers_runner.py: short budgets skip DyStack
+    return {"fit_s": time.perf_counter() - t, "best_model": str(predictor.model_best)}
+
+
+def measure_autogluon(split: Path) -> dict:
+    """In a fresh process of the peers' virtualenv, after fit_autogluon: timed as the obsrv models."""
+    t = time.perf_counter()
+    import pandas as pd
+    from autogluon.tabular import TabularPredictor
+
+    imported = time.perf_counter() - t
+    meta = json.loads((split / "meta.json").read_text())
+    path = split / "ag_models"
     t = time.perf_counter()
     predictor = TabularPredictor.load(str(path))
     load = time.perf_counter() - t
-    X = train.drop(columns=[meta["target"]])
+    X = pd.read_parquet(split / "train.parquet").drop(columns=[meta["target"]])
     t = time.perf_counter()
     predictor.predict_proba(X.iloc[[0]])
     first = time.perf_counter() - t
-    out = {"load_s": load, "first_call_s": first, **_timings(predictor.predict_proba, X), "size_mb": _size(path) / 1e6,
-           "fit_s": fit, "best_model": str(predictor.model_best)}
-    return out
+    t = time.perf_counter()
+    TabularPredictor.load(str(path)).predict_proba(X.iloc[[0]])  # its models load lazily, at the first call
+    reload = time.perf_counter() - t
+    return {"import_s": imported, "load_s": load, "first_call_s": first, "reload_s": reload,
+            **_timings(predictor.predict_proba, X), "size_mb": _size(path) / 1e6}
 
 
 def _subprocess(python: Path | str, args: list[str], timeout: float) -> dict:
@@ -167,9 +250,15 @@ def _ag_split(split: Path) -> None:
 
 def _row(name: str, r: dict) -> str:
     if "error" in r:
-        return f"| {name} | failed: {r['error'][0][:100]} | | | | | | |"
-    return (f"| {name} | {r['load_s']:.2f} | {r['first_call_s']:.2f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
-            f"{r['rows1k_ms']:.0f} | {r['rows100k_s']:.1f} ({BIG / r['rows100k_s']:,.0f} rows/s) | {r['size_mb']:.1f} |")
+        return f"| {name} | failed: {r['error'][0][:100]} |" + " |" * 9
+    cold = r["import_s"] + r["load_s"] + r["first_call_s"]
+    return (f"| {name} | {cold:.2f} | {r['import_s']:.2f} | {r['load_s']:.2f} | {r['first_call_s']:.2f} | "
+            f"{r['reload_s']:.2f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['rows1k_ms']:.0f} | "
+            f"{r['rows100k_s']:.1f} ({BIG / r['rows100k_s']:,.0f} rows/s) | {r['size_mb']:.1f} |")
+
+
+HEADER = ("| model | cold start s | import s | load s | first call s | reload s | 1 row p50 ms | 1 row p99 ms "
+          "| 1k rows ms | 100k rows s | size MB |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -179,13 +268,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-autogluon", action="store_true")
     ap.add_argument("--model", action="append", default=[], help="a leaderboard model to measure as well")
     ap.add_argument("--measure", nargs=3, metavar=("URI", "HOME", "TABLE"), help=argparse.SUPPRESS)
+    ap.add_argument("--libraries", nargs=2, metavar=("URI", "HOME"), help=argparse.SUPPRESS)
+    ap.add_argument("--breakdown", nargs=4, metavar=("URI", "HOME", "TABLE", "LIBS"), help=argparse.SUPPRESS)
+    ap.add_argument("--autogluon-fit", metavar="SPLIT", help=argparse.SUPPRESS)
     ap.add_argument("--autogluon", metavar="SPLIT", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.measure:
         print(json.dumps(measure_obsrv(args.measure[0], Path(args.measure[1]), Path(args.measure[2]))))
         return 0
+    if args.libraries:
+        print(json.dumps({"libraries": libraries_loaded(args.libraries[0], Path(args.libraries[1]))}))
+        return 0
+    if args.breakdown:
+        uri, where, table, libs = args.breakdown
+        print(json.dumps(load_breakdown(uri, Path(where), Path(table), [x for x in libs.split(",") if x])))
+        return 0
+    if args.autogluon_fit:
+        print(json.dumps(fit_autogluon(Path(args.autogluon_fit), args.ag_budget)))
+        return 0
     if args.autogluon:
-        print(json.dumps(measure_autogluon(Path(args.autogluon), args.ag_budget)))
+        print(json.dumps(measure_autogluon(Path(args.autogluon))))
         return 0
     started = time.perf_counter()
     home = args.home.resolve()
@@ -198,15 +300,23 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(("AutoGluon best_quality", {"error": ["no peers virtualenv: run benchmarks/setup_peers.sh"]}))
         else:
             _ag_split(split)
-            ag = _subprocess(PEERS_PYTHON, ["--autogluon", str(split), "--ag-budget", str(args.ag_budget)],
-                             args.ag_budget * 4 + 600)
-            name = f"AutoGluon best_quality ({ag.get('best_model', '?')}, fit {ag.get('fit_s', 0):.0f} s)"
+            fit = _subprocess(PEERS_PYTHON, ["--autogluon-fit", str(split), "--ag-budget", str(args.ag_budget)],
+                              args.ag_budget * 4 + 600)
+            ag = fit if "error" in fit else _subprocess(PEERS_PYTHON, ["--autogluon", str(split)], 900)
+            name = f"AutoGluon best_quality ({fit.get('best_model', '?')}, fit {fit.get('fit_s', 0):.0f} s)"
             rows.append((name, ag))
     print(f"workflow {workflow}; single-row latency over {SINGLE_CALLS} warm calls")
-    print("| model | load s | first call s | 1 row p50 ms | 1 row p99 ms | 1k rows ms | 100k rows s | size MB |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(HEADER)
+    print("|---" * HEADER.count(" | ") + "|---|")
     for name, r in rows:
         print(_row(name, r))
+    champion_uri = "models:/credit_risk_ensemble@champion"
+    libraries = _subprocess(sys.executable, ["--libraries", champion_uri, str(home)], 900).get("libraries", [])
+    steps = _subprocess(sys.executable, ["--breakdown", champion_uri, str(home), str(table), ",".join(libraries)], 900)
+    print("\nWhere the champion's cold start goes (a fresh process, step by step):")
+    print("| step | s |\n|---|---|")
+    for step, seconds in steps.items():
+        print(f"| {step} | {seconds[0] if isinstance(seconds, list) else f'{seconds:.2f}'} |")
     print(f"wall time {time.perf_counter() - started:.0f} s")
     return 0
 
