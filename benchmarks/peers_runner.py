@@ -4,7 +4,8 @@ virtualenv (benchmarks/.venv-peers), never in obsrv's environment.
     .venv-peers/bin/python peers_runner.py --method flaml --split-dir DIR --budget 60 --n-jobs 2
 
 DIR holds train.parquet, test.parquet and meta.json ({"target", "classes", "metric", "seed"});
-`classes` fixes the column order of every probability matrix (binary: [negative, positive]).
+`classes` fixes the column order of every probability matrix (binary: [negative, positive]); an
+empty `classes` is a regression set, whose "probability matrix" is one column of predicted values.
 Writes DIR/<method>.npz (test_proba, oof_proba or empty, fit_seconds, predict_seconds,
 startup_seconds) or DIR/<method>.error.txt. Metrics are computed by the caller, by the same code
 for every method.
@@ -38,6 +39,13 @@ def _order(proba: pd.DataFrame | np.ndarray, labels: list, classes: list) -> np.
     return out
 
 
+def _metric(classes: list, *, flaml: bool) -> str:
+    """Each peer's name for the benchmark's primary metric (rmse for a regression set)."""
+    if not classes:
+        return "rmse" if flaml else "root_mean_squared_error"
+    return "roc_auc" if len(classes) == 2 else "log_loss"
+
+
 def run_flaml(train, test, meta, budget, n_jobs, work):
     from flaml import AutoML
 
@@ -48,8 +56,8 @@ def run_flaml(train, test, meta, budget, n_jobs, work):
     automl.fit(
         X,
         y,
-        task="classification",
-        metric="roc_auc" if len(classes) == 2 else "log_loss",
+        task="classification" if classes else "regression",
+        metric=_metric(classes, flaml=True),
         time_budget=budget,
         ensemble=True,  # stacker after the search (FLAML's own design); counted in fit time
         n_jobs=n_jobs,
@@ -59,6 +67,12 @@ def run_flaml(train, test, meta, budget, n_jobs, work):
     )
     fit = time.perf_counter() - t0
     Xt = test.drop(columns=[target])
+    if not classes:
+        automl.predict(Xt.head(5))  # warm-up
+        t0 = time.perf_counter()
+        values = np.asarray(automl.predict(Xt), dtype=np.float64).reshape(-1, 1)
+        pred = time.perf_counter() - t0
+        return values, None, fit, pred, 0.0, {"best_estimator": automl.best_estimator}
     automl.predict_proba(Xt.head(5))  # warm-up (every method gets one), then the timed call
     t0 = time.perf_counter()
     proba = automl.predict_proba(Xt)
@@ -74,7 +88,8 @@ def run_autogluon(train, test, meta, budget, n_jobs, work):
     path = work / "ag_models"
     predictor = TabularPredictor(
         label=target,
-        eval_metric="roc_auc" if len(classes) == 2 else "log_loss",
+        problem_type=None if classes else "regression",
+        eval_metric=_metric(classes, flaml=False),
         path=str(path),
         verbosity=0,
     )
@@ -92,6 +107,14 @@ def run_autogluon(train, test, meta, budget, n_jobs, work):
     )
     fit = time.perf_counter() - t0
     Xt = test.drop(columns=[target])
+    if not classes:
+        predictor.predict(Xt.head(5))  # warm-up
+        t0 = time.perf_counter()
+        values = predictor.predict(Xt).to_numpy(dtype=np.float64).reshape(-1, 1)
+        pred = time.perf_counter() - t0
+        extra = {"best_model": str(predictor.model_best)}
+        shutil.rmtree(path, ignore_errors=True)
+        return values, None, fit, pred, 0.0, extra
     predictor.predict_proba(Xt.head(5), as_multiclass=True)  # warm-up
     t0 = time.perf_counter()
     proba = predictor.predict_proba(Xt, as_multiclass=True)
@@ -119,11 +142,12 @@ def run_h2o(train, test, meta, budget, n_jobs, work):
     try:
         t0 = time.perf_counter()
         hf = h2o.H2OFrame(train)
-        hf[target] = hf[target].asfactor()
+        if classes:
+            hf[target] = hf[target].asfactor()
         aml = H2OAutoML(
             max_runtime_secs=budget,
             seed=meta["seed"],
-            sort_metric="AUC" if len(classes) == 2 else "logloss",
+            sort_metric=("AUC" if len(classes) == 2 else "logloss") if classes else "RMSE",
             verbosity=None,
         )
         aml.train(y=target, training_frame=hf)
@@ -133,8 +157,10 @@ def run_h2o(train, test, meta, budget, n_jobs, work):
         ht = h2o.H2OFrame(test.drop(columns=[target]))
         pr = aml.leader.predict(ht).as_data_frame(use_multi_thread=False)
         pred = time.perf_counter() - t0
-        labels = [c for c in pr.columns if c != "predict"]
         extra = {"leader": aml.leader.model_id}
+        if not classes:
+            return pr["predict"].to_numpy(dtype=np.float64).reshape(-1, 1), None, fit, pred, startup, extra
+        labels = [c for c in pr.columns if c != "predict"]
         return _order(pr[labels].to_numpy(), labels, classes), None, fit, pred, startup, extra
     finally:
         try:

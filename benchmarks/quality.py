@@ -25,6 +25,7 @@ import tempfile
 import time
 import traceback
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -68,8 +69,9 @@ class MethodResult:
 
 
 def run_constant(train: pd.DataFrame, test: pd.DataFrame, y_tr: np.ndarray, K: int) -> MethodResult:
+    """The class prior (classification) or the mean (regression, ``K`` 0) of the outer-train rows."""
     t0 = time.perf_counter()
-    prior = np.bincount(y_tr, minlength=K) / len(y_tr)
+    prior = np.array([float(np.mean(y_tr))]) if K == 0 else np.bincount(y_tr, minlength=K) / len(y_tr)
     fit = time.perf_counter() - t0
     t0 = time.perf_counter()
     proba = np.tile(prior, (len(test), 1))
@@ -162,6 +164,9 @@ def score_result(r: MethodResult, y_te: np.ndarray, y_tr: np.ndarray, K: int, n_
            "threshold_from_oof": False, "notes": json.dumps(r.notes, default=str)}
     if r.status != "ok" or r.test_proba is None:
         return row
+    if K == 0:  # regression: test_proba holds the predicted values, one column
+        row.update(C.score_regression(y_te, r.test_proba))
+        return row
     threshold = None
     if K == 2 and r.oof_proba is not None:
         yo = y_tr if r.oof_y is None else r.oof_y
@@ -179,13 +184,16 @@ def run_split(
     work: Path,
 ) -> list[dict]:
     repeat, fold, tr_idx, te_idx = split
-    classes = class_order(ds)
-    K = len(classes)
+    classes = [] if ds.regression else class_order(ds)
+    K = len(classes)  # 0: a regression set
     cidx = {c: i for i, c in enumerate(classes)}
     df = ds.frame
     train, test = df.iloc[tr_idx].reset_index(drop=True), df.iloc[te_idx].reset_index(drop=True)
-    y_tr = train[C.TARGET].map(cidx).to_numpy()
-    y_te = test[C.TARGET].map(cidx).to_numpy()
+    if ds.regression:
+        y_tr, y_te = train[C.TARGET].to_numpy(dtype=float), test[C.TARGET].to_numpy(dtype=float)
+    else:
+        y_tr = train[C.TARGET].map(cidx).to_numpy()
+        y_te = test[C.TARGET].map(cidx).to_numpy()
     X_tr, X_te = train.drop(columns=[C.TARGET]), test.drop(columns=[C.TARGET])
     split_dir = work / ds.name / f"r{repeat}f{fold}"
     split_dir.mkdir(parents=True, exist_ok=True)
@@ -213,7 +221,10 @@ def run_split(
             traceback.print_exc()
             results.append(MethodResult("obsrv_champion", status=f"failed: {type(exc).__name__}: {str(exc)[:160]}"))
 
-    if "sklearn_stacking" in methods:
+    if "sklearn_stacking" in methods and ds.regression:
+        # its pool is obsrv's families wrapped as classifiers (obsrv_adapter.ZooEstimator)
+        results.append(MethodResult("sklearn_stacking", status="skipped: classification only"))
+    elif "sklearn_stacking" in methods:
         say("sklearn stacking …")
         try:
             pool = OA.sklearn_pool(ds, X_tr, n_jobs=n_jobs, seed=args.seed, smoke=args.smoke)
@@ -249,8 +260,7 @@ def run_split(
 
 def _primary_table(runs: pd.DataFrame) -> pd.DataFrame:
     ok = runs[runs.status == "ok"].copy()
-    ok["primary"] = np.where(ok.n_classes == 2, ok["auc"], ok["logloss"])
-    ok["loss"] = np.where(ok.n_classes == 2, 1 - ok["auc"], ok["logloss"])
+    ok["primary"], ok["loss"] = C.primary_columns(ok)
     return ok
 
 
@@ -292,6 +302,21 @@ def aggregate(runs: pd.DataFrame) -> dict:
                      "rel_loss_reduction": rel, "gap_closed": gap})
     out["vs_best"] = pd.DataFrame(rows).set_index("method") if rows else pd.DataFrame()
     return out
+
+
+def _regression_detail(w: Callable[[str], None], sub: pd.DataFrame) -> None:
+    """One regression set's rows of the per-dataset section: rmse, mae, r2."""
+    w("| method | RMSE | MAE | R² | fit s | predict ms/1k | status |")
+    w("|---|---|---|---|---|---|---|")
+    for m in method_order(sorted(sub.method.unique())):
+        s = sub[sub.method == m]
+        good = s[s.status == "ok"]
+        if good.empty:
+            w(f"| {m} | — | — | — | — | — | {s.status.iloc[0]} |")
+            continue
+        w(f"| {m} | {C.fmt_mean_sd(good.rmse)} | {C.fmt_mean_sd(good.mae)} | {C.fmt_mean_sd(good.r2)} | "
+          f"{good.fit_s.mean():.1f} | {good.predict_ms_per_1k.mean():.1f} | "
+          f"{'ok' if len(good) == len(s) else f'{len(s) - len(good)} failed'} |")
 
 
 def method_order(methods: list[str]) -> list[str]:
@@ -426,9 +451,13 @@ def render_report(runs: pd.DataFrame, meta: dict, out_md: Path, out_png: Path) -
         sub = runs[runs.dataset == dsn]
         K = int(sub.n_classes.iloc[0])
         w("")
-        w(f"### {dsn} ({int(sub.n_train.iloc[0]) + int(sub.n_test.iloc[0])} rows, {K} classes, "
+        w(f"### {dsn} ({int(sub.n_train.iloc[0]) + int(sub.n_test.iloc[0])} rows, "
+          f"{'regression' if K == 0 else f'{K} classes'}, "
           f"{sub[['repeat', 'fold']].drop_duplicates().shape[0]} outer folds)")
         w("")
+        if K == 0:
+            _regression_detail(w, sub)
+            continue
         w("| method | AUC | log-loss | accuracy | F1 | Brier | fit s | predict ms/1k | status |")
         w("|---|---|---|---|---|---|---|---|---|")
         for m in method_order(sorted(sub.method.unique())):
@@ -694,7 +723,8 @@ def main(argv: list[str] | None = None) -> int:
                                 "mlflow", "scipy"]),
         "peer_versions": C.peer_versions(),
         "command": (prev_meta["command"] + "`, then `" + command) if args.resume and prev_meta.get("command") else command,
-        "protocol": (f"datasets {', '.join(datasets)}; outer repeated stratified K-fold {args.folds}×{args.repeats} "
+        "protocol": (f"datasets {', '.join(datasets)}; outer repeated K-fold {args.folds}×{args.repeats}, stratified on the class "
+                     f"(regression sets: plain shuffled folds; the wider suite: {C.WIDER_REPEATS} repeat) "
                      f"(seed {C.SPLIT_SEED})" + (f", first {args.max_splits} split(s) per dataset" if args.max_splits else "")
                      + (f", only split(s) {','.join(map(str, sorted(args.splits)))}" if args.splits else "")
                      + f"; budget {args.budget:g} s per method and split; n_jobs = {C.cpu_count()} for every method"
