@@ -277,16 +277,18 @@ class RuntimeContext:
             tracking._retry(lambda: mlflow.end_run())
         return run.info.run_id, logged
 
-    def _serving_example(self, predictor: Predictor, n: int = 5) -> pd.DataFrame:
-        """A few training rows as the served model receives them: the feature columns plus the
+    def _serving_example(self, predictor: Predictor) -> pd.DataFrame:
+        """A few training rows as the served model receives them (`tracking.example_rows`: every
+        column set in at least one of them where the data has a value): the feature columns plus the
         predictor's `extra_input_columns` (the source's id_column comes from `ids_train`)."""
         prep = self.prepared
-        X = prep.X_train.head(n)
+        rows = tracking.example_rows(prep.X_train)
+        X = prep.X_train.iloc[rows]
         extra = [c for c in (getattr(predictor, "extra_input_columns", None) or []) if c not in X.columns]
         id_column = prep.id_column or self.request.context.source.id_column  # the source's spelling
         for col in extra:
             if col == id_column and prep.ids_train is not None:
-                X = X.assign(**{col: prep.ids_train[: len(X)]})
+                X = X.assign(**{col: np.asarray(prep.ids_train)[rows]})
             else:
                 raise TaskError(
                     f"The model of task {self.request.task_id!r} needs the input column {col!r}, which is "

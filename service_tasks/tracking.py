@@ -488,7 +488,7 @@ def log_pyfunc_model(
     absent = [c for c in features + wrapper.extra_input_columns if c not in X_example.columns]
     if absent:
         raise ValueError(f"X_example lacks the model input columns {absent}")
-    example = X_example.head(5)[features + wrapper.extra_input_columns]
+    example = X_example.iloc[example_rows(X_example[features + wrapper.extra_input_columns])]
     # The output schema follows from the problem and the classes alone (`output_frame`), so it is
     # built from uniform probabilities instead of a prediction: predicting here made an ensemble
     # unpickle every member just to log itself (0.3-1 s per member on a 2-core Xeon, for each of a
@@ -562,6 +562,20 @@ def verified_model_blob(model: str, model_uri: str, *, artifact_uri: str, sha256
             "it, and check who can write the experiment (docs/runtime.md, \"Model integrity\")."
         )
     return blob
+
+
+def example_rows(X: pd.DataFrame, n: int = 5) -> list[int]:
+    """Positions of the rows a model's signature is inferred from: the first ``n``, plus, for each
+    column missing in all of them, the first row where it is not. Why: MLflow types a column that
+    holds only missing values as double, and a served model then refuses every row whose value in
+    that mostly-missing string column is set ("Can not safely convert str to float64")."""
+    rows = list(range(min(n, len(X))))
+    head = X.iloc[rows]
+    for col in X.columns[head.isna().all(axis=0).to_numpy()] if rows else []:
+        found = X[col].notna().to_numpy().nonzero()[0]
+        if len(found) and int(found[0]) not in rows:
+            rows.append(int(found[0]))
+    return sorted(rows)
 
 
 def _signature_frame(X: pd.DataFrame) -> pd.DataFrame:

@@ -160,6 +160,27 @@ def test_pyfunc_accepts_original_column_names(tmp_path) -> None:
         wrapper.predict(None, pd.DataFrame({"f[0]": [7.0]}))
 
 
+def test_a_mostly_missing_string_column_is_typed_string_and_served(tmp_path) -> None:
+    """A categorical column missing in the first rows (the Ames houses' `misc_feature`: 2,260 of
+    2,930 empty) must not be typed double from the rows the signature sees: the served model then
+    refused every house with a shed ("Can not safely convert str to float64")."""
+    rng = np.random.default_rng(0)
+    n = 90
+    X = pd.DataFrame({"a": rng.normal(size=n), "misc feature": pd.array([None] * 40 + ["Shed", None] * 25,
+                                                                     dtype="str")})
+    y = (X["a"] > 0).astype(int).to_numpy()
+    assert tracking.example_rows(X) == [0, 1, 2, 3, 4, 40]
+    assert tracking.example_rows(X[["a"]]) == [0, 1, 2, 3, 4]
+    fit = zoo.fit_family(zoo.FitRequest("lightgbm", X, y, np.arange(n) % 3, problem="classification",
+                                        n_classes=2, seed=0))
+    model = _log_and_load(tmp_path, fit.predictor, X, problem="classification", classes=[0, 1])
+    types = {c.name: c.type.name for c in model.metadata.signature.inputs.inputs}
+    assert types == {"a": "double", "misc feature": "string"}
+    rows = pd.DataFrame({"a": [0.5, -0.5], "misc feature": ["Shed", None]})
+    np.testing.assert_allclose(model.predict(rows)[["probability_0", "probability_1"]].to_numpy(),
+                               fit.predictor.predict_matrix(rows))
+
+
 def test_pyfunc_load_context_uses_load_predictor(tmp_path, monkeypatch) -> None:
     seen = []
     wrapper = tracking.ObsrvPyfunc("regression", [], ["a"])
