@@ -229,6 +229,7 @@ class RuntimeContext:
                     "sha256": digest,
                     f"oof_{self.primary_metric}": float(primary),
                     "params": json.dumps(o.params, sort_keys=True, default=str),
+                    "search_trials": int(o.search_trials),
                 }
             )
             self.log(

@@ -136,6 +136,9 @@ class ModelOutput:
     is_final: bool = True  # the task's headline model (route tasks publish routed + blend)
     metrics: dict[str, float] = field(default_factory=dict)  # extra figures to log
     notes: list[str] = field(default_factory=list)  # human-readable decisions ("fell back to GES")
+    # base models: how many configs of the family's sequence their search went through, so that
+    # `boost` searching the same family after them starts with the next one; 0 for other models
+    search_trials: int = 0
 
 
 class TaskContext(Protocol):
@@ -150,6 +153,10 @@ class TaskContext(Protocol):
 
     def predictors(self, model_names: list[str]) -> dict[str, Predictor]:
         """The fitted predictors of published models (from MLflow; may be packed: unpickled on use)."""
+        ...
+
+    def model_rows(self, task_ids: list[str] | None = None) -> pd.DataFrame:
+        """The models tables of `task_ids` (default: request.upstream), one row per published model."""
         ...
 
     def read_table(self, name: str) -> pd.DataFrame:

@@ -15,16 +15,24 @@ task was placed on CPU (``OBSRV_COMPUTE=cpu``), a CUDA device makes xgboost trai
 ``device="cuda"``, catboost with ``task_type="GPU"`` and lightgbm with its GPU device (only if this
 lightgbm build has one); sklearn's GBM has no GPU mode. Whatever cannot use the GPU runs on CPU and
 the reason is logged (the zoo also falls back to CPU if a GPU fit fails).
+
+Warm start: ``boost`` runs after the base tasks, on the same rows, folds and seed, so a library's
+base task has already fitted the first configs of that family's sequence (default first, then the
+portfolio). Given their published models (``WarmStart``), boost continues the sequence after them
+(``FitRequest.skip_configs``) with its own budget, and each library's booster is the best by OOF of
+the base task's models and boost's new ones: no config is fitted twice, and boost is never built
+from boosters weaker than the ones the run already has.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
+from obsrv.service_tasks import metrics as M
 from obsrv.service_tasks import zoo
 from obsrv.service_tasks.contract import predict_rows
 
@@ -63,9 +71,32 @@ def resolve_device(
 
 
 @dataclass
+class BaseFit:
+    """A published base model as a boost candidate: the ``zoo.FamilyFit`` fields boost reads."""
+
+    name: str  # its published name, e.g. "base_xgboost/xgboost_0"
+    predictor: Any  # its servable predictor (``tracking.PackedPredictor`` in a task)
+    oof: np.ndarray
+    holdout: np.ndarray
+    params: dict[str, Any]
+    trials: list[dict[str, Any]] = field(default_factory=list)  # none of boost's own
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class WarmStart:
+    """What a library's base task fitted on the same rows and folds: its published models and how
+    many configs of the family's sequence its search went through (``FamilyFit.configs_drawn``)."""
+
+    fits: list[BaseFit]
+    configs_tried: int
+
+
+@dataclass
 class TunedBooster:
     algorithm: str
-    fit: Any  # zoo.FamilyFit: predictor (FoldBag), oof, holdout, params, trials, device
+    fit: Any  # zoo.FamilyFit (predictor: FoldBag, oof, holdout, params, trials, device) or a BaseFit
+    reused: str | None = None  # the base model it is, when none of boost's new configs beat it
 
 
 @dataclass
@@ -82,10 +113,11 @@ def boost(
     objective: str, algorithms: list[str], trials: int, budget_s: float, seed: int = 42,
     w: np.ndarray | None = None, X_holdout: pd.DataFrame | None = None,
     categorical_columns: list[str] | None = None, device: DevicePlan | None = None, rounds: int = 25,
-    log: Callable[[str], None] = lambda s: None,
+    warm: Mapping[str, WarmStart] | None = None, log: Callable[[str], None] = lambda s: None,
 ) -> BoostResult:
     """Tune every listed library (the time budget split evenly; ``trials`` configs at most each),
-    then GES over the tuned boosters.
+    then GES over the tuned boosters. ``warm`` (by library): the base task's models, the configs
+    to start after (module docstring).
 
     ``objective`` is the zoo's search metric; ``loss`` the GES objective. The published OOF is the
     *nested* GES OOF (weights chosen on the other folds), so the selection step does not flatter the
@@ -94,17 +126,37 @@ def boost(
     device = device or resolve_device(algorithms, {})  # {}: placement unset, a CUDA device decides
     per_algo = budget_s / max(len(algorithms), 1)
     boosters = []
+    scored = np.asarray(folds) >= 0
     for a in algorithms:
+        start = (warm or {}).get(a)
         t0 = time.perf_counter()
-        fit = zoo.fit_family(zoo.FitRequest(
+        request = zoo.FitRequest(
             ALGORITHM_FAMILY[a], X, y, folds, w, problem=problem, n_classes=max(n_outputs, 1),
             budget_seconds=per_algo, seed=seed, metric=objective, X_holdout=X_holdout,
             categorical_columns=categorical_columns, device=device.devices.get(a, "cpu"), max_trials=trials,
-            time_bound=True,
-        ))
-        log(f"{a}: {len(fit.trials)} trial(s) in {time.perf_counter() - t0:.1f}s on {fit.device}; best oof "
-            f"{objective}={fit.score:.5f} {fit.params}")
-        boosters.append(TunedBooster(a, fit))
+            time_bound=True, skip_configs=start.configs_tried if start else 0,
+        )
+        if start is None:
+            fit = zoo.fit_family(request)
+            log(f"{a}: {len(fit.trials)} trial(s) in {time.perf_counter() - t0:.1f}s on {fit.device}; best oof "
+                f"{objective}={fit.score:.5f} {fit.params}")
+            boosters.append(TunedBooster(a, fit))
+            continue
+        new = zoo.search_family(request, keep=1)
+        candidates: list[tuple[str | None, Any]] = [(None, f) for f in new] + [(b.name, b) for b in start.fits]
+
+        def loss_of(candidate: tuple[str | None, Any]) -> float:
+            oof = candidate[1].oof
+            return float(M.loss(objective, y[scored], oof[scored], problem=problem,
+                                weights=None if w is None else w[scored]))
+
+        # the lowest OOF loss; on a tie the base model (already published, nothing to add)
+        reused, fit = min(candidates, key=lambda c: (loss_of(c), c[0] is None))
+        tried = len(new[0].trials) if new else 0
+        log(f"{a}: {tried} new trial(s) after the base task's {start.configs_tried} config(s), in "
+            f"{time.perf_counter() - t0:.1f}s; kept {reused or 'a new config'} (oof {objective} loss "
+            f"{loss_of((reused, fit)):.5f}) {fit.params}")
+        boosters.append(TunedBooster(a, fit, reused))
     P = np.stack([b.fit.oof for b in boosters])
     H = np.stack([b.fit.holdout if b.fit.holdout is not None else np.zeros((0, P.shape[2])) for b in boosters])
     sel = GreedySelection(loss, rounds).fit(P, y, w)

@@ -73,6 +73,7 @@ def run_base(ctx: StageContext) -> list[ModelOutput]:
             is_final=True,
             metrics={"fit_seconds": fit.seconds},
             notes=[f"trained on {fit.device}; config {i + 1} of {len(trials)} by oof {metric}"],
+            search_trials=fits[0].configs_drawn,
         )
         for i, fit in enumerate(fits)
     ]

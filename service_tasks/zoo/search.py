@@ -71,6 +71,10 @@ class FitRequest:
     time_bound : bool, default False
         Train every config, the default one included, within ``budget_seconds`` (boosters and
         forests stop early); otherwise the default config runs to the end.
+    skip_configs : int, default 0
+        Start after the first ``skip_configs`` distinct configs of the family's sequence: an earlier
+        search with the same seed, rows and folds (the base task, when ``boost`` searches after it)
+        has fitted them already (``FamilyFit.configs_drawn``).
     """
 
     family: str
@@ -91,6 +95,7 @@ class FitRequest:
     device: str | None = None
     max_trials: int | None = None
     time_bound: bool = False
+    skip_configs: int = 0
 
 
 @dataclass
@@ -106,6 +111,8 @@ class FamilyFit:
     seconds: float = 0.0
     device: str = "cpu"
     trials: list[dict[str, Any]] = field(default_factory=list)  # the whole search (best fit only)
+    # distinct configs of the sequence the search went through, skipped ones included (best fit only)
+    configs_drawn: int = 0
 
 
 def _split_columns(X: pd.DataFrame, categorical: list[str] | None) -> tuple[list[str], list[str]]:
@@ -248,6 +255,8 @@ def search_family(
                 break  # a tiny space is exhausted
             continue
         seen.add(key)
+        if len(seen) <= request.skip_configs:
+            continue  # an earlier search of this very sequence fitted it (FitRequest.skip_configs)
         configs_left -= 1
         if capped and log:
             log(capped)
@@ -291,7 +300,10 @@ def search_family(
         kept.sort(key=lambda item: item[:2])  # ties go to the earlier trial
         del kept[keep:]
     best = [fit for _, _, fit in kept]
+    if not best:  # only with skip_configs: the sequence ran out before a new config (a tiny space)
+        return []
     best[0].trials = trials
+    best[0].configs_drawn = len(seen)
     return best
 
 

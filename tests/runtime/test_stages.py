@@ -94,7 +94,7 @@ def test_oof_and_models_table_columns(binary_job: Job) -> None:
     models = _table(binary_job, "models", "base_linear")
     assert list(models.columns) == [
         "task_id", "model", "family", "kind", "is_final", "mlflow_run_id", "model_uri", "artifact_uri", "sha256",
-        "oof_auc", "params",
+        "oof_auc", "params", "search_trials",
     ]
     assert (models["kind"] == "base").all() and models["is_final"].all()
     assert models["model"].iloc[0] == "base_linear/linear_0"

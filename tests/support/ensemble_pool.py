@@ -87,6 +87,7 @@ class FakeContext:
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     published: list[ModelOutput] = field(default_factory=list)
     logs: list[str] = field(default_factory=list)
+    search_trials: dict[str, int] = field(default_factory=dict)  # models table column, by model
 
     @property
     def prepared(self) -> PreparedData:
@@ -97,6 +98,14 @@ class FakeContext:
 
     def predictors(self, model_names: list[str]) -> dict[str, Any]:
         return {n: self.predictor_map[n] for n in model_names}
+
+    def model_rows(self, task_ids: list[str] | None = None) -> pd.DataFrame:
+        """The pool's models as models-table rows; `search_trials` from ``self.search_trials``."""
+        rows = [{"task_id": t, "model": m, "family": f, "params": "{}",
+                 "search_trials": self.search_trials.get(m, 0)}
+                for m, f, t in zip(self.pool.models, self.pool.families, self.pool.task_ids)
+                if task_ids is None or t in task_ids]
+        return pd.DataFrame(rows, columns=["task_id", "model", "family", "params", "search_trials"])
 
     def read_table(self, name: str) -> pd.DataFrame:
         return self.tables[name]
