@@ -15,6 +15,7 @@ both. Writes `results/code_ab.md` and `results/code_ab_runs.csv` (`--out-dir`, `
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import subprocess
@@ -52,6 +53,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--work-dir", default=None, help="scratch, empty or new (default: a temp dir, removed at the end)")
     ap.add_argument("--stem", default="code_ab", help="report names: STEM.md and STEM_runs.csv, one per A/B kept")
     ap.add_argument("--smoke", action="store_true", help="quality.py's smoke mode in both arms (1 dataset, 600 rows)")
+    ap.add_argument("--report", action="append", default=[], metavar="METHOD",
+                    help="a method to compare beside the champion and the best single model (e.g. obsrv:boost)")
+    ap.add_argument("--rerender", action="store_true",
+                    help="run nothing: render STEM.md again from STEM_runs.csv and STEM_meta.json in --out-dir")
     args = ap.parse_args(argv)
     if args.smoke:
         args.datasets = "credit_data" if args.datasets == ",".join(C.ALL_DATASETS) else args.datasets
@@ -134,13 +139,13 @@ def run(args: argparse.Namespace, work: Path) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def summarise(runs: pd.DataFrame) -> dict[str, dict[str, float]]:
+def summarise(runs: pd.DataFrame, methods: tuple[str, ...] = METHODS) -> dict[str, dict[str, float]]:
     """Per method, over the splits both arms ran: B's wins (lower loss), a Wilcoxon signed-rank test
     of the per-split relative loss changes (relative, so that log-loss sets do not outweigh AUC
     sets), the mean relative loss reduction per dataset (> 0: B better) and each arm's mean wall time."""
     from scipy.stats import wilcoxon
 
-    ok = runs[(runs.status == "ok") & runs.method.isin(METHODS)].copy()
+    ok = runs[(runs.status == "ok") & runs.method.isin(methods)].copy()
     ok["loss"] = [C.primary_loss(r, int(r.n_classes)) for _, r in ok.iterrows()]
     out = {}
     for method, rows in ok.groupby("method"):
@@ -162,7 +167,8 @@ def summarise(runs: pd.DataFrame) -> dict[str, dict[str, float]]:
 
 
 def render(runs: pd.DataFrame, meta: dict[str, object], path: Path) -> str:
-    summary = summarise(runs)
+    methods = METHODS + tuple(meta.get("report", ()))  # type: ignore[arg-type]
+    summary = summarise(runs, methods)
     lines = [
         "# obsrv: code A/B on the quality protocol",
         "",
@@ -174,8 +180,8 @@ def render(runs: pd.DataFrame, meta: dict[str, object], path: Path) -> str:
         "",
         f"Both arms ran in this one run on the same outer splits, obsrv's real code path under "
         f"`--time-limit {meta['budget']:g}`; only obsrv's code differs. Scores are on the outer test fold. "
-        "Primary metric: AUC for binary sets (higher is better), log-loss for multiclass (lower); "
-        "loss = 1 − AUC or log-loss.",
+        "Primary metric: AUC for binary sets (higher is better), log-loss for multiclass and RMSE for "
+        "regression (lower); loss = 1 − AUC, log-loss or RMSE.",
         "",
     ]
     for method, f in summary.items():
@@ -186,14 +192,14 @@ def render(runs: pd.DataFrame, meta: dict[str, object], path: Path) -> str:
         lines.append("")
     if not summary:
         lines += ["No method ran in both arms: no comparison.", ""]
-    ok = runs[(runs.status == "ok") & runs.method.isin(METHODS)].copy()
-    ok["primary"] = np.where(ok.n_classes == 2, ok["auc"], ok["logloss"])
+    ok = runs[(runs.status == "ok") & runs.method.isin(methods)].copy()
+    ok["primary"], _ = C.primary_columns(ok)
     table = ok.pivot_table(index=["dataset", "method"], columns="arm", values=["primary", "fit_s"], aggfunc="mean")
     lines += ["| dataset | method | primary, A | primary, B | fit s, A | fit s, B |", "|---|---|---|---|---|---|"]
     for (ds, method), r in table.iterrows():
         cells = [r.get((k, arm), np.nan) for k in ("primary", "fit_s") for arm in ("A", "B")]
         lines.append(f"| {ds} | {method} | {cells[0]:.4f} | {cells[1]:.4f} | {cells[2]:.1f} | {cells[3]:.1f} |")
-    failed = runs[(runs.status != "ok") & runs.method.isin(METHODS)]
+    failed = runs[(runs.status != "ok") & runs.method.isin(methods)]
     if len(failed):
         lines += ["", "Failed runs:", ""] + [f"- {r.dataset} r{r.repeat}f{r.fold} arm {r.arm} {r.method}: {r.status}"
                                               for r in failed.itertuples()]
@@ -207,6 +213,10 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = Path(args.out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = f"{args.stem}_smoke" if args.smoke else args.stem
+    if args.rerender:
+        meta = json.loads((out_dir / f"{stem}_meta.json").read_text()) | {"report": args.report}
+        print(render(pd.read_csv(out_dir / f"{stem}_runs.csv"), meta, out_dir / f"{stem}.md"))
+        return 0
     command = "python benchmarks/code_ab.py " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     started = time.time()
@@ -227,7 +237,9 @@ def main(argv: list[str] | None = None) -> int:
             work_ctx.cleanup()
     runs.to_csv(out_dir / f"{stem}_runs.csv", index=False)
     meta |= {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": C.machine_label(),
-             "command": command.strip(), "wall_s": time.time() - started, "budget": args.budget}
+             "command": command.strip(), "wall_s": time.time() - started, "budget": args.budget,
+             "report": args.report}
+    (out_dir / f"{stem}_meta.json").write_text(json.dumps(meta, indent=1))
     print(render(runs, meta, out_dir / f"{stem}.md"))
     return 0
 

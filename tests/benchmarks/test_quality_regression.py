@@ -87,3 +87,25 @@ def test_the_report_ranks_by_rmse_and_lists_rmse_mae_r2(modules: tuple, tmp_path
     md = (tmp_path / "quality.md").read_text()
     assert "| concrete | rmse ↓ |" in md
     assert "| method | RMSE | MAE | R² |" in md and "| obsrv_champion | 2.5000 | 1.2500 | 0.5000 |" in md
+
+
+def test_code_ab_rerenders_with_a_task_beside_the_champion_and_ranks_regression_by_rmse(tmp_path: Path) -> None:
+    sys.path.insert(0, str(BENCH))
+    import json
+
+    import code_ab
+
+    rows = [{"method": m, "status": "ok", "dataset": ds, "repeat": 0, "fold": 0, "n_classes": k, "arm": arm,
+             "auc": auc, "logloss": float("nan"), "rmse": rmse, "fit_s": 40.0}
+            for ds, k, auc, rmse in (("credit_data", 2, 0.85, float("nan")), ("ames", 0, float("nan"), 24000.0))
+            for m in ("best_single", "obsrv_champion", "obsrv:boost") for arm in ("A", "B")]
+    for r in rows:  # B's boost is better on both sets: AUC up, RMSE down
+        if r["method"] == "obsrv:boost" and r["arm"] == "B":
+            r["auc"], r["rmse"] = (0.86, r["rmse"]) if r["n_classes"] else (r["auc"], 23000.0)
+    pd.DataFrame(rows).to_csv(tmp_path / "ab_runs.csv", index=False)
+    meta = {"a": "A", "b": "B", "date": "d", "machine": "m", "command": "c", "wall_s": 60.0, "budget": 60.0}
+    (tmp_path / "ab_meta.json").write_text(json.dumps(meta))
+    assert code_ab.main(["--rerender", "--stem", "ab", "--out-dir", str(tmp_path), "--report", "obsrv:boost"]) == 0
+    md = (tmp_path / "ab.md").read_text()
+    assert "**obsrv:boost, B vs A:** lower loss on 2 of 2 splits" in md
+    assert "| ames | obsrv:boost | 24000.0000 | 23000.0000 |" in md
