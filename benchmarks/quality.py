@@ -420,7 +420,7 @@ def render_report(runs: pd.DataFrame, meta: dict, out_md: Path, out_png: Path) -
     # across datasets
     w("## Across datasets")
     w("")
-    w("Mean rank over datasets of the per-dataset mean primary loss (1 − AUC or log-loss); a method that failed "
+    w("Mean rank over datasets of the per-dataset mean primary loss (1 − AUC, log-loss or RMSE); a method that failed "
       "on a dataset is ranked there as the constant predictor (the AutoML Benchmark's convention). Win rate and "
       "the two-sided paired Wilcoxon signed-rank test are over (dataset, outer fold) pairs against the best "
       "single model. Relative loss reduction = mean over datasets of (loss_best − loss_method) / loss_best. "
