@@ -34,6 +34,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 PEERS_PYTHON = BENCH_DIR / ".venv-peers" / "bin" / "python"
@@ -71,6 +72,12 @@ def _size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
+def _use_store(mlflow: Any, home: Path) -> None:
+    """The run's local MLflow store, for its runs and its registry."""
+    mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow.db'}")
+    mlflow.set_registry_uri(f"sqlite:///{home / 'mlflow.db'}")
+
+
 def measure_obsrv(uri: str, home: Path, table: Path) -> dict:
     """One model in this (fresh) process: cold start in its parts, reload, timings, size."""
     t = time.perf_counter()
@@ -78,8 +85,7 @@ def measure_obsrv(uri: str, home: Path, table: Path) -> dict:
     import pandas as pd
 
     imported = time.perf_counter() - t
-    mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow.db'}")
-    mlflow.set_registry_uri(f"sqlite:///{home / 'mlflow.db'}")
+    _use_store(mlflow, home)
     t = time.perf_counter()
     model = mlflow.pyfunc.load_model(uri)
     load = time.perf_counter() - t
@@ -106,8 +112,7 @@ def libraries_loaded(uri: str, home: Path) -> list[str]:
 
     import mlflow
 
-    mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow.db'}")
-    mlflow.set_registry_uri(f"sqlite:///{home / 'mlflow.db'}")
+    _use_store(mlflow, home)
     before = set(sys.modules)
     local = Path(mlflow.artifacts.download_artifacts(uri))
     mlflow.pyfunc.load_model(str(local), suppress_warnings=True)
@@ -126,8 +131,7 @@ def load_breakdown(uri: str, home: Path, table: Path, libraries: list[str]) -> d
     import pandas as pd
 
     steps["import mlflow, pandas"] = time.perf_counter() - t
-    mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow.db'}")
-    mlflow.set_registry_uri(f"sqlite:///{home / 'mlflow.db'}")
+    _use_store(mlflow, home)
     t = time.perf_counter()
     local = Path(mlflow.artifacts.download_artifacts(uri))
     steps["resolve the alias in the local registry, copy the artifacts"] = time.perf_counter() - t

@@ -304,19 +304,32 @@ def aggregate(runs: pd.DataFrame) -> dict:
     return out
 
 
-def _regression_detail(w: Callable[[str], None], sub: pd.DataFrame) -> None:
-    """One regression set's rows of the per-dataset section: rmse, mae, r2."""
-    w("| method | RMSE | MAE | R² | fit s | predict ms/1k | status |")
-    w("|---|---|---|---|---|---|---|")
+def _detail_table(w: Callable[[str], None], sub: pd.DataFrame, metrics: list[str],
+                  cells: Callable[[pd.DataFrame], list[str]]) -> None:
+    """One dataset's rows of the per-dataset section: the ``metrics`` columns (``cells`` of a
+    method's ok rows), fit and predict time, status."""
+    w("| method | " + " | ".join(metrics) + " | fit s | predict ms/1k | status |")
+    w("|---|" + "---|" * (len(metrics) + 3))
     for m in method_order(sorted(sub.method.unique())):
         s = sub[sub.method == m]
         good = s[s.status == "ok"]
         if good.empty:
-            w(f"| {m} | — | — | — | — | — | {s.status.iloc[0]} |")
+            w(f"| {m} | " + "— | " * (len(metrics) + 2) + f"{s.status.iloc[0]} |")
             continue
-        w(f"| {m} | {C.fmt_mean_sd(good.rmse)} | {C.fmt_mean_sd(good.mae)} | {C.fmt_mean_sd(good.r2)} | "
-          f"{good.fit_s.mean():.1f} | {good.predict_ms_per_1k.mean():.1f} | "
-          f"{'ok' if len(good) == len(s) else f'{len(s) - len(good)} failed'} |")
+        w(f"| {m} | " + " | ".join(cells(good)) + f" | {good.fit_s.mean():.1f} | "
+          f"{good.predict_ms_per_1k.mean():.1f} | {'ok' if len(good) == len(s) else f'{len(s) - len(good)} failed'} |")
+
+
+def _regression_cells(good: pd.DataFrame) -> list[str]:
+    return [C.fmt_mean_sd(good.rmse), C.fmt_mean_sd(good.mae), C.fmt_mean_sd(good.r2)]
+
+
+def _classification_cells(K: int) -> Callable[[pd.DataFrame], list[str]]:
+    def cells(good: pd.DataFrame) -> list[str]:
+        thr = "oof" if good.threshold_from_oof.astype(bool).all() else ("0.5" if K == 2 else "argmax")
+        return [C.fmt_mean_sd(good.auc), C.fmt_mean_sd(good.logloss), C.fmt_mean_sd(good.accuracy),
+                f"{C.fmt_mean_sd(good.f1)} *{thr}*", C.fmt_mean_sd(good.brier)]
+    return cells
 
 
 def method_order(methods: list[str]) -> list[str]:
@@ -456,20 +469,9 @@ def render_report(runs: pd.DataFrame, meta: dict, out_md: Path, out_png: Path) -
           f"{sub[['repeat', 'fold']].drop_duplicates().shape[0]} outer folds)")
         w("")
         if K == 0:
-            _regression_detail(w, sub)
-            continue
-        w("| method | AUC | log-loss | accuracy | F1 | Brier | fit s | predict ms/1k | status |")
-        w("|---|---|---|---|---|---|---|---|---|")
-        for m in method_order(sorted(sub.method.unique())):
-            s = sub[sub.method == m]
-            good = s[s.status == "ok"]
-            if good.empty:
-                w(f"| {m} | — | — | — | — | — | — | — | {s.status.iloc[0]} |")
-                continue
-            thr = "oof" if good.threshold_from_oof.astype(bool).all() else ("0.5" if K == 2 else "argmax")
-            w(f"| {m} | {C.fmt_mean_sd(good.auc)} | {C.fmt_mean_sd(good.logloss)} | {C.fmt_mean_sd(good.accuracy)} | "
-              f"{C.fmt_mean_sd(good.f1)} *{thr}* | {C.fmt_mean_sd(good.brier)} | {good.fit_s.mean():.1f} | "
-              f"{good.predict_ms_per_1k.mean():.1f} | {'ok' if len(good) == len(s) else f'{len(s) - len(good)} failed'} |")
+            _detail_table(w, sub, ["RMSE", "MAE", "R²"], _regression_cells)
+        else:
+            _detail_table(w, sub, ["AUC", "log-loss", "accuracy", "F1", "Brier"], _classification_cells(K))
     # failures
     bad = runs[runs.status != "ok"]
     w("")

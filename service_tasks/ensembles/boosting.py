@@ -144,18 +144,15 @@ def boost(
             continue
         new = zoo.search_family(request, keep=1)
         candidates: list[tuple[str | None, Any]] = [(None, f) for f in new] + [(b.name, b) for b in start.fits]
-
-        def loss_of(candidate: tuple[str | None, Any]) -> float:
-            oof = candidate[1].oof
-            return float(M.loss(objective, y[scored], oof[scored], problem=problem,
-                                weights=None if w is None else w[scored]))
-
+        losses = [float(M.loss(objective, y[scored], f.oof[scored], problem=problem,
+                               weights=None if w is None else w[scored])) for _, f in candidates]
         # the lowest OOF loss; on a tie the base model (already published, nothing to add)
-        reused, fit = min(candidates, key=lambda c: (loss_of(c), c[0] is None))
+        best = min(range(len(candidates)), key=lambda i: (losses[i], candidates[i][0] is None))
+        reused, fit = candidates[best]
         tried = len(new[0].trials) if new else 0
         log(f"{a}: {tried} new trial(s) after the base task's {start.configs_tried} config(s), in "
             f"{time.perf_counter() - t0:.1f}s; kept {reused or 'a new config'} (oof {objective} loss "
-            f"{loss_of((reused, fit)):.5f}) {fit.params}")
+            f"{losses[best]:.5f}) {fit.params}")
         boosters.append(TunedBooster(a, fit, reused))
     P = np.stack([b.fit.oof for b in boosters])
     H = np.stack([b.fit.holdout if b.fit.holdout is not None else np.zeros((0, P.shape[2])) for b in boosters])
