@@ -33,9 +33,18 @@ from .base import (
     nested_oof,
     normalise_rows,
 )
-from .greedy import GreedySelection
+from .greedy import GreedySelection, selection_rows
 
 MetaLearnerName = MetaLearner  # the spec's meta_learner values
+
+FIT_ROWS = 100_000
+"""Above this many rows the linear meta-learner fits on a seeded, stratified subsample of this many
+(``greedy.selection_rows``). It has one weight per member plus K intercepts (and the passthrough
+coefficients), so 100,000 rows pin them down as well as 800,000 do, while each L-BFGS evaluation
+costs time in proportion to the rows. Chosen from ``benchmarks/stack_subsample.py``
+(synthetic data outside the quality benchmark's sets; ``benchmarks/results/stack_subsample.md``).
+Inside ``nested_oof`` each fit draws from its own training folds only, so the nested OOF stays
+honest."""
 
 
 @dataclass
@@ -59,10 +68,17 @@ class LinearStacker:
     problem : {"classification", "regression"}
     l2 : float, default 1e-3
         L2 penalty on member and passthrough coefficients (never on intercepts).
+    max_rows : int or None, default ``FIT_ROWS``
+        Fit on a seeded, stratified subsample of this many of the rows ``fit`` is given, when it is
+        given more (None: always every row).
+    seed : int, default 0
+        Seed of that subsample.
     """
 
     problem: Problem
     l2: float = 1e-3
+    max_rows: int | None = FIT_ROWS
+    seed: int = 0
     coef_: np.ndarray = field(default_factory=lambda: np.zeros(0), init=False)
     intercept_: np.ndarray = field(default_factory=lambda: np.zeros(0), init=False)
     extra_coef_: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)), init=False)
@@ -73,6 +89,11 @@ class LinearStacker:
         self, P: np.ndarray, y: np.ndarray, w: np.ndarray | None = None, extra: np.ndarray | None = None
     ) -> "LinearStacker":
         P = check_stack(P, y)
+        if self.max_rows is not None and P.shape[1] > self.max_rows:
+            rows = selection_rows(y, self.max_rows, self.seed)
+            P, y = P[:, rows], np.asarray(y)[rows]
+            w = None if w is None else np.asarray(w)[rows]
+            extra = None if extra is None else np.asarray(extra)[rows]
         if self.problem == "regression":
             return self._fit_ridge(P[:, :, 0], np.asarray(y, dtype=np.float64), w, extra)
         return self._fit_logistic(P, np.asarray(y, dtype=np.int64), w, extra)

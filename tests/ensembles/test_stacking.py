@@ -78,6 +78,31 @@ def test_linear_stacker_weights_are_non_negative_and_favour_the_strong_member():
     assert (r.coef_ >= 0).all() and r.coef_[0] == r.coef_.max()
 
 
+
+@pytest.mark.parametrize("case", ["binary", "multiclass", "regression"])
+def test_linear_stacker_above_max_rows_fits_on_the_seeded_stratified_subsample(case):
+    """Above ``max_rows`` the fit is exactly the fit on ``selection_rows``' subsample (passthrough
+    rows and weights taken alike), the subsample keeps each class's share, and at or below the cap
+    every row is used."""
+    from obsrv.service_tasks.ensembles.greedy import selection_rows
+
+    make, problem, _ = CASES[case]
+    P, y, _ = make(n=3000)
+    extra = np.random.default_rng(3).normal(size=(len(y), 2))
+    w = np.random.default_rng(4).uniform(0.5, 2.0, len(y))
+    capped = LinearStacker(problem, max_rows=600, seed=5).fit(P, y, w, extra)
+    rows = selection_rows(y, 600, 5)
+    assert len(rows) == pytest.approx(600, abs=3) and len(np.unique(rows)) == len(rows)
+    if problem == "classification":
+        np.testing.assert_allclose(np.bincount(y[rows]) / len(rows), np.bincount(y) / len(y), atol=2e-3)
+    direct = LinearStacker(problem, max_rows=None).fit(P[:, rows], y[rows], w[rows], extra[rows])
+    np.testing.assert_allclose(capped.coef_, direct.coef_, atol=1e-8)
+    np.testing.assert_allclose(capped.predict(P, extra), direct.predict(P, extra), atol=1e-8)
+    full = LinearStacker(problem, max_rows=None).fit(P, y, w, extra)
+    assert not np.allclose(capped.coef_, full.coef_, atol=1e-6)  # the cap did change the rows seen
+    at_cap = LinearStacker(problem, max_rows=3000).fit(P, y, w, extra)
+    np.testing.assert_allclose(at_cap.coef_, full.coef_, atol=1e-10)
+
 def test_passthrough_features_enter_the_linear_stacker():
     P, y, _ = _binary()
     rng = np.random.default_rng(1)
