@@ -40,9 +40,11 @@ MetaLearnerName = MetaLearner  # the spec's meta_learner values
 FIT_ROWS = 100_000
 """Above this many rows the linear meta-learner fits on a seeded, stratified subsample of this many
 (``greedy.selection_rows``). It has one weight per member plus K intercepts (and the passthrough
-coefficients), so 100,000 rows pin them down as well as 800,000 do, while each L-BFGS evaluation
-costs time in proportion to the rows. Chosen from ``benchmarks/stack_subsample.py``
-(synthetic data outside the quality benchmark's sets; ``benchmarks/results/stack_subsample.md``).
+coefficients), few parameters for that many rows, while each L-BFGS evaluation costs time in
+proportion to the rows. Chosen from ``benchmarks/stack_subsample.py`` (synthetic data outside the
+quality benchmark's sets; ``benchmarks/results/stack_subsample.md``): fit on 100,000 of 150,000
+rows, the stack's test log-loss stayed within 0.00023 of the fit on every row for every seed, and
+no member weight moved by more than 0.021.
 Inside ``nested_oof`` each fit draws from its own training folds only, so the nested OOF stays
 honest."""
 
