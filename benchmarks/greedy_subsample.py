@@ -85,19 +85,40 @@ def blend(weights: np.ndarray, P: np.ndarray) -> np.ndarray:
     return np.tensordot(weights, P, axes=1)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def pool_cli(doc: str) -> tuple[argparse.Namespace, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]]:
+    """The subsample scripts' command line (``--out``, ``--cache``) and the OOF pool it names
+    (shared with ``stack_subsample.py``, which measures the meta-learner on the same pool)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=None, help="markdown report (default: print)")
     ap.add_argument("--cache", default="/tmp/greedy_subsample_pool.npz", help="the OOF pool, reused when present")
     args = ap.parse_args()
-    t_start = time.perf_counter()
-    P, y, T, y_te, names = pool(Path(args.cache))
-    lines = [
-        "# Greedy selection on a subsample of the OOF rows",
+    return args, pool(Path(args.cache))
+
+
+def report_head(title: str, script: str) -> list[str]:
+    """A subsample report's title, date, machine and command lines."""
+    return [
+        f"# {title}",
         "",
         f"- **date**: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; **machine**: {platform.processor() or platform.machine()}, "
         f"{platform.platform()}, Python {platform.python_version()}",
-        "- **command**: `python benchmarks/greedy_subsample.py --out benchmarks/results/greedy_subsample.md`",
+        f"- **command**: `python benchmarks/{script}.py --out benchmarks/results/{script}.md`",
+    ]
+
+
+def write_report(lines: list[str], out: str | None, t_start: float) -> None:
+    """Closes a subsample report with the script's wall time, writes it to ``out`` and prints it."""
+    lines.append(f"Whole script {time.perf_counter() - t_start:.0f} s (pool fits included unless cached).")
+    text = "\n".join(lines) + "\n"
+    if out:
+        Path(out).write_text(text)
+    print(text)
+
+
+def main() -> int:
+    t_start = time.perf_counter()
+    args, (P, y, T, y_te, names) = pool_cli(__doc__ or "")
+    lines = report_head("Greedy selection on a subsample of the OOF rows", "greedy_subsample") + [
         f"- **data**: `make_classification` 200,000 rows (150,000 OOF rows, 5 stratified folds; 50,000 test rows), "
         f"30 features, 30 % positives, 5 % flipped labels; pool of {len(names)}: {', '.join(names)}",
         "- **protocol**: GES 25 rounds on all OOF rows vs on seeded stratified subsamples "
@@ -145,11 +166,7 @@ def main() -> int:
                          f"| {size:,} | {np.mean(deltas):+.5f} | {worst:+.5f} | n/a | {np.mean(dists):.3f} | "
                          f"{np.mean(secs):.2f} |")
         lines.append("")
-    lines.append(f"Whole script {time.perf_counter() - t_start:.0f} s (pool fits included unless cached).")
-    text = "\n".join(lines) + "\n"
-    if args.out:
-        Path(args.out).write_text(text)
-    print(text)
+    write_report(lines, args.out, t_start)
     return 0
 
 

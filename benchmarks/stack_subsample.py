@@ -13,18 +13,15 @@ the fit time.
 
 from __future__ import annotations
 
-import argparse
-import platform
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from greedy_subsample import SEEDS, pool  # noqa: E402
+from greedy_subsample import SEEDS, pool_cli, report_head, write_report  # noqa: E402
 from obsrv.service_tasks import metrics  # noqa: E402
 from obsrv.service_tasks.ensembles.stacking import LinearStacker  # noqa: E402
 
@@ -32,18 +29,9 @@ SIZES = [10_000, 20_000, 50_000, 100_000]
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default=None, help="markdown report (default: print)")
-    ap.add_argument("--cache", default="/tmp/greedy_subsample_pool.npz", help="the OOF pool, reused when present")
-    args = ap.parse_args()
     t_start = time.perf_counter()
-    P, y, T, y_te, names = pool(Path(args.cache))
-    lines = [
-        "# The linear meta-learner on a subsample of the OOF rows",
-        "",
-        f"- **date**: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; **machine**: "
-        f"{platform.processor() or platform.machine()}, {platform.platform()}, Python {platform.python_version()}",
-        "- **command**: `python benchmarks/stack_subsample.py --out benchmarks/results/stack_subsample.md`",
+    args, (P, y, T, y_te, names) = pool_cli(__doc__ or "")
+    lines = report_head("The linear meta-learner on a subsample of the OOF rows", "stack_subsample") + [
         f"- **data**: the OOF pool of `greedy_subsample.py`: `make_classification`, {len(y):,} OOF rows "
         f"(5 stratified folds), {len(y_te):,} test rows; pool of {len(names)}: {', '.join(names)}",
         f"- **protocol**: `LinearStacker('classification')` fit on all OOF rows vs on seeded stratified "
@@ -77,12 +65,8 @@ def main() -> int:
             lines.append(f"| {size:,} | {np.mean(ll):+.5f} | {max(ll):+.5f} | {np.mean(auc):+.5f} | {min(auc):+.5f} "
                          f"| {max(dw):.3f} | {np.mean(secs):.2f} |")
         lines.append("")
-    lines += ["Log-loss Δ > 0 and AUC Δ < 0 are losses against the fit on every row.", "",
-              f"Whole script {time.perf_counter() - t_start:.0f} s (pool fits included unless cached)."]
-    text = "\n".join(lines) + "\n"
-    if args.out:
-        Path(args.out).write_text(text)
-    print(text)
+    lines += ["Log-loss Δ > 0 and AUC Δ < 0 are losses against the fit on every row.", ""]
+    write_report(lines, args.out, t_start)
     return 0
 
 
