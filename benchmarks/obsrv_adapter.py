@@ -247,6 +247,7 @@ def run_quality_split(
     workdir: Path,
     task_budget: float | None,
     holdout: float,
+    folds: int = 5,
     smoke: bool,
     log: Callable[[str], None],
     to_result: Callable[..., Any],
@@ -264,7 +265,7 @@ def run_quality_split(
     # --obsrv-task-budget replaces the plan with a fixed per-task budget.
     time_limit = None if task_budget is not None else budget
     spec = write_spec(workdir / "spec.yaml", name=f"bench_{schema}", schema=schema, table=table,
-                      n_classes=len(classes), tasks=tasks, holdout=holdout, seed=seed)
+                      n_classes=len(classes), tasks=tasks, folds=folds, holdout=holdout, seed=seed)
     load_table(train, home, schema, table)
     wf = f"q{int(time.time() * 1000) % 10**10}"
     ok, wall, states = run_workflow(spec, workdir, task_budget=task_budget, workflow_id=wf, time_limit=time_limit)

@@ -213,7 +213,8 @@ def run_split(
             results.extend(
                 OA.run_quality_split(
                     ds, train, test, classes, budget=args.budget, seed=args.seed, workdir=split_dir / "obsrv",
-                    task_budget=args.obsrv_task_budget, holdout=args.obsrv_holdout, smoke=args.smoke,
+                    task_budget=args.obsrv_task_budget, holdout=args.obsrv_holdout, folds=args.obsrv_folds,
+                    smoke=args.smoke,
                     log=say, to_result=MethodResult,
                 )
             )
@@ -609,6 +610,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                          "(`obsrv run --time-limit BUDGET`, which fits the whole run into --budget)")
     ap.add_argument("--obsrv-holdout", type=float, default=0.0,
                     help="context.holdout of the generated spec (default 0, the spec's default)")
+    ap.add_argument("--obsrv-folds", type=int, default=5,
+                    help="context.folds of the generated spec: obsrv's inner CV folds (default 5, the spec's default)")
     ap.add_argument("--out-dir", default=str(C.BENCH_DIR / "results"))
     ap.add_argument("--work-dir", default=None, help="scratch (default: a temp dir, removed at the end)")
     ap.add_argument("--resume", action="store_true", help="skip (dataset, split) pairs already in the raw CSV")

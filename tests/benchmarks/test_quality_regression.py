@@ -36,7 +36,7 @@ def test_a_regression_split_scores_rmse_and_says_why_stacking_is_skipped(modules
     C, _, _, Q = modules
     ds = _regression_set(C)
     tr, te = np.arange(150), np.arange(150, 200)
-    args = argparse.Namespace(seed=1, budget=5, smoke=False, obsrv_task_budget=None, obsrv_holdout=0.0)
+    args = argparse.Namespace(seed=1, budget=5, smoke=False, obsrv_task_budget=None, obsrv_holdout=0.0, obsrv_folds=5)
     rows = {r["method"]: r for r in Q.run_split(ds, (0, 0, tr, te), args, {"constant", "sklearn_stacking"}, tmp_path)}
     y_te = ds.frame[C.TARGET].to_numpy()[te]
     mean = ds.frame[C.TARGET].to_numpy()[tr].mean()
