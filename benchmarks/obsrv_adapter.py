@@ -247,7 +247,7 @@ def run_quality_split(
     workdir: Path,
     task_budget: float | None,
     holdout: float,
-    folds: int = 5,
+    folds: int,
     smoke: bool,
     log: Callable[[str], None],
     to_result: Callable[..., Any],

@@ -337,8 +337,9 @@ def _aligned(
     want = np.asarray(row_ids, dtype=np.int64)
     if not np.array_equal(ids, want):
         order = np.argsort(ids, kind="stable")
-        pos = np.searchsorted(ids[order], want).clip(max=max(len(ids) - 1, 0))
-        found = ids[order][pos] == want if len(ids) else np.zeros(len(want), dtype=bool)
+        sorted_ids = ids[order]
+        pos = np.searchsorted(sorted_ids, want).clip(max=max(len(ids) - 1, 0))
+        found = sorted_ids[pos] == want if len(ids) else np.zeros(len(want), dtype=bool)
         missing = int(len(want) - found.sum())
         if missing or len(ids) != len(want):
             raise TaskError(
@@ -350,7 +351,7 @@ def _aligned(
         table["fold"].to_numpy(dtype=np.int64)[at], np.asarray(folds, dtype=np.int64)
     ):
         raise TaskError(f"The OOF table of {model} (task {task_id}) uses a different fold plan than prepare.")
-    return table[cols].to_numpy(dtype=np.float64)[at]
+    return table[cols].iloc[at].to_numpy(dtype=np.float64)  # only this model's rows are converted
 
 
 __all__ = ["RuntimeContext", "proba_columns", "prediction_columns"]
