@@ -610,8 +610,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                          "(`obsrv run --time-limit BUDGET`, which fits the whole run into --budget)")
     ap.add_argument("--obsrv-holdout", type=float, default=0.0,
                     help="context.holdout of the generated spec (default 0, the spec's default)")
-    ap.add_argument("--obsrv-folds", type=int, default=5,
-                    help="context.folds of the generated spec: obsrv's inner CV folds (default 5, the spec's default)")
+    ap.add_argument("--obsrv-folds", type=int, default=None,
+                    help="context.folds of the generated spec: obsrv's inner CV folds (default: unwritten, so "
+                         "the spec's default `auto` picks them from the rows)")
     ap.add_argument("--out-dir", default=str(C.BENCH_DIR / "results"))
     ap.add_argument("--work-dir", default=None, help="scratch (default: a temp dir, removed at the end)")
     ap.add_argument("--resume", action="store_true", help="skip (dataset, split) pairs already in the raw CSV")

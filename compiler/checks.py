@@ -856,7 +856,9 @@ def task_constraint_diagnostics(doc: LoadedYaml, spec: S.SpecFile) -> list[Diagn
     ctx = spec.obsrv.context
     roles = {role: getattr(ctx.source, role) for role in _ROLE_FIELDS if getattr(ctx.source, role)}
     for index, task in enumerate(spec.obsrv.job):
-        if task.task == "stack_blend" and ctx.folds < MIN_STACK_BLEND_FOLDS:
+        # `folds: auto` is at least MIN_STACK_BLEND_FOLDS on any table with a class of 3 rows or more;
+        # below that, stack_blend stops at run time with the same advice (stack_tasks.py)
+        if task.task == "stack_blend" and isinstance(ctx.folds, int) and ctx.folds < MIN_STACK_BLEND_FOLDS:
             path: PathKey = ("obsrv", "job", index, "task")
             out.append(
                 doc.diagnostic(
@@ -917,15 +919,17 @@ def sample_size_diagnostics(doc: LoadedYaml, spec: S.SpecFile) -> list[Diagnosti
     size, train = rows
     path: PathKey = ("obsrv", "context", "sample", "size")
     span = doc.value_span(path)
-    if size < ctx.folds or train < ctx.folds:
+    # the folds prepare would assign (`auto` resolved for these rows, as prepare does)
+    folds = ctx.fold_count(train)
+    if size < folds or train < folds:
         after = f" after the {ctx.holdout:g} holdout" if ctx.holdout else ""
         return [
             doc.diagnostic(
                 "OBS303",
                 f"`sample.size: {size}` leaves at most {train} training rows{after}, fewer than "
-                f"the {ctx.folds} folds; prepare would stop",
+                f"the {folds} folds; prepare would stop",
                 span,
-                fix=f"raise `sample.size` to at least {_rows_for(ctx, ctx.folds)}, or lower `context.folds`",
+                fix=f"raise `sample.size` to at least {_rows_for(ctx, folds)}, or lower `context.folds`",
                 path=dotted_path(path),
             )
         ]
@@ -949,16 +953,17 @@ def sample_size_diagnostics(doc: LoadedYaml, spec: S.SpecFile) -> list[Diagnosti
             )
         )
     # With at least 2 classes, the rarest one has at most half the training rows: below the fold
-    # count some fold must lack it, and stratified folds cannot be made.
+    # count some fold must lack it, and stratified folds cannot be made. (`folds: auto` lowers its
+    # count to the rarest class's rows, so only a written number can hit this.)
     rarest = train // 2
-    if ctx.metric.problem == "classification" and rarest < ctx.folds:
+    if ctx.metric.problem == "classification" and rarest < ctx.fold_count(train, rarest):
         out.append(
             doc.diagnostic(
                 "OBS404",
                 f"`sample.size: {size}` leaves {train} training rows, so the rarest class has at most "
-                f"{rarest}, fewer than the {ctx.folds} folds: some fold will miss a class",
+                f"{rarest}, fewer than the {folds} folds: some fold will miss a class",
                 span,
-                fix=f"raise `sample.size` to at least {_rows_for(ctx, 2 * ctx.folds)}, or lower `context.folds`",
+                fix=f"raise `sample.size` to at least {_rows_for(ctx, 2 * folds)}, or lower `context.folds`",
                 severity="warning",
                 path=dotted_path(path),
             )

@@ -22,7 +22,7 @@ from sklearn.model_selection import (
     train_test_split,
 )
 
-from obsrv.compiler.spec import Context
+from obsrv.compiler.spec import MIN_FOLDS, Context
 from obsrv.service_tasks import columns as cols
 from obsrv.service_tasks.columns import FOLD, ROW_ID
 from obsrv.service_tasks.errors import FinalTaskError, TaskError
@@ -80,7 +80,7 @@ def run_prepare(request: TaskRequest, store: TableStore, log: Log = print) -> di
         log("WARNING: fold_type time with context.holdout: 0: each fold's models train on later folds too, so "
             "no leaderboard figure is forward-looking. Keep a holdout (the latest rows) for one.")
     log(
-        f"prepared {len(prepared)} rows: {len(prepared) - n_hold} train in {context.folds} "
+        f"prepared {len(prepared)} rows: {len(prepared) - n_hold} train in {meta['n_folds']} "
         f"{context.fold_type} folds, "
         + (f"{n_hold} holdout" if n_hold else "no holdout (context.holdout: 0; the leaderboard scores OOF)")
         + f" -> {prepared_table(request)}"
@@ -150,24 +150,26 @@ def prepare_frame(raw: pd.DataFrame, context: Context, log: Log = print) -> tupl
         df[src.weight_column] = w.astype("float64")
 
     df = _sample(df, context, log)
-    if len(df) < context.folds:
+    asked = context.folds if isinstance(context.folds, int) else MIN_FOLDS
+    if len(df) < asked:
         raise TaskError(
-            f"The source has {len(df)} usable rows, fewer than the {context.folds} folds the spec asks "
+            f"The source has {len(df)} usable rows, fewer than the {asked} folds the spec asks "
             "for. Add rows or lower context.folds."
         )
 
     is_holdout = _holdout_mask(df, context)
     train_idx = np.flatnonzero(~is_holdout)
-    if len(train_idx) < context.folds:
+    n_folds = _fold_count(context, df.iloc[train_idx], log)
+    if len(train_idx) < n_folds:
         raise TaskError(
             f"Only {len(train_idx)} training rows remain after the {context.holdout:.0%} holdout, fewer "
-            f"than the {context.folds} folds. Add rows, lower context.holdout or context.folds."
+            f"than the {n_folds} folds. Add rows, lower context.holdout or context.folds."
         )
     if problem == "classification":
-        check_classes_fit_folds(df[src.target].iloc[train_idx].to_numpy(), context.folds,
+        check_classes_fit_folds(df[src.target].iloc[train_idx].to_numpy(), n_folds,
                                 holdout=context.holdout, target=src.target)
     folds = np.full(len(df), HOLDOUT_FOLD, dtype=np.int32)
-    folds[train_idx] = _assign_folds(df.iloc[train_idx], context)
+    folds[train_idx] = _assign_folds(df.iloc[train_idx], context, n_folds)
     for line in small_split_warnings(int(is_holdout.sum()), fold_sizes(folds)):
         log(line)
     df.insert(1, FOLD, folds)
@@ -201,7 +203,7 @@ def prepare_frame(raw: pd.DataFrame, context: Context, log: Log = print) -> tupl
         "n_rows": int(len(prepared)),
         "n_train": int(len(train_idx)),
         "n_holdout": int(is_holdout.sum()),
-        "n_folds": int(context.folds),
+        "n_folds": n_folds,
         "fold_type": context.fold_type,
         "seed": int(context.seed),
     }
@@ -399,9 +401,28 @@ def _holdout_mask(df: pd.DataFrame, context: Context) -> np.ndarray:
     return mask
 
 
-def _assign_folds(train: pd.DataFrame, context: Context) -> np.ndarray:
-    """One fold id per training row, 0..folds-1, seeded by context.seed."""
-    n, k, src = len(train), context.folds, context.source
+def _fold_count(context: Context, train: pd.DataFrame, log: Log) -> int:
+    """The folds to assign to these training rows: a written `context.folds` as it is (checked
+    after), `auto` resolved as compiler/spec.py's `Context.fold_count` says, capped by the rarest
+    class's rows (every fold needs one) or by the groups (each sits in one fold)."""
+    if isinstance(context.folds, int):
+        return context.folds
+    src = context.source
+    smallest: int | None = None
+    if context.metric.problem == "classification":
+        smallest = int(train[src.target].astype(str).value_counts().min())
+    if context.fold_type == "group":
+        n_groups = int(train[src.group_column].astype(str).nunique())
+        smallest = n_groups if smallest is None else min(smallest, n_groups)
+    k, by_size = context.fold_count(len(train), smallest), context.fold_count(len(train))
+    capped = f" (not {by_size}: the rarest class or the groups allow {smallest})" if k < by_size else ""
+    log(f"context.folds auto: {k} folds for {len(train)} training rows{capped}")
+    return k
+
+
+def _assign_folds(train: pd.DataFrame, context: Context, k: int) -> np.ndarray:
+    """One fold id per training row, 0..k-1, seeded by context.seed."""
+    n, src = len(train), context.source
     folds = np.empty(n, dtype=np.int32)
     X = np.zeros(n)
     if context.fold_type == "time":
