@@ -396,6 +396,29 @@ def quality_stem(*, smoke: bool, budget: float) -> str:
     return "quality_smoke" if smoke else "quality" if budget == 60 else f"quality_{budget:g}s"
 
 
+# What decides a quality row's figures: obsrv's code and the harness that runs and scores every
+# method. A commit touching none of these (results, docs, tests) leaves a protocol run resumable.
+CODE_PATHS = ("compiler", "service_tasks", "templates", "pyproject.toml", "benchmarks/_common.py",
+              "benchmarks/quality.py", "benchmarks/obsrv_adapter.py", "benchmarks/peers_runner.py",
+              "benchmarks/requirements-peers.txt")
+
+
+def code_revision() -> str:
+    """The last commit that changed CODE_PATHS (short sha), with `+dirty` when they have uncommitted
+    edits: the revision a quality row's figures belong to, whatever results were committed since.
+    OBSRV_CODE_REVISION overrides it: code_ab.py's arms run obsrv from another checkout."""
+    if os.environ.get("OBSRV_CODE_REVISION"):
+        return os.environ["OBSRV_CODE_REVISION"]
+    try:
+        last = subprocess.run(["git", "log", "-1", "--format=%h", "--", *CODE_PATHS], cwd=REPO_ROOT,
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS],
+                               cwd=REPO_ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return (last or "uncommitted") + ("+dirty" if dirty else "")
+
+
 def git_revision() -> str:
     try:
         res = subprocess.run(

@@ -122,7 +122,9 @@ def run(args: argparse.Namespace, work: Path) -> pd.DataFrame:
     envs: dict[str, dict[str, str]] = {}
     for arm, ref in (("A", args.a), ("B", args.b)):
         code = checkout(ref, work / f"code_{arm}")
-        envs[arm] = arm_env(shim(code, work / f"shim_{arm}"), code)
+        # the rows' code revision: the arm's obsrv, with this checkout's harness
+        revision = f"{ref_label(ref)} with harness {C.code_revision()}"
+        envs[arm] = dict(arm_env(shim(code, work / f"shim_{arm}"), code), OBSRV_CODE_REVISION=revision)
     for i, name in enumerate(args.datasets.split(",")):
         for arm in ("A", "B") if i % 2 == 0 else ("B", "A"):  # alternate which arm runs first
             cmd = [sys.executable, str(C.BENCH_DIR / "quality.py"), "--methods", "obsrv", "--datasets", name,

@@ -384,6 +384,8 @@ def render_report(runs: pd.DataFrame, meta: dict, out_md: Path, out_png: Path) -
       f"{meta['machine']['platform']}; Python {meta['machine']['python']}")
     if "machine" in runs and runs["machine"].nunique() > 1:
         w(f"- **machines**: {machines_line(runs)}")
+    if code_line(runs):
+        w(f"- **code**: {code_line(runs)}")
     w(f"- **versions (obsrv env)**: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()))
     if meta.get("peer_versions"):
         w(f"- **versions (peers venv)**: " + ", ".join(f"{k} {v}" for k, v in meta["peer_versions"].items()))
@@ -522,6 +524,33 @@ def render_report(runs: pd.DataFrame, meta: dict, out_md: Path, out_png: Path) -
     rank_chart(agg, out_png, f"obsrv quality benchmark — mean rank ({len(datasets)} datasets)")
 
 
+def mixed_code_message(previous: pd.DataFrame, code: str) -> str | None:
+    """Why --resume must not extend `previous` at code revision `code` (None when it may): the
+    protocol's rows are comparable only when they ran at one revision of obsrv and the harness."""
+    if previous.empty:
+        return None
+    fix = ("Run the remaining splits at that revision, start a fresh --out-dir at this one, or pass "
+           "--mixed-code to extend it anyway (the report then lists each revision).")
+    if "code" not in previous or previous["code"].isna().any():
+        return f"the raw CSV has rows without a code revision (from before it was recorded); {fix}"
+    theirs = sorted(set(previous["code"].astype(str)))
+    if theirs != [code]:
+        return (f"the raw CSV's rows ran at code {', '.join(theirs)}, this checkout's is {code} (the last "
+                f"commit touching {', '.join(C.CODE_PATHS[:3])} or the harness). {fix}")
+    return None
+
+
+def code_line(runs: pd.DataFrame) -> str | None:
+    """The report's code line: the one revision every row ran at, or the splits per revision."""
+    if "code" not in runs:
+        return None
+    keys = ["dataset", "repeat", "fold"]
+    per = runs.fillna({"code": "unrecorded"}).drop_duplicates([*keys, "code"]).groupby("code", sort=False).size()
+    if len(per) == 1:
+        return f"every row at obsrv code `{per.index[0]}` (the last commit touching obsrv or the harness)"
+    return "rows at several code revisions: " + "; ".join(f"`{c}`: {n} dataset-splits" for c, n in per.items())
+
+
 def machines_line(runs: pd.DataFrame) -> str:
     """How many dataset-splits ran on each machine, and whether any split mixes machines (a method
     redone elsewhere), which would make that split's comparison unlike for like."""
@@ -616,6 +645,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--out-dir", default=str(C.BENCH_DIR / "results"))
     ap.add_argument("--work-dir", default=None, help="scratch (default: a temp dir, removed at the end)")
     ap.add_argument("--resume", action="store_true", help="skip (dataset, split) pairs already in the raw CSV")
+    ap.add_argument("--mixed-code", action="store_true",
+                    help="with --resume: extend a raw CSV whose rows ran at other code (the report then lists each "
+                         "code revision); without it, resuming refuses rows of another code revision")
     ap.add_argument("--report-only", action="store_true")
     ap.add_argument("--discussion", default=None, help="with --report-only: a markdown file to add as the Discussion")
     ap.add_argument("--reduction", default="", help="text stating how this run reduces the full protocol")
@@ -662,6 +694,12 @@ def main(argv: list[str] | None = None) -> int:
     if previous is not None and "machine" not in previous:
         # rows from before the column existed ran on the machine their run's meta names
         previous["machine"] = C.machine_label(prev_meta["machine"]) if prev_meta.get("machine") else "unknown"
+    code = C.code_revision()
+    if previous is not None and not args.mixed_code:
+        others = mixed_code_message(previous, code)
+        if others:
+            print(f"quality.py: {others}", file=sys.stderr)
+            return 2
     rows: list[dict] = [] if previous is None else previous.to_dict("records")
     here = C.machine_label()
     work_ctx = tempfile.TemporaryDirectory(prefix="obsrv_quality_") if args.work_dir is None else None
@@ -709,7 +747,8 @@ def main(argv: list[str] | None = None) -> int:
                                                 and r["fold"] == split[1] and method_group(r["method"]) in need)]
             t_split = time.time()
             # each row names its machine: a protocol spread over sessions may land on other hardware
-            rows.extend(dict(r, machine=here) for r in run_split(ds, split, args, need, work))
+            # and its code revision: a protocol resumed across sittings must not mix code (--mixed-code)
+            rows.extend(dict(r, machine=here, code=code) for r in run_split(ds, split, args, need, work))
             if not partial:
                 split_times.append(time.time() - t_split)
             runs = pd.DataFrame(rows)
