@@ -529,7 +529,7 @@ def mixed_code_message(previous: pd.DataFrame, code: str) -> str | None:
     protocol's rows are comparable only when they ran at one revision of obsrv and the harness."""
     if previous.empty:
         return None
-    fix = ("Run the remaining splits at that revision, start a fresh --out-dir at this one, or pass "
+    fix = ("run the remaining splits at that revision, start a fresh --out-dir at this one, or pass "
            "--mixed-code to extend it anyway (the report then lists each revision).")
     if "code" not in previous or previous["code"].isna().any():
         return f"the raw CSV has rows without a code revision (from before it was recorded); {fix}"

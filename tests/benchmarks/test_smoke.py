@@ -87,7 +87,7 @@ def test_resume_replaces_the_rows_of_a_redone_method(tmp_path: Path, monkeypatch
     old = [row(m, s, a, 9.0) for m, s, a in [("constant", "ok", 0.5), ("best_single", "ok", 0.80),
                                               ("obsrv:vote_weight", "ok", 0.81),
                                               ("obsrv_champion", "failed: no champion on the leaderboard", float("nan"))]]
-    pd.DataFrame(old).to_csv(tmp_path / "quality_runs.csv", index=False)
+    pd.DataFrame(old).assign(code=C.code_revision()).to_csv(tmp_path / "quality_runs.csv", index=False)
     elsewhere = {"cpu": "Old CPU", "cores": "2", "memory": "8.0 GiB"}
     (tmp_path / "quality_meta.json").write_text(json.dumps({"machine": elsewhere, "wall_s": 1.0}))
     new = [row(m, "ok", a, 2.0) for m, a in [("best_single", 0.82), ("obsrv_champion", 0.84), ("obsrv:vote_weight", 0.84)]]
@@ -108,6 +108,7 @@ def test_resume_replaces_the_rows_of_a_redone_method(tmp_path: Path, monkeypatch
         "obsrv:vote_weight": C.machine_label(), "obsrv_champion": C.machine_label()}
     assert Q.machines_line(runs).startswith("Old CPU, 2 cores, 8.0 GiB: 1 dataset-splits; ")
     assert Q.machines_line(runs).endswith("ran on different machines: credit_data r0f0.")
+    assert set(runs["code"]) == {C.code_revision()}  # the redone rows name the same code revision
     # the per-task times come from the new run's champion row only, never the replaced one
     assert json.loads((tmp_path / "quality_meta.json").read_text())["obsrv_tasks"] == {"prepare": 2.0}
 
