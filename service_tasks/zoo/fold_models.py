@@ -4,7 +4,6 @@ that serves their average (`FoldBag`)."""
 from __future__ import annotations
 
 import contextlib
-import time
 from typing import Any
 
 import numpy as np
@@ -16,14 +15,6 @@ from obsrv.service_tasks.zoo.families import Problem
 from obsrv.service_tasks.zoo.resource_caps import KNN_MAX_FIT_ROWS
 
 MISSING = "__missing__"
-BOOSTER_VALIDATION = 0.1
-"""Share of a booster fold model's own training rows it early-stops on (never the fold it predicts,
-which would make its OOF prediction optimistic)."""
-REFIT_MAX_ROWS = 100_000
-"""Largest fold training set whose booster is re-fit on all its rows after early stopping. Above
-it the tenth early stopping holds out is a small share of plenty of rows, and a re-fit would
-double the booster's time: a cost choice, like `context.folds: auto`'s 5 folds above 100,000 rows
-(compiler/spec.py)."""
 MAX_LEVELS = 100  # categorical levels kept per column (the rest become "unknown")
 
 
@@ -83,9 +74,6 @@ class FamilyModel:
     """CatBoost with a time limit: the last measured pace of a like fit, to pick this fit's rate."""
     pace_: time_limits.Pace | None = None
     """CatBoost with a time limit: this fit's measured pace, the next fit's ``pace_hint``."""
-    refit_rounds_: int | None = None
-    """A booster re-fit on all its training rows for the rounds early stopping chose (None: the
-    early-stopped fit was kept; see ``_refit_booster``)."""
     _served_lightgbm: served.LightGBMDirect | None = None
     """LightGBM's booster path of the served form (``served.LightGBMDirect``), built with it."""
     _served_hist_gbm: served.HistGBMDirect | None = None
@@ -214,7 +202,7 @@ class FamilyModel:
         n = len(frame)
         rng = np.random.default_rng(self.seed + 7919)
         perm = rng.permutation(n)
-        n_val = max(1, int(BOOSTER_VALIDATION * n)) if n >= 50 else 0
+        n_val = max(1, int(0.1 * n)) if n >= 50 else 0
         val, tr = np.sort(perm[:n_val]), np.sort(perm[n_val:])
         if self.problem == "classification" and n_val:
             # the inner training part must see every class the fold has
@@ -224,8 +212,6 @@ class FamilyModel:
         w_tr = None if w is None else w[tr]
         est = self.estimator_
         limit = self.time_limit_s
-        started = time.perf_counter()
-        self.refit_rounds_ = None
         if self.family == "xgboost":
             kwargs: dict[str, Any] = {"sample_weight": w_tr, "verbose": False}
             if len(val):
@@ -239,11 +225,8 @@ class FamilyModel:
             stop = time_limits.xgboost_callback(limit, rate, rounds) if limit is not None else None
             est.set_params(callbacks=[stop] if stop else None)
             est.fit(X_tr, y_tr, **kwargs)
+            est.set_params(device="cpu", callbacks=None)  # serve anywhere; the callback is spent
             self._timed(stop.clock if stop else None)
-            if len(val):
-                self._refit_booster(frame, y, w, time.perf_counter() - started)
-            # serve anywhere; the callback is spent (the re-fit, if any, is the estimator now)
-            self.estimator_.set_params(device="cpu", callbacks=None)
         elif self.family == "lightgbm":
             import lightgbm as lgb
 
@@ -262,8 +245,6 @@ class FamilyModel:
                 kwargs["callbacks"] = callbacks
             est.fit(X_tr, y_tr, **kwargs)
             self._timed(callbacks[-1].clock if limit is not None else None)
-            if len(val):
-                self._refit_booster(frame, y, w, time.perf_counter() - started)
         else:  # catboost
             kwargs = {"sample_weight": w_tr}
             if len(val):
@@ -285,47 +266,6 @@ class FamilyModel:
             est.fit(X_tr, y_tr, **kwargs)
             self._timed(cb_stop.clock if cb_stop else None)
             self.pace_ = cb_stop.clock.measured_pace() if cb_stop else None
-            if len(val):
-                self._refit_booster(frame, y, w, time.perf_counter() - started)
-
-    def _refit_booster(self, frame: pd.DataFrame, y: np.ndarray, w: np.ndarray | None, elapsed: float) -> None:
-        """Re-fit the early-stopped booster on all of its training rows for the rounds early
-        stopping chose: otherwise the tenth it stopped on is rows this model never trains on,
-        which on a small table is a loss (benchmarks/results/autogluon_leaderboards.md). The
-        fold's OOF rows stay unseen either way. Skipped above REFIT_MAX_ROWS, where a time limit
-        stopped or paced the fit (its rounds and rate are the limit's, not the data's), and where
-        the re-fit, estimated from the fit's own pace, would not finish within the limit."""
-        if len(frame) > REFIT_MAX_ROWS or self.stopped_at_ is not None or self.paced_lr_ is not None:
-            return
-        est = self.estimator_
-        if self.family == "xgboost":
-            best, trained = getattr(est, "best_iteration", None), est.get_booster().num_boosted_rounds()
-            best = None if best is None else int(best) + 1
-        elif self.family == "lightgbm":
-            best, trained = est.best_iteration_ or None, est.booster_.current_iteration()
-        else:  # catboost
-            best_it, trained = est.get_best_iteration(), est.tree_count_
-            best = None if best_it is None else int(best_it) + 1
-        if not best or not trained:
-            return
-        # rounds scale the time; the re-fit has 1/(1 - BOOSTER_VALIDATION) as many rows
-        estimate = elapsed * best / trained / (1 - BOOSTER_VALIDATION)
-        if self.time_limit_s is not None and elapsed + estimate > self.time_limit_s:
-            return
-        # a fresh estimator of the same config: CatBoost refuses new params on a fitted model
-        est = _BUILD[self.family](self, frame)
-        if self.family == "xgboost":
-            est.set_params(n_estimators=best, early_stopping_rounds=None)
-        elif self.family == "lightgbm":
-            est.set_params(n_estimators=best)
-        else:  # the config may name CatBoost's rounds by any of its aliases; it refuses two
-            params = est.get_params()
-            key = next((k for k in ("iterations", "n_estimators", "num_boost_round", "num_trees") if params.get(k)),
-                       "iterations")
-            est.set_params(**{key: best})
-        est.fit(frame, y, **({"verbose": False} if self.family == "xgboost" else {}), sample_weight=w)
-        self.estimator_ = est
-        self.refit_rounds_ = best
 
     def predict_matrix(self, X: pd.DataFrame) -> np.ndarray:
         return self.predict_inputs(served.Inputs(X))
