@@ -22,3 +22,7 @@ python benchmarks/code_ab.py --a 345ea76 --b 728f463 --datasets Car,hpc_data --m
 # code A/B: stack_blend re-fits bounded by their fold models' time limits (c293189) against the
 # code before (d9d2d78), first outer split of Car and hpc_data (~11 min)
 python benchmarks/code_ab.py --a d9d2d78 --b c293189 --datasets Car,hpc_data --stem code_ab_blend_refit
+# code A/B: context.folds auto (e04557c) against 5 folds (4cc4468), first split of all 13 sets (~29 min)
+python benchmarks/code_ab.py --a 4cc4468 --b e04557c --datasets credit_data,wa_churn,lending_club,hpc_data,HMDA,Car,syn_route_cluster,syn_route_segment,ames,concrete,caravan,cells,digits --stem code_ab_folds_auto
+# code A/B: booster re-fit after early stopping (fd928ee, reverted) against bcce2a4 (~29 min)
+python benchmarks/code_ab.py --a bcce2a4 --b fd928ee --datasets credit_data,wa_churn,lending_club,hpc_data,HMDA,Car,syn_route_cluster,syn_route_segment,ames,concrete,caravan,cells,digits --stem code_ab_booster_refit
