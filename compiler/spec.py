@@ -191,6 +191,8 @@ Duration = Annotated[
         }
     ),
 ]
+
+
 def _fold_setting(value: Any) -> Any:
     """`auto` or a whole number of folds in range, checked here rather than by an `int | "auto"`
     union, which would report one error per arm (`not allowed` and `must be at least 2`)."""
