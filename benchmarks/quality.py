@@ -384,8 +384,9 @@ def render_report(runs: pd.DataFrame, meta: dict, out_md: Path, out_png: Path) -
       f"{meta['machine']['platform']}; Python {meta['machine']['python']}")
     if "machine" in runs and runs["machine"].nunique() > 1:
         w(f"- **machines**: {machines_line(runs)}")
-    if code_line(runs):
-        w(f"- **code**: {code_line(runs)}")
+    code = code_line(runs)
+    if code:
+        w(f"- **code**: {code}")
     w(f"- **versions (obsrv env)**: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()))
     if meta.get("peer_versions"):
         w(f"- **versions (peers venv)**: " + ", ".join(f"{k} {v}" for k, v in meta["peer_versions"].items()))
