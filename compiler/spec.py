@@ -599,11 +599,13 @@ class TaskBase(StrictModel):
         return self.id or self.task  # type: ignore[attr-defined]  # every subclass declares its `task` literal
 
 
-MetaLearner = Literal["linear", "lightgbm"]
+MetaLearner = Literal["linear", "lightgbm", "lightgbm_full"]
 META_LEARNERS: tuple[MetaLearner, ...] = get_args(MetaLearner)
 _META_DOC = (
     "Meta-learner: `linear` (non-negative, L2-regularised logistic regression on logits; ridge for "
-    "regression) or `lightgbm` (a shallow, heavily regularised LightGBM)."
+    "regression), `lightgbm` (a shallow, heavily regularised LightGBM) or `lightgbm_full` (a "
+    "full-capacity, early-stopped LightGBM, as AutoGluon's second stack level; with `passthrough: "
+    "true` it also sees the original features)."
 )
 _PASSTHROUGH_DOC = "Also give the meta-learner the original features (a skip connection, as AutoGluon's L2)."
 

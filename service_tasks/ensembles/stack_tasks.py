@@ -18,6 +18,7 @@ from obsrv.service_tasks.tracking import PackedPredictor
 from .base import best_of_family, fold_ids
 from .learners import ZooLearner
 from .predictors import CombinedPredictor
+from .level_two import FullStackFactory
 from .stacking import MetaFactory, PassthroughFactory, dynamic_stack
 from .job import Job, load_job, _publish, _predictor
 
@@ -28,7 +29,12 @@ def _stack(job: Job, idx: list[int], meta: str, *, passthrough: bool = False, cl
     d = job.data
     factory: Any = MetaFactory(meta, d.problem, job.k, job.seed, classwise)  # type: ignore[arg-type]  # spec-validated MetaLearner
     extra, extra_h = None, None
-    if passthrough:
+    if passthrough and meta == "lightgbm_full":
+        # the level-2 LightGBM reads the raw frame with its categoricals and preprocesses it like a
+        # base model, inside each fit (per nested fold the other folds only)
+        factory = FullStackFactory(d.problem, job.k, job.seed, tuple(d.categorical_columns))
+        extra, extra_h = d.X_train.reset_index(drop=True), d.X_holdout.reset_index(drop=True)
+    elif passthrough:
         # the meta-learner gets the raw feature frame and fits its own encoder (medians, scales, top
         # levels) on the rows it is fit on: per nested fold the other folds only, finally all rows
         factory = PassthroughFactory(factory, tuple(d.categorical_columns))

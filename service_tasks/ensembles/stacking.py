@@ -34,6 +34,7 @@ from .base import (
     normalise_rows,
 )
 from .greedy import GreedySelection, selection_rows
+from .level_two import FullStacker
 
 MetaLearnerName = MetaLearner  # the spec's meta_learner values
 
@@ -275,8 +276,8 @@ class ClasswiseStacker:
 
 @dataclass(frozen=True)
 class MetaFactory:
-    """A picklable factory of fresh meta-learners by spec name (``linear`` or ``lightgbm``);
-    ``classwise`` wraps either in a ClasswiseStacker."""
+    """A picklable factory of fresh meta-learners by spec name (``linear``, ``lightgbm`` or
+    ``lightgbm_full``); ``classwise`` wraps any of them in a ClasswiseStacker."""
 
     name: MetaLearnerName
     problem: Problem
@@ -286,7 +287,7 @@ class MetaFactory:
 
     def __post_init__(self) -> None:
         if self.name not in META_LEARNERS:
-            raise ValueError(f"unknown meta_learner {self.name!r}; expected 'linear' or 'lightgbm'")
+            raise ValueError(f"unknown meta_learner {self.name!r}; expected one of {', '.join(META_LEARNERS)}")
 
     def __call__(self) -> Combiner:
         if self.classwise:
@@ -294,6 +295,8 @@ class MetaFactory:
             return ClasswiseStacker(self.problem, inner)
         if self.name == "linear":
             return LinearStacker(self.problem)
+        if self.name == "lightgbm_full":
+            return FullStacker(self.problem, max(self.n_classes, 1), self.seed)
         return LightGBMStacker(self.problem, n_classes=max(self.n_classes, 1), seed=self.seed)
 
 

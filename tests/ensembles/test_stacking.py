@@ -3,6 +3,7 @@ import pickle
 import numpy as np
 import pandas as pd
 import pytest
+from obsrv.compiler.spec import META_LEARNERS
 from obsrv.service_tasks.ensembles.base import MetricLoss, nested_oof
 from obsrv.service_tasks.ensembles.learners import ZooLearner
 from obsrv.service_tasks.ensembles.stacking import (
@@ -46,7 +47,7 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", list(CASES))
-@pytest.mark.parametrize("meta", ["linear", "lightgbm"])
+@pytest.mark.parametrize("meta", META_LEARNERS)
 @pytest.mark.parametrize("classwise", [False, True], ids=["plain", "classwise"])
 def test_meta_learner_output_format_and_determinism(case, meta, classwise):
     make, problem, k = CASES[case]
@@ -173,7 +174,7 @@ def test_leak_pure_noise_honest_stack_stays_near_half_auc():
             m = ZooLearner(fam, "classification", 2, params, seed=j).fit(X[~held], y[~held])
             oof[j, held] = m.predict_matrix(X[held])
         insample[j] = ZooLearner(fam, "classification", 2, params, seed=j).fit(X, y).predict_matrix(X)
-    for meta in ("linear", "lightgbm"):
+    for meta in META_LEARNERS:
         factory = MetaFactory(meta, "classification", 2)
         honest = nested_oof(factory, oof, y, folds)
         auc = roc_auc_score(y, honest[:, 1])

@@ -22,6 +22,8 @@ TASK_CONFIGS = {
     "stack_top_any": {"task": "stack_top_any", "stack": {"top_n": 4}},
     "stack_top_any_passthrough_lgbm": {"task": "stack_top_any",
                                        "stack": {"top_n": 3, "meta_learner": "lightgbm", "passthrough": True}},
+    "stack_top_any_level2": {"task": "stack_top_any",
+                             "stack": {"top_n": 3, "meta_learner": "lightgbm_full", "passthrough": True}},
     "stack_top_alg": {"task": "stack_top_alg", "stack": {"top_alg": 3}},
     "stack_blend": {"task": "stack_blend", "stack": {"top_n": 3, "blend_fraction": 0.3}},
     "stack_classwise": {"task": "stack_classwise", "stack": {"top_n": 3}},
