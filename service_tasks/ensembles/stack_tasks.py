@@ -136,7 +136,8 @@ def _member_refits(job: Job, idx: list[int]) -> list[MemberRefit]:
     """Each member's config and, when its fold models trained under a time limit (``obsrv run
     --time-limit``, a time-bound search), that limit and their pace: a re-fit then trains like the
     fold models whose OOF chose it, and takes no longer than one of them, instead of running an
-    unbudgeted config to the end (1000 boosting rounds at the configured rate)."""
+    unbudgeted config to the end (up to 10,000 boosting rounds at the configured rate, until early
+    stopping)."""
     loaded = job.ctx.predictors(job.names(idx))
     out: list[MemberRefit] = []
     for n in job.names(idx):

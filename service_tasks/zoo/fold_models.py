@@ -16,6 +16,10 @@ from obsrv.service_tasks.zoo.resource_caps import KNN_MAX_FIT_ROWS
 
 MISSING = "__missing__"
 MAX_LEVELS = 100  # categorical levels kept per column (the rest become "unknown")
+ROUNDS_WITHOUT_EARLY_STOPPING = 1000
+"""The most rounds a booster trains when it has no rows to early-stop on (under 50 training rows, or
+a fold whose 10 % split would take a class's last rows): ``portfolio.BOOSTER_ROUNDS`` is a ceiling
+for early stopping, and without it every one of those rounds would be trained."""
 
 
 class FoldBag:
@@ -37,6 +41,15 @@ class FoldBag:
 
 # Read from fold models by attribute, never by class: a published bag is pickled with obsrv's code
 # by value (``tracking.dump_predictor``), so an unpickled one is not an instance of FoldBag here.
+def _cap_rounds(estimator: Any, most: int) -> None:
+    """At most ``most`` boosting rounds for ``estimator`` (xgboost, lightgbm: ``n_estimators``;
+    catboost: ``iterations`` or an alias of it)."""
+    params = estimator.get_params()
+    for key in ("n_estimators", "iterations", "num_boost_round", "num_trees"):
+        if params.get(key) and int(params[key]) > most:
+            estimator.set_params(**{key: most})
+
+
 def fit_time_limit(models: list[Any]) -> float | None:
     """The longest training time limit of these fold models (None: every one ran to the end)."""
     limits = [m.time_limit_s for m in models if getattr(m, "time_limit_s", None) is not None]
@@ -211,6 +224,8 @@ class FamilyModel:
         X_tr, y_tr = frame.iloc[tr], y[tr]
         w_tr = None if w is None else w[tr]
         est = self.estimator_
+        if not len(val):
+            _cap_rounds(est, ROUNDS_WITHOUT_EARLY_STOPPING)
         limit = self.time_limit_s
         if self.family == "xgboost":
             kwargs: dict[str, Any] = {"sample_weight": w_tr, "verbose": False}

@@ -25,9 +25,7 @@ How a config is translated (``_translate``):
   ``_AG_DEFAULTS``;
 - LightGBM's native names become the scikit-learn API's: ``feature_fraction`` ->
   ``colsample_bytree``, ``min_data_in_leaf`` -> ``min_child_samples``;
-- boosters: AutoGluon allows 10,000 rounds and lets early stopping pick; the zoo keeps its
-  1,000-round default, raised where a config's learning rate is too low for 1,000 rounds to reach
-  ``time_limits.PACE_LR_ROUNDS`` (learning rate x rounds), at most 10,000;
+- boosters: AutoGluon's 10,000 rounds, and early stopping picks the count (``BOOSTER_ROUNDS``);
 - XGBoost's ``enable_categorical`` is dropped: the zoo's xgboost builder always uses native
   categoricals (one-hot below 5 levels), where AutoGluon one-hot encodes for ``False``;
 - forests: the zoo's tree count (``FOREST_TREES``) instead of AutoGluon's 300, so that the fold bags
@@ -44,15 +42,15 @@ import math
 from typing import Any, Iterator
 
 from obsrv.service_tasks.zoo.families import FAMILIES, Problem
-from obsrv.service_tasks.zoo.time_limits import PACE_LR_ROUNDS
 
 FOREST_TREES = 150
 """Trees per forest fold model in the portfolio's forest configs (the zoo's default config's count)."""
-BOOSTER_ROUNDS = 1000
-"""The zoo's round count for a booster config (early stopping picks fewer)."""
-MAX_BOOSTER_ROUNDS = 10_000
-"""AutoGluon's round count (``DEFAULT_NUM_BOOST_ROUND``, ``DEFAULT_ITERATIONS``): the most a
-low-learning-rate config is given."""
+BOOSTER_ROUNDS = 10_000
+"""Rounds of every booster config, AutoGluon's (``DEFAULT_NUM_BOOST_ROUND`` in
+``models/lgb/hyperparameters/parameters.py`` and ``models/xgboost/...``, ``DEFAULT_ITERATIONS`` in
+``models/catboost/...``): a ceiling for early stopping, which picks the count. A cap of 1,000 cut
+slow learners short (extra-trees LightGBM at rate 0.05 early-stops near 2,000 rounds on some tables);
+a fit with nothing to early-stop on trains ``fold_models.ROUNDS_WITHOUT_EARLY_STOPPING`` instead."""
 
 AUTOGLUON_KEY = {"lightgbm": "GBM", "catboost": "CAT", "xgboost": "XGB", "random_forest": "RF", "extra_trees": "XT"}
 
@@ -154,11 +152,6 @@ MODELS_BY_ROWS: tuple[tuple[int, int], ...] = ((100, 4), (500, 8), (2500, 15), (
 (same commit as above)."""
 
 
-def _booster_rounds(learning_rate: float) -> int:
-    wanted = math.ceil(PACE_LR_ROUNDS / learning_rate)
-    return int(min(MAX_BOOSTER_ROUNDS, max(BOOSTER_ROUNDS, wanted)))
-
-
 def _translate(family: str, problem: Problem, config: dict[str, Any]) -> dict[str, Any]:
     """One AutoGluon config in the zoo builder's names for ``family`` (the module docstring says how)."""
     key = AUTOGLUON_KEY[family]
@@ -166,11 +159,11 @@ def _translate(family: str, problem: Problem, config: dict[str, Any]) -> dict[st
     params = {k: v for k, v in merged.items() if k not in _DROPPED.get(key, set())}
     if key == "GBM":
         params = {_LIGHTGBM_NAMES.get(k, k): v for k, v in params.items()}
-        return {"n_estimators": _booster_rounds(params["learning_rate"]), **params}
+        return {"n_estimators": BOOSTER_ROUNDS, **params}
     if key == "XGB":
-        return {"n_estimators": _booster_rounds(params["learning_rate"]), **params}
+        return {"n_estimators": BOOSTER_ROUNDS, **params}
     if key == "CAT":
-        return {"iterations": _booster_rounds(params["learning_rate"]), **params}
+        return {"iterations": BOOSTER_ROUNDS, **params}
     return {"n_estimators": FOREST_TREES, **params}
 
 

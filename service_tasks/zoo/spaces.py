@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from obsrv.service_tasks.zoo.families import FAMILIES, Problem
-from obsrv.service_tasks.zoo.portfolio import portfolio
+from obsrv.service_tasks.zoo.portfolio import BOOSTER_ROUNDS, portfolio
 
 DEFAULT = "default"
 RANDOM = "random"
@@ -35,11 +35,11 @@ _DEFAULTS: dict[str, Callable[[Problem], dict[str, Any]]] = {
     "random_forest": _forest_default(3),
     "extra_trees": _forest_default(2),
     "hist_gbm": lambda problem: {"learning_rate": 0.1, "max_leaf_nodes": 31, "min_samples_leaf": 20, "max_iter": 300},
-    "xgboost": lambda problem: {"n_estimators": 1000, "learning_rate": 0.05, "max_depth": 6, "subsample": 0.8,
+    "xgboost": lambda problem: {"n_estimators": BOOSTER_ROUNDS, "learning_rate": 0.05, "max_depth": 6, "subsample": 0.8,
                                 "colsample_bytree": 0.8, "min_child_weight": 1.0},
-    "lightgbm": lambda problem: {"n_estimators": 1000, "learning_rate": 0.05, "num_leaves": 31,
+    "lightgbm": lambda problem: {"n_estimators": BOOSTER_ROUNDS, "learning_rate": 0.05, "num_leaves": 31,
                                  "min_child_samples": 20, "subsample": 0.8, "colsample_bytree": 0.8},
-    "catboost": lambda problem: {"iterations": 1000, "learning_rate": 0.08, "depth": 6},
+    "catboost": lambda problem: {"iterations": BOOSTER_ROUNDS, "learning_rate": 0.08, "depth": 6},
 }
 
 
@@ -83,7 +83,7 @@ def _hist_gbm(problem: Problem, rng: np.random.Generator) -> dict[str, Any]:
 
 def _xgboost(problem: Problem, rng: np.random.Generator) -> dict[str, Any]:
     return {
-        "n_estimators": 1000,
+        "n_estimators": BOOSTER_ROUNDS,
         "learning_rate": _loguniform(rng, 0.01, 0.3),
         "max_depth": int(rng.integers(3, 11)),
         "subsample": float(rng.uniform(0.5, 1.0)),
@@ -95,7 +95,7 @@ def _xgboost(problem: Problem, rng: np.random.Generator) -> dict[str, Any]:
 
 def _lightgbm(problem: Problem, rng: np.random.Generator) -> dict[str, Any]:
     return {
-        "n_estimators": 1000,
+        "n_estimators": BOOSTER_ROUNDS,
         "learning_rate": _loguniform(rng, 0.01, 0.3),
         "num_leaves": int(_choice(rng, [7, 15, 31, 63, 127])),
         "min_child_samples": int(_choice(rng, [5, 10, 20, 50])),
@@ -107,7 +107,7 @@ def _lightgbm(problem: Problem, rng: np.random.Generator) -> dict[str, Any]:
 
 def _catboost(problem: Problem, rng: np.random.Generator) -> dict[str, Any]:
     return {
-        "iterations": 1000,
+        "iterations": BOOSTER_ROUNDS,
         "learning_rate": _loguniform(rng, 0.02, 0.2),
         "depth": int(rng.integers(4, 9)),
         "l2_leaf_reg": _loguniform(rng, 1.0, 10.0),

@@ -1,6 +1,6 @@
 """Stop a fold model's training when its share of the search budget is spent.
 
-Why: the default configs (1,000-round boosters with early stopping, 150-tree forests) would run
+Why: the default configs (boosters of up to 10,000 rounds with early stopping, 150-tree forests) would run
 to the end whatever the budget, so a slow family on a slow problem would overrun
 ``obsrv run --time-limit``. As in AutoGluon, a fit gets a time limit and
 keeps what it has trained when it runs out: boosters stop adding rounds (a training callback),

@@ -66,16 +66,16 @@ def test_the_portfolio_keeps_autogluons_order_and_counts() -> None:
 
 def test_configs_are_translated_to_the_builders_names() -> None:
     gbm = dict(P.portfolio("lightgbm", "classification"))
-    assert gbm["LightGBM_r131"] == {"n_estimators": 1000, "learning_rate": 0.012144796373999013, "extra_trees": False,
+    assert gbm["LightGBM_r131"] == {"n_estimators": 10_000, "learning_rate": 0.012144796373999013, "extra_trees": False,
                                     "colsample_bytree": 0.7023601671276614, "min_child_samples": 14, "num_leaves": 53}
-    assert gbm["LightGBM"] == {"n_estimators": 1000, "learning_rate": 0.05}  # AutoGluon's LightGBM defaults
-    # a learning rate too low for 1,000 rounds gets PACE_LR_ROUNDS / rate rounds
-    assert gbm["LightGBM_r196"]["n_estimators"] == math.ceil(10.0 / 0.00529479887023554) == 1889
+    assert gbm["LightGBM"] == {"n_estimators": 10_000, "learning_rate": 0.05}  # AutoGluon's LightGBM defaults
+    # every booster config gets AutoGluon's 10,000 rounds (DEFAULT_NUM_BOOST_ROUND), early stopping picks
+    assert {cfg["n_estimators"] for cfg in gbm.values()} == {P.BOOSTER_ROUNDS} == {10_000}
     xgb = dict(P.portfolio("xgboost", "regression"))
     assert all("enable_categorical" not in cfg for cfg in xgb.values())
-    assert xgb["XGBoost"] == {"n_estimators": 1000, "learning_rate": 0.1}
+    assert xgb["XGBoost"] == {"n_estimators": 10_000, "learning_rate": 0.1}
     cat = dict(P.portfolio("catboost", "classification"))
-    assert cat["CatBoost_r9"]["grow_policy"] == "Depthwise" and cat["CatBoost_r9"]["iterations"] == 1000
+    assert cat["CatBoost_r9"]["grow_policy"] == "Depthwise" and cat["CatBoost_r9"]["iterations"] == 10_000
     rf = dict(P.portfolio("random_forest", "regression"))
     assert rf["RandomForestMSE"] == {"n_estimators": P.FOREST_TREES, "max_leaf_nodes": 15000, "bootstrap": True,
                                      "criterion": "squared_error"}
