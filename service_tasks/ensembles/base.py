@@ -153,8 +153,11 @@ def nested_oof(
     """OOF predictions of a *learned* combiner on the shared folds.
 
     For each fold f the combiner is fit on the member OOF predictions of the other folds and predicts
-    fold f. The members' OOF of the other folds never saw fold f's labels either, so the result is
-    an honest OOF of the whole two-level model: this is what downstream layers and evaluate see.
+    fold f, so no combiner fit ever sees the held fold's rows or labels: this is what downstream
+    layers and evaluate see. The member OOF it fits on is the usual cross-fitted kind: each row's
+    value comes from fold models trained without that row's fold, and those did train on fold f.
+    That is how AutoGluon and H2O stack too. Its optimism is small, and the pure-noise leak tests
+    (``tests/ensembles/test_leakage.py``) bound it.
     ``extra`` (passthrough input, an array or a raw feature frame) is split the same way, so a
     combiner that learns statistics of it (``PassthroughCombiner``) never sees the held fold.
     """
