@@ -25,9 +25,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from obsrv.service_tasks.zoo.portfolio import portfolio
+
 from .base import Problem, check_stack
 from .learners import ZooLearner
-from obsrv.service_tasks.zoo.portfolio import portfolio
 
 FAMILY = "lightgbm"
 MEMBER_PREFIX = "obsrv_member_"
@@ -35,7 +36,7 @@ MEMBER_PREFIX = "obsrv_member_"
 
 def level_two_config(problem: Problem) -> dict[str, Any]:
     """The first LightGBM config of AutoGluon's portfolio, in the zoo's names: what AutoGluon's
-    second level fits first (its portfolio order is the same at every level)."""
+    second level fits first (AutoGluon fits the same portfolio at every stack level unless told otherwise)."""
     return next(portfolio(FAMILY, problem))[1]
 
 
@@ -77,6 +78,8 @@ class FullStacker:
         if extra is None:
             return members
         X = pd.DataFrame(extra).reset_index(drop=True)
+        # a served frame may carry columns the fit never saw; none of them may take a member's name
+        X = X.drop(columns=[c for c in self.names_ if c in X.columns])
         return pd.concat([X, members], axis=1)
 
     def fit(self, P: np.ndarray, y: np.ndarray, w: np.ndarray | None = None, extra: Any = None) -> "FullStacker":

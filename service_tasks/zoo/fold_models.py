@@ -39,8 +39,6 @@ class FoldBag:
         return np.mean([served.predict_shared(m, inputs) for m in self.models_], axis=0)
 
 
-# Read from fold models by attribute, never by class: a published bag is pickled with obsrv's code
-# by value (``tracking.dump_predictor``), so an unpickled one is not an instance of FoldBag here.
 def _cap_rounds(estimator: Any, most: int) -> None:
     """At most ``most`` boosting rounds for ``estimator`` (xgboost, lightgbm: ``n_estimators``;
     catboost: ``iterations`` or an alias of it)."""
@@ -50,6 +48,8 @@ def _cap_rounds(estimator: Any, most: int) -> None:
             estimator.set_params(**{key: most})
 
 
+# Read from fold models by attribute, never by class: a published bag is pickled with obsrv's code
+# by value (``tracking.dump_predictor``), so an unpickled one is not an instance of FoldBag here.
 def fit_time_limit(models: list[Any]) -> float | None:
     """The longest training time limit of these fold models (None: every one ran to the end)."""
     limits = [m.time_limit_s for m in models if getattr(m, "time_limit_s", None) is not None]

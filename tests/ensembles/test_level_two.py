@@ -94,3 +94,11 @@ def test_without_features_it_stacks_member_predictions_alone(problem, k):
         assert np.sqrt(np.mean((out[:, 0] - y) ** 2)) < 0.6  # about the best member's error or better
     else:
         np.testing.assert_allclose(out.sum(axis=1), 1.0)
+
+
+def test_a_served_frame_with_a_column_named_like_a_member_column_is_still_served():
+    P, y, folds, X = _feature_dependent_members(n=400)
+    stacker = FullStacker("classification", 2, 42, ["seg.ment"]).fit(P, y, extra=X)
+    want = stacker.predict(P[:, :20], X.iloc[:20])
+    served = X.iloc[:20].assign(**{stacker.names_[0]: 123.0, "unrelated": 1})  # columns the fit never saw
+    np.testing.assert_allclose(stacker.predict(P[:, :20], served), want)
