@@ -63,16 +63,16 @@ def _split_pool(split_dir: Path) -> dict[str, Any]:
     X = prepared.drop(columns=["obsrv_row_id", "obsrv_fold", C.TARGET])
     folds = prepared["obsrv_fold"].to_numpy()
     order = sorted(classes)  # obsrv's class order
-    if problem == "classification":
-        y = prepared[C.TARGET].astype(str).map({c: i for i, c in enumerate(order)}).to_numpy(np.int64)
-    else:
-        y = prepared[C.TARGET].to_numpy(np.float64)
+
+    def labels(target: pd.Series) -> np.ndarray:
+        if problem == "regression":
+            return target.to_numpy(np.float64)
+        return target.astype(str).map({c: i for i, c in enumerate(order)}).to_numpy(np.int64)
+
+    y = labels(prepared[C.TARGET])
     test = pd.read_parquet(split_dir / "test.parquet")
     X_te = test.drop(columns=[C.TARGET])[list(X.columns)]
-    if problem == "classification":
-        y_te = test[C.TARGET].astype(str).map({c: i for i, c in enumerate(order)}).to_numpy(np.int64)
-    else:
-        y_te = test[C.TARGET].to_numpy(np.float64)
+    y_te = labels(test[C.TARGET])
     task_ids = sorted(p.name[: -len(".log")] for p in (home / "runs" / wf / "logs").glob("base_*.log"))
     models = A.read_models(home, out_schema, table, wf, task_ids)
     oof, tst, names = [], [], []
@@ -143,7 +143,8 @@ def compare(pool: dict[str, Any]) -> dict[str, Any]:
         res = dynamic_stack(factory, P, y, folds, loss, extra=extra, metric_name=objective,
                             greater_is_better=metrics.greater_is_better(objective))
         pred = res.combiner.predict(T, extra_te if res.used == "stack" else None)
-        stack_only = factory().fit(P, y, None, extra).predict(T, extra_te)
+        # the stack fit on all OOF whatever the guard said: the guard's own when it kept it
+        stack_only = pred if res.used == "stack" else factory().fit(P, y, None, extra).predict(T, extra_te)
         out[variant] = {"used": res.used, "test": test_score(pred), "stack_test": test_score(stack_only),
                         "nested_stack": _natural(objective, res.stack_loss),
                         "nested_greedy": _natural(objective, res.greedy_loss),

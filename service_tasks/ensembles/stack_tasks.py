@@ -29,15 +29,13 @@ def _stack(job: Job, idx: list[int], meta: str, *, passthrough: bool = False, cl
     d = job.data
     factory: Any = MetaFactory(meta, d.problem, job.k, job.seed, classwise)  # type: ignore[arg-type]  # spec-validated MetaLearner
     extra, extra_h = None, None
-    if passthrough and meta == "lightgbm_full":
-        # the level-2 LightGBM reads the raw frame with its categoricals and preprocesses it like a
-        # base model, inside each fit (per nested fold the other folds only)
-        factory = FullStackFactory(d.problem, job.k, job.seed, tuple(d.categorical_columns))
-        extra, extra_h = d.X_train.reset_index(drop=True), d.X_holdout.reset_index(drop=True)
-    elif passthrough:
-        # the meta-learner gets the raw feature frame and fits its own encoder (medians, scales, top
-        # levels) on the rows it is fit on: per nested fold the other folds only, finally all rows
-        factory = PassthroughFactory(factory, tuple(d.categorical_columns))
+    if passthrough:
+        # the meta-learner gets the raw feature frame and learns what it needs of it only from the
+        # rows it is fit on (per nested fold the other folds only, finally all rows): the level-2
+        # LightGBM preprocesses it like a base model, the others fit their own encoder (medians,
+        # scales, top levels)
+        factory = (FullStackFactory(d.problem, job.k, job.seed, tuple(d.categorical_columns))
+                   if meta == "lightgbm_full" else PassthroughFactory(factory, tuple(d.categorical_columns)))
         extra, extra_h = d.X_train.reset_index(drop=True), d.X_holdout.reset_index(drop=True)
     res = dynamic_stack(factory, P, d.y_train, d.folds, job.loss, w=d.w_train, extra=extra,
                         metric_name=job.objective, greater_is_better=metrics.greater_is_better(job.objective))
