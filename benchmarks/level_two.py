@@ -37,7 +37,7 @@ from obsrv.service_tasks import metrics  # noqa: E402
 from obsrv.service_tasks.ensembles.base import MetricLoss  # noqa: E402
 from obsrv.service_tasks.ensembles.greedy import GreedySelection  # noqa: E402
 from obsrv.service_tasks.ensembles.level_two import FullStackFactory  # noqa: E402
-from obsrv.service_tasks.ensembles.stacking import MetaFactory, dynamic_stack  # noqa: E402
+from obsrv.service_tasks.ensembles.stacking import MetaFactory, StackGreedyMix, dynamic_stack  # noqa: E402
 from obsrv.service_tasks.stages.base_models import search_metric  # noqa: E402
 
 TOP_N = 5
@@ -142,9 +142,10 @@ def compare(pool: dict[str, Any]) -> dict[str, Any]:
             extra, extra_te = pool["X"], pool["X_te"]
         res = dynamic_stack(factory, P, y, folds, loss, extra=extra, metric_name=objective,
                             greater_is_better=metrics.greater_is_better(objective))
-        pred = res.combiner.predict(T, extra_te if res.used == "stack" else None)
+        pred = res.combiner.predict(T, None if res.used == "greedy" else extra_te)
         # the stack fit on all OOF whatever the guard said: the guard's own when it kept it
-        stack_only = pred if res.used == "stack" else factory().fit(P, y, None, extra).predict(T, extra_te)
+        stack_only = (pred if res.used == "stack" else res.combiner.stack.predict(T, extra_te)
+                      if isinstance(res.combiner, StackGreedyMix) else factory().fit(P, y, None, extra).predict(T, extra_te))
         out[variant] = {"used": res.used, "test": test_score(pred), "stack_test": test_score(stack_only),
                         "nested_stack": _natural(objective, res.stack_loss),
                         "nested_greedy": _natural(objective, res.greedy_loss),
@@ -192,10 +193,11 @@ def render(rows: list[tuple[str, dict[str, Any]]], args: argparse.Namespace, wal
         rel = [(_loss(r["metric"], r["greedy"]) - _loss(r["metric"], r[variant]["test"])) / _loss(r["metric"], r["greedy"])
                for _, r in rows]
         kept = sum(r[variant]["used"] == "stack" for _, r in rows)
+        mixed = sum(r[variant]["used"] == "mix" for _, r in rows)
         better = sum(x > 0 for x in rel)
         lines.append(f"- `{variant}` behind the guard vs greedy selection on test: mean relative loss reduction "
                      f"{100 * np.mean(rel):+.2f} % (loss = 1 - AUC, log-loss or RMSE; positive = better), better on {better} of {len(rows)} splits; the guard kept the stack on "
-                     f"{kept}.")
+                     f"{kept}" + (f" and mixed it with greedy selection on {mixed}" if mixed else "") + ".")
     return "\n".join(lines) + "\n"
 
 

@@ -19,7 +19,7 @@ from .base import best_of_family, fold_ids
 from .learners import ZooLearner
 from .predictors import CombinedPredictor
 from .level_two import FullStackFactory
-from .stacking import MetaFactory, PassthroughFactory, dynamic_stack
+from .stacking import GuardResult, MetaFactory, PassthroughFactory, StackGreedyMix, dynamic_stack
 from .job import Job, load_job, _publish, _predictor
 
 
@@ -44,23 +44,35 @@ def _stack(job: Job, idx: list[int], meta: str, *, passthrough: bool = False, cl
         f"{job.natural(res.greedy_loss):.5f}"]
     names = job.names(idx)
     params: dict[str, Any] = {"members": names, "selection": selection, "meta_learner": meta,
-                              "passthrough": passthrough, "combiner": res.used}
+                              "passthrough": passthrough, "combiner": res.used, "stack_weight": res.stack_weight}
+    greedy = res.combiner.greedy if isinstance(res.combiner, StackGreedyMix) else res.combiner
+    stack = res.combiner.stack if isinstance(res.combiner, StackGreedyMix) else res.combiner
+    if res.used != "stack":
+        params["weights"] = dict(zip(names, map(float, greedy.weights_)))  # type: ignore[attr-defined]  # a GreedySelection
     if res.used == "greedy":
-        params["weights"] = dict(zip(names, map(float, res.combiner.weights_)))  # type: ignore[attr-defined]  # "greedy": a GreedySelection
         passthrough = False  # greedy selection ignores passthrough features
         extra_h = None
     elif not classwise and meta == "linear":
-        inner: Any = res.combiner.inner if passthrough else res.combiner  # type: ignore[attr-defined]  # a PassthroughStacker
+        inner: Any = stack.inner if passthrough else stack  # type: ignore[attr-defined]  # a PassthroughStacker
         params["coefficients"] = dict(zip(names, map(float, inner.coef_)))
     holdout = job.on_holdout(lambda: res.combiner.predict(H, extra_h))
     out = ModelOutput(
         name="stack", family=job.task.task, predictor=_predictor(job, idx, res.combiner, passthrough),
         oof=res.oof, holdout=holdout, params=params,
-        metrics={f"nested_oof_{job.objective}/stack": job.natural(res.stack_loss),
-                 f"nested_oof_{job.objective}/greedy": job.natural(res.greedy_loss)},
+        metrics=_guard_metrics(job, res),
         notes=notes,
     )
     _publish(job, [out])
+
+
+def _guard_metrics(job: Job, res: GuardResult) -> dict[str, float]:
+    """The guard's nested-OOF figures, logged with the model: the stack's, greedy selection's and,
+    where one was tried, the mix's."""
+    out = {f"nested_oof_{job.objective}/stack": job.natural(res.stack_loss),
+           f"nested_oof_{job.objective}/greedy": job.natural(res.greedy_loss)}
+    if not np.isnan(res.mix_loss):
+        out[f"nested_oof_{job.objective}/mix"] = job.natural(res.mix_loss)
+    return out
 
 
 def stack_top_any(ctx: TaskContext) -> None:
@@ -216,7 +228,7 @@ def stack_blend(ctx: TaskContext) -> None:
     params = {"members": names, "refit_families": [job.pool.families[i] for i in idx], "refit_configs": configs,
               "blend_rows": int(blend.sum()), "blend_train_rows": int((~blend).sum()),
               "blend_folds": blend_folds, "refit_time_limits": limits,
-              "meta_learner": p.meta_learner, "combiner": res.used}
+              "meta_learner": p.meta_learner, "combiner": res.used, "stack_weight": res.stack_weight}
     predictor = CombinedPredictor(list(members), res.combiner, False, [f"{n} (re-fit)" for n in names])
     _publish(job, [ModelOutput("stack", "stack_blend", predictor, oof, holdout,
                                params=params, notes=notes)])

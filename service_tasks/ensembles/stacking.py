@@ -8,7 +8,9 @@ that win on OOF and lose on test. The `lightgbm` alternative is shallow and heav
 
 Why the guard: stacking over-fits on roughly a quarter of datasets (AutoGluon's dynamic stacking).
 We therefore score the stack and greedy selection over the same members, both *nested* on the
-shared folds, and keep the stack only when it wins.
+shared folds, and then let greedy selection weight the two nested OOFs against each other, as
+AutoGluon's last `WeightedEnsemble` weights its stack models: the stack alone, greedy selection
+alone, or a mix of both, whichever the nested OOF favours.
 """
 
 from __future__ import annotations
@@ -342,20 +344,54 @@ class PassthroughFactory:
 
 
 @dataclass
+class StackGreedyMix:
+    """``stack_weight * stack + (1 - stack_weight) * greedy selection`` over the same members.
+
+    The guard's combiner when neither candidate alone is best on nested OOF. Both parts are fit on
+    all OOF rows; the weight was chosen on their nested OOFs (``dynamic_stack``). A weighted mean of
+    two probability matrices is one, so nothing is renormalised.
+    """
+
+    stack: Combiner
+    greedy: GreedySelection
+    stack_weight: float
+
+    def fit(self, P: np.ndarray, y: np.ndarray, w: np.ndarray | None = None, extra: Any = None
+            ) -> StackGreedyMix:
+        """Re-fit both parts on ``P``; the weight stays (it is chosen on nested OOF, not here)."""
+        self.stack.fit(P, y, w, extra)
+        self.greedy.fit(P, y, w)
+        return self
+
+    def predict(self, P: np.ndarray, extra: Any = None) -> np.ndarray:
+        a = self.stack_weight
+        return a * self.stack.predict(P, extra) + (1.0 - a) * self.greedy.predict(P)
+
+
+MIX_ROUNDS = 25
+"""Greedy-selection rounds over the two candidates (greedy selection's nested OOF, the stack's):
+the stack's weight moves in steps of 1/25 at most, as in AutoGluon's weighted ensembles."""
+
+
+@dataclass
 class GuardResult:
     """Outcome of the dynamic-stacking guard.
 
     ``combiner`` is fit on all OOF rows (apply it to holdout / serving predictions); ``oof`` is the
-    nested OOF of the kept combiner (publish this); the losses are the primary-metric losses of both
-    nested OOFs over all training rows.
+    nested OOF of the kept combiner (publish this); the losses are the primary-metric losses of the
+    nested OOFs over all training rows (``mix_loss``: the mix's, with its weight chosen per fold on
+    the other folds; NaN when no mix was tried); ``stack_weight`` is the stack's share of the served
+    predictions (0 for greedy selection, 1 for the stack alone).
     """
 
-    used: Literal["stack", "greedy"]
+    used: Literal["stack", "greedy", "mix"]
     combiner: Combiner
     oof: np.ndarray
     stack_loss: float
     greedy_loss: float
     note: str | None
+    stack_weight: float = 0.0
+    mix_loss: float = float("nan")
 
 
 def dynamic_stack(
@@ -371,21 +407,37 @@ def dynamic_stack(
     metric_name: str = "loss",
     greater_is_better: bool = False,
 ) -> GuardResult:
-    """Fit a stack, but keep it only if it beats greedy selection on nested OOF.
+    """Fit a stack and greedy selection over the same members, and serve the stack, greedy
+    selection or a weighted mix of both, as greedy selection over their nested OOFs decides.
 
     Both candidates are scored the same way: for each shared fold, fit on the other folds' member
-    OOF, predict the held fold, then score the assembled nested OOF with the task's primary
-    metric. A tie goes to greedy selection (the lower-capacity model).
+    OOF, predict the held fold, then score the assembled nested OOF with the task's primary metric.
+    A third greedy selection (``MIX_ROUNDS``) then weights the two nested OOFs, greedy selection's
+    first so that a tie goes to it (the lower-capacity model). A mix's own OOF is nested once more
+    (each fold's weight chosen on the other folds' rows). Of greedy selection, the stack and the mix,
+    the one with the best nested OOF is served; ties go to the lower capacity, in that order.
     """
     P = check_stack(P, y)
     stack_oof = nested_oof(make_meta, P, y, folds, w, extra)
     greedy_oof = nested_oof(lambda: GreedySelection(loss, rounds), P, y, folds, w)
     s_loss, g_loss = loss(y, stack_oof, w), loss(y, greedy_oof, w)
-    if s_loss < g_loss:
-        return GuardResult("stack", make_meta().fit(P, y, w, extra), stack_oof, s_loss, g_loss, None)
     sign = -1.0 if greater_is_better else 1.0  # losses of greater-is-better metrics are negated
-    note = (
-        f"stacking lost to greedy selection on nested OOF ({metric_name} {sign * s_loss:.5f} vs "
-        f"{sign * g_loss:.5f}); using greedy selection"
-    )
-    return GuardResult("greedy", GreedySelection(loss, rounds).fit(P, y, w), greedy_oof, s_loss, g_loss, note)
+    both = np.stack([greedy_oof, stack_oof])
+    a = float(GreedySelection(loss, MIX_ROUNDS).fit(both, y, w).weights_[1])
+    m_loss, mix_oof = float("nan"), None
+    if 0.0 < a < 1.0:
+        mix_oof = nested_oof(lambda: GreedySelection(loss, MIX_ROUNDS), both, y, folds, w)
+        m_loss = loss(y, mix_oof, w)
+    best = min(g_loss, s_loss, m_loss if mix_oof is not None else np.inf)
+    if mix_oof is not None and m_loss == best and m_loss < min(g_loss, s_loss):
+        note = (f"stacking mixed with greedy selection, stack weight {a:.2f} (nested OOF {metric_name}: "
+                f"mix {sign * m_loss:.5f}, stack {sign * s_loss:.5f}, greedy selection {sign * g_loss:.5f})")
+        mix = StackGreedyMix(make_meta().fit(P, y, w, extra), GreedySelection(loss, rounds).fit(P, y, w), a)
+        return GuardResult("mix", mix, mix_oof, s_loss, g_loss, note, a, m_loss)
+    if s_loss < g_loss:
+        return GuardResult("stack", make_meta().fit(P, y, w, extra), stack_oof, s_loss, g_loss, None, 1.0, m_loss)
+    tried = "" if mix_oof is None else f", a mix with stack weight {a:.2f} {sign * m_loss:.5f}"
+    note = (f"stacking lost to greedy selection on nested OOF ({metric_name} {sign * s_loss:.5f} vs "
+            f"{sign * g_loss:.5f}{tried}); using greedy selection")
+    return GuardResult("greedy", GreedySelection(loss, rounds).fit(P, y, w), greedy_oof, s_loss, g_loss, note,
+                       0.0, m_loss)
