@@ -175,8 +175,8 @@ def render(rows: list[tuple[str, dict[str, Any]]], args: argparse.Namespace, wal
              f"Code: {C.code_revision()}; run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC in {wall / 60:.1f} min", "",
              f"Pools: the base models each split's obsrv run published; members: the top {TOP_N} by OOF. "
              "Test: the split's outer test fold, scored with the primary metric (AUC higher is better; "
-             "log-loss and RMSE lower). `guarded`: what the dynamic-stacking guard serves (the stack where its "
-             "nested OOF beats greedy selection's, else greedy selection); `stack`: the stack fit on all OOF "
+             "log-loss and RMSE lower). `guarded`: what the dynamic-stacking guard serves (of greedy selection, "
+             "the stack and a weighted mix of the two, the one with the best nested OOF); `stack`: the stack fit on all OOF "
              "whatever the guard says. Nested: the guard's nested-OOF figures (stack / greedy).", "",
              "| split | metric | best single | greedy | linear guarded | full guarded (nested stack / greedy) "
              "| full+features guarded (nested stack / greedy) | full+features stack | full+features s |",

@@ -33,6 +33,7 @@ QUALITY_TASKS: list[dict[str, Any]] = [
     {"task": "vote_top_alg"},
     {"task": "vote_mix"},
     {"task": "stack_top_any"},
+    {"task": "stack_top_any", "id": "stack_level2", "stack": {"meta_learner": "lightgbm_full", "passthrough": True}},
     {"task": "stack_top_alg"},
     {"task": "stack_blend"},
     {"task": "stack_classwise"},

@@ -29,4 +29,4 @@ python benchmarks/code_ab.py --a bcce2a4 --b fd928ee --datasets credit_data,wa_c
 # code A/B: boosters up to 10,000 rounds (a22969f) against c79e76d (~30 min)
 python benchmarks/code_ab.py --a c79e76d --b a22969f --datasets credit_data,wa_churn,lending_club,hpc_data,HMDA,Car,syn_route_cluster,syn_route_segment,ames,concrete,caravan,cells,digits --stem code_ab_booster_rounds
 # the second stack level on the pools of arm B above (its work dir: add --work-dir /tmp/ab_rounds/work to that code_ab.py line)
-python benchmarks/level_two.py --work-dir /tmp/ab_rounds/work/B/work
+python benchmarks/level_two.py --work-dir /tmp/ab_mix/B/work
