@@ -28,5 +28,7 @@ python benchmarks/code_ab.py --a 4cc4468 --b e04557c --datasets credit_data,wa_c
 python benchmarks/code_ab.py --a bcce2a4 --b fd928ee --datasets credit_data,wa_churn,lending_club,hpc_data,HMDA,Car,syn_route_cluster,syn_route_segment,ames,concrete,caravan,cells,digits --stem code_ab_booster_refit
 # code A/B: boosters up to 10,000 rounds (a22969f) against c79e76d (~30 min)
 python benchmarks/code_ab.py --a c79e76d --b a22969f --datasets credit_data,wa_churn,lending_club,hpc_data,HMDA,Car,syn_route_cluster,syn_route_segment,ames,concrete,caravan,cells,digits --stem code_ab_booster_rounds
+python benchmarks/code_ab.py --a 1d9e988 --b 7ce308c --datasets credit_data,wa_churn,lending_club,hpc_data,HMDA,Car,syn_route_cluster,syn_route_segment,ames,concrete,caravan,cells,digits --max-splits 1 --stem code_ab_stack_mix --report obsrv:stack_top_any
+python benchmarks/guard_mix_cost.py
 # the second stack level on the pools of arm B above (its work dir: add --work-dir /tmp/ab_rounds/work to that code_ab.py line)
 python benchmarks/level_two.py --work-dir /tmp/ab_mix/B/work
