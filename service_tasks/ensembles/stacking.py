@@ -428,8 +428,7 @@ def dynamic_stack(
     if 0.0 < a < 1.0:
         mix_oof = nested_oof(lambda: GreedySelection(loss, MIX_ROUNDS), both, y, folds, w)
         m_loss = loss(y, mix_oof, w)
-    best = min(g_loss, s_loss, m_loss if mix_oof is not None else np.inf)
-    if mix_oof is not None and m_loss == best and m_loss < min(g_loss, s_loss):
+    if mix_oof is not None and m_loss < min(g_loss, s_loss):
         note = (f"stacking mixed with greedy selection, stack weight {a:.2f} (nested OOF {metric_name}: "
                 f"mix {sign * m_loss:.5f}, stack {sign * s_loss:.5f}, greedy selection {sign * g_loss:.5f})")
         mix = StackGreedyMix(make_meta().fit(P, y, w, extra), GreedySelection(loss, rounds).fit(P, y, w), a)
