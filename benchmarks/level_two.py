@@ -143,9 +143,13 @@ def compare(pool: dict[str, Any]) -> dict[str, Any]:
         res = dynamic_stack(factory, P, y, folds, loss, extra=extra, metric_name=objective,
                             greater_is_better=metrics.greater_is_better(objective))
         pred = res.combiner.predict(T, None if res.used == "greedy" else extra_te)
-        # the stack fit on all OOF whatever the guard said: the guard's own when it kept it
-        stack_only = (pred if res.used == "stack" else res.combiner.stack.predict(T, extra_te)
-                      if isinstance(res.combiner, StackGreedyMix) else factory().fit(P, y, None, extra).predict(T, extra_te))
+        # the stack fit on all OOF whatever the guard said: the guard's own when it kept it, alone or mixed
+        if res.used == "stack":
+            stack_only = pred
+        elif isinstance(res.combiner, StackGreedyMix):
+            stack_only = res.combiner.stack.predict(T, extra_te)
+        else:
+            stack_only = factory().fit(P, y, None, extra).predict(T, extra_te)
         out[variant] = {"used": res.used, "test": test_score(pred), "stack_test": test_score(stack_only),
                         "nested_stack": _natural(objective, res.stack_loss),
                         "nested_greedy": _natural(objective, res.greedy_loss),
